@@ -1,0 +1,100 @@
+"""dynlearn: learning dynamics as dynamical systems.
+
+Train many small models at once, store every epoch as labeled data (xarray in zarr), and analyse the dynamics
+they produce: fixed points and ghosts, bifurcations across epochs, basins and separatrices, transverse
+stability, Koopman eigenfunctions.
+
+    >>> import dynlearn
+    >>> "saddle_node" in dynlearn.registry.names("systems")
+    True
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import outcome, registry
+from .analyzer import Analyzer, make_analyzer
+from .api import analyze
+from .config import Experiment, load_experiment, resolve_experiment
+from .errors import (
+    ConfigError,
+    DynlearnError,
+    ParameterError,
+    PluginNotFoundError,
+    ShapeError,
+    StoreError,
+)
+from .params import Param
+from .progress import set_progress
+from .registry import register_analyzer, register_dataset, register_reproduction, register_system
+from .reproduce import Claim, Reproduction, run_reproduction
+from .simulate import Trajectory, simulate
+from .store import open_store
+from .sweep import Batch, flatten, grid
+from .system import FlowSystem, Manifold, MapSystem, System, TrainableSystem, make_system
+from .task import Task, make_task
+from .train import RunResult, run_experiment, train
+
+
+def get_system(name: str) -> type[System]:
+    """The System class registered as ``name``."""
+    return registry.get("systems", name)
+
+
+def get_analyzer(name: str) -> type[Analyzer]:
+    """The Analyzer class registered as ``name``."""
+    return registry.get("analyzers", name)
+
+
+def get_dataset(name: str) -> type[Task]:
+    """The Task (dataset) class registered as ``name``."""
+    return registry.get("datasets", name)
+
+
+__all__ = [
+    "__version__",
+    "Analyzer",
+    "Batch",
+    "Claim",
+    "ConfigError",
+    "DynlearnError",
+    "Experiment",
+    "FlowSystem",
+    "Manifold",
+    "MapSystem",
+    "Param",
+    "ParameterError",
+    "PluginNotFoundError",
+    "Reproduction",
+    "RunResult",
+    "ShapeError",
+    "StoreError",
+    "System",
+    "Task",
+    "TrainableSystem",
+    "Trajectory",
+    "analyze",
+    "flatten",
+    "get_analyzer",
+    "get_dataset",
+    "get_system",
+    "grid",
+    "load_experiment",
+    "make_analyzer",
+    "make_system",
+    "make_task",
+    "open_store",
+    "outcome",
+    "register_analyzer",
+    "register_dataset",
+    "register_reproduction",
+    "register_system",
+    "registry",
+    "resolve_experiment",
+    "run_experiment",
+    "run_reproduction",
+    "set_progress",
+    "simulate",
+    "train",
+]

@@ -1,0 +1,37 @@
+"""High-level entry points that tie config, training, stores and analyzers together."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import xarray as xr
+
+from .analyzer import make_analyzer
+from .store import open_store, write_group
+
+__all__ = ["analyze"]
+
+
+def analyze(
+    store: str | os.PathLike,
+    analyzer: str,
+    *,
+    group: str | None = None,
+    show_progress: bool | None = None,
+    **options: Any,
+) -> xr.Dataset:
+    """Run analyzer ``analyzer`` (with ``options``) on the training run in ``store``; write ``/<group>``.
+
+    Upstream analyzers it requires are read from the store when present (e.g. ``bifurcations`` reads
+    ``/fixed_points``), computed otherwise. Returns the result Dataset.
+    """
+    an = make_analyzer({"name": analyzer, **options})
+    tree = open_store(store)
+    upstream = {}
+    for req in an.requires:
+        if req in tree.children:
+            upstream[req] = tree[req].to_dataset()
+    result = an.run(tree, upstream=upstream, show_progress=show_progress)
+    write_group(store, group or analyzer, result)
+    return result

@@ -1,0 +1,44 @@
+"""Exceptions raised by dynlearn.
+
+Every error dynlearn raises on bad input is a :class:`DynlearnError` whose message is one line naming the
+problem (the CLI prints exactly that line). They also subclass the matching builtin (``ValueError``,
+``KeyError``, ...) so generic ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DynlearnError",
+    "ConfigError",
+    "PluginNotFoundError",
+    "ParameterError",
+    "ShapeError",
+    "StoreError",
+]
+
+
+class DynlearnError(Exception):
+    """Base class of every error dynlearn raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError would add quotes around the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(DynlearnError, ValueError):
+    """An experiment file or option is malformed (wrong key, wrong type, out of range)."""
+
+
+class PluginNotFoundError(DynlearnError, KeyError):
+    """No plugin of that name is registered; the message lists the available names."""
+
+
+class ParameterError(DynlearnError, ValueError):
+    """A parameter value is invalid: unknown name, NaN, out of its declared range."""
+
+
+class ShapeError(DynlearnError, ValueError):
+    """An array has the wrong shape for the system or analyzer it is given to."""
+
+
+class StoreError(DynlearnError, OSError):
+    """A result store is missing, incompatible with the request, or not a dynlearn store."""

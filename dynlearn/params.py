@@ -1,0 +1,122 @@
+"""Parameter declarations shared by Systems, Tasks and hyper-parameters."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["Param", "check_value", "resolve_values", "init_options"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one named parameter.
+
+    Parameters
+    ----------
+    default
+        Default value (a number, or an array of the declared ``shape``); ``None`` means required.
+    shape
+        Names of the parameter's own dims (``()`` for a scalar, ``("neuron",)`` for a vector, ...). Their
+        sizes come from the owner's ``dim_sizes()``.
+    description, units
+        Become the ``long_name`` / ``units`` attrs of the stored variable.
+    low, high, low_inclusive, high_inclusive
+        Allowed range; values outside it raise :class:`~dynlearn.errors.ParameterError`.
+
+    Examples
+    --------
+    >>> mu = Param(0.5, description="effective step size", low=0, low_inclusive=False)
+    >>> check_value("mu", 0.5, mu)
+    >>> check_value("mu", -1.0, mu)
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.ParameterError: parameter 'mu' must be > 0, got -1.0
+    """
+
+    default: Any = None
+    shape: tuple[str, ...] = ()
+    description: str = ""
+    units: str = ""
+    low: float = -math.inf
+    high: float = math.inf
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def range_text(self) -> str:
+        parts = []
+        if self.low > -math.inf:
+            parts.append(f"{'>=' if self.low_inclusive else '>'} {self.low:g}")
+        if self.high < math.inf:
+            parts.append(f"{'<=' if self.high_inclusive else '<'} {self.high:g}")
+        return " and ".join(parts) or "finite"
+
+    def attrs(self) -> dict[str, str]:
+        out = {"long_name": self.description} if self.description else {}
+        if self.units:
+            out["units"] = self.units
+        return out
+
+
+def check_value(name: str, value: Any, decl: Param) -> None:
+    """Raise :class:`ParameterError` (one line) if ``value`` is not numeric, NaN, or outside ``decl``'s range."""
+    try:
+        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {name!r} must be a number, got {type(value).__name__} {value!r}") from None
+    if np.isnan(arr).any():
+        raise ParameterError(f"parameter {name!r} is NaN")
+    lo_bad = arr < decl.low if decl.low_inclusive else arr <= decl.low
+    hi_bad = arr > decl.high if decl.high_inclusive else arr >= decl.high
+    bad = lo_bad | hi_bad
+    if bad.any():
+        shown = arr if arr.ndim == 0 else arr[bad].ravel()[0]
+        raise ParameterError(f"parameter {name!r} must be {decl.range_text()}, got {float(shown)!r}")
+    if np.isinf(arr).any():
+        raise ParameterError(f"parameter {name!r} is infinite")
+
+
+def resolve_values(owner: str, decls: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, unknown names and missing required values rejected, every value checked."""
+    unknown = sorted(set(given) - set(decls))
+    if unknown:
+        raise ParameterError(
+            f"{owner} has no parameter {unknown[0]!r}; its parameters are: {', '.join(decls) or '(none)'}"
+        )
+    out: dict[str, Any] = {}
+    for name, decl in decls.items():
+        value = given.get(name, decl.default)
+        if value is None:
+            raise ParameterError(f"{owner} needs a value for parameter {name!r} ({decl.description or 'no default'})")
+        if isinstance(value, bool) or (isinstance(value, str)):
+            raise ParameterError(f"parameter {name!r} of {owner} must be a number, got {value!r}")
+        check_value(name, value, decl)
+        out[name] = value
+    return out
+
+
+def init_options(obj: Any, stop: type) -> dict[str, Any]:
+    """Constructor arguments of ``obj`` (sklearn's ``get_params`` convention: stored under the same name).
+
+    Walks the MRO up to (not including) ``stop``, collecting named, non-variadic ``__init__`` arguments.
+    """
+    names: list[str] = []
+    for cls in type(obj).__mro__:
+        if cls is stop or cls is object:
+            break
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            if p.name not in names:
+                names.append(p.name)
+    return {n: getattr(obj, n) for n in names if hasattr(obj, n)}

@@ -1,0 +1,121 @@
+"""Reproductions (entry-point group ``dynlearn.reproductions``): a paper's claims, run and checked as data.
+
+A reproduction runs one or more packaged experiments and analyzers into a single store and writes a
+``/claims`` group: one row per claim of the paper with the value the paper states, the value measured here,
+the tolerance and whether it holds. ``dynlearn reproduce NAME`` prints that table; tests run reduced versions
+(``quick=True``) and check it.
+
+For developers: subclass :class:`Reproduction`, implement ``run(out, show_progress) -> None`` writing groups
+into the store and returning the list of :class:`Claim` (written for you as ``/claims``).
+Stores that hold no training run are made with :func:`dynlearn.store.create_store` (no groups) first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+
+from .config import Experiment, load_experiment, resolve_experiment
+from .errors import ConfigError
+
+__all__ = ["Reproduction", "Claim", "claims_dataset", "packaged_experiment", "run_reproduction"]
+
+
+@dataclass
+class Claim:
+    """One checked statement: ``measured`` vs ``expected`` (the paper's value or an exact formula)."""
+
+    name: str
+    description: str
+    expected: float
+    measured: float
+    passed: bool
+    tolerance: str = ""
+    units: str = "1"
+
+
+def claims_dataset(claims: list[Claim]) -> xr.Dataset:
+    """Claims as labeled data (dim ``claim``)."""
+    names = np.array([c.name for c in claims], dtype=object)
+    ds = xr.Dataset(
+        {
+            "description": ("claim", np.array([c.description for c in claims], dtype=object), {"long_name": "claim"}),
+            "expected": ("claim", np.array([c.expected for c in claims], dtype=float),
+                         {"long_name": "value stated by the paper / exact formula"}),
+            "measured": ("claim", np.array([c.measured for c in claims], dtype=float),
+                         {"long_name": "value measured by this run"}),
+            "tolerance": ("claim", np.array([c.tolerance for c in claims], dtype=object),
+                          {"long_name": "acceptance criterion"}),
+            "units": ("claim", np.array([c.units for c in claims], dtype=object), {"long_name": "units"}),
+            "passed": ("claim", np.array([bool(c.passed) for c in claims]), {"long_name": "claim reproduced"}),
+        },
+        coords={"claim": ("claim", names)},
+    )
+    return ds
+
+
+def packaged_experiment(name: str, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Load ``dynlearn_datasets/experiments/<name>.toml``, optionally deep-merging ``overrides``."""
+    import tomllib
+
+    try:
+        text = resources.files("dynlearn_datasets").joinpath("experiments", f"{name}.toml").read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"no packaged experiment {name!r}") from None
+    raw = tomllib.loads(text)
+    if overrides:
+        raw = _merge(raw, overrides)
+    return resolve_experiment(raw, source=f"{name}.toml")
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Reproduction:
+    """Base class of reproductions. ``quick=True`` runs the reduced version the test-suite checks."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def __init__(self, quick: bool = False) -> None:
+        self.quick = quick
+
+    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
+        """Write the reproduction's groups into the store ``out``; return its claims."""
+        raise NotImplementedError
+
+    def default_out(self) -> Path:
+        return Path("dynlearn-results") / f"{self.name}{'-quick' if self.quick else ''}.zarr"
+
+
+def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: bool = False,
+                     overwrite: bool = False, show_progress: bool | None = None) -> xr.DataTree:
+    """Run reproduction ``name`` into ``out`` (default ``dynlearn-results/<name>.zarr``); returns the tree."""
+    from .registry import get
+    from .store import consolidate, open_store, write_group
+
+    rep = get("reproductions", name)(quick=quick)
+    path = Path(out) if out is not None else rep.default_out()
+    claims = rep.run(path, overwrite=overwrite, show_progress=show_progress)
+    ds = claims_dataset(claims)
+    ds.attrs["reproduction"] = name
+    ds.attrs["paper"] = rep.paper
+    ds.attrs["quick"] = json.dumps(quick)
+    write_group(path, "claims", ds)
+    consolidate(path)
+    return open_store(path)
+
+
+__all__ += ["load_experiment"]

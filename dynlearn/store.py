@@ -1,0 +1,324 @@
+"""Result stores: one experiment = one zarr v3 store holding an ``xarray.DataTree``.
+
+Layout::
+
+    /            root attrs: dynlearn version, resolved config (JSON) and its hash, provenance
+    /train       per-epoch records: loss, grad_norm, status, metrics (epoch, seed, <hyper dims>); committed
+                 flags (chunk); per-network outcome
+    /params      parameter checkpoints (epoch, seed, <hyper dims>, <parameter dims>)
+    /state       resume state: two slots holding parameters + optimizer state at a chunk boundary
+    /<analyzer>  one group per analyzer run on the store (fixed_points, bifurcations, basins, ...)
+
+Crash safety (a killed run never leaves a store that cannot be opened, and resumes losing nothing):
+
+1. the whole layout is preallocated (``to_zarr(compute=False)``) in a temporary directory and renamed into
+   place, so the store appears complete or not at all;
+2. each chunk of epochs is written with region writes into the preallocated arrays (metadata never changes),
+   then the resume state into the slot not holding the last committed chunk, then the chunk's ``committed`` flag
+   last; zarr's local store writes every file atomically (temp file + rename);
+3. metadata is consolidated once at the end; a run being resumed first drops the consolidated copy.
+
+Reading: :func:`open_store` (or ``xr.open_datatree(path, engine="zarr")``); epochs of uncommitted chunks read as
+NaN (the arrays' fill value).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import queue
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from .errors import StoreError
+
+__all__ = [
+    "looks_like_store",
+    "open_store",
+    "root_attrs",
+    "trainable_from",
+    "write_group",
+    "create_store",
+    "ChunkWriter",
+    "consolidate",
+    "unconsolidate",
+    "committed_epochs",
+]
+
+ATTR_KEY = "dynlearn"
+
+
+def looks_like_store(source: Any) -> bool:
+    """True for a path to a directory holding a zarr store (or a name ending in ``.zarr``)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    p = Path(source)
+    return p.suffix == ".zarr" or (p.is_dir() and (p / "zarr.json").exists())
+
+
+def _check_exists(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not (p / "zarr.json").exists():
+        if p.exists():
+            raise StoreError(f"{p} is not a zarr v3 store (no zarr.json)")
+        raise StoreError(f"no result store at {p}")
+    return p
+
+
+def root_attrs(path: str | os.PathLike | xr.DataTree) -> dict[str, Any]:
+    """The ``dynlearn`` root attrs of a store: version, config, config_hash, provenance."""
+    if isinstance(path, xr.DataTree):
+        raw = path.attrs.get(ATTR_KEY)
+    else:
+        p = _check_exists(path)
+        raw = json.loads((p / "zarr.json").read_text()).get("attributes", {}).get(ATTR_KEY)
+    if raw is None:
+        raise StoreError(f"{path} is a zarr store but not a dynlearn result store (no '{ATTR_KEY}' root attrs)")
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def open_store(path: str | os.PathLike, *, decode_outcome: bool = True) -> xr.DataTree:
+    """Open a result store as a DataTree (lazy). Incomplete analyzer groups are left out.
+
+    The ``outcome`` of every network reads as labels (``ok``, ``diverged``, ``nan``).
+    """
+    p = _check_exists(path)
+    tree = xr.open_datatree(p, engine="zarr", consolidated=False, chunks=None)
+    drop = [name for name, node in tree.children.items() if node.attrs.get("complete") is False]
+    if drop:
+        tree = xr.DataTree.from_dict(
+            {k: v.to_dataset() for k, v in tree.subtree_with_keys if k.split("/")[0] not in drop}
+            | {"/": tree.to_dataset()},
+        )
+    if decode_outcome and "train" in tree.children and "outcome" in tree["train"].data_vars:
+        from .outcome import as_labels
+
+        ds = tree["train"].to_dataset()
+        if np.issubdtype(ds["outcome"].dtype, np.integer):
+            ds["outcome"] = as_labels(ds["outcome"].load())
+            tree["train"] = xr.DataTree(ds)
+    return tree
+
+
+def trainable_from(tree: xr.DataTree | str | os.PathLike):
+    """Rebuild the trainable system (with its task) that wrote a run store."""
+    from .system import TrainableSystem, make_system
+
+    attrs = root_attrs(tree)
+    cfg = attrs.get("config", {})
+    if "system" not in cfg:
+        raise StoreError("store has no training run (no system in its config)")
+    sys_cfg = dict(cfg["system"])
+    if cfg.get("task"):
+        sys_cfg["task"] = cfg["task"]
+    system = make_system(sys_cfg)
+    if not isinstance(system, TrainableSystem):
+        raise StoreError(f"system {system.name!r} of this store is not trainable")
+    return system
+
+
+def committed_epochs(tree: xr.DataTree) -> int:
+    """Number of leading epochs whose chunks are committed."""
+    train = tree["train"]
+    flags = np.asarray(train["committed"].values, dtype=bool)
+    starts = np.asarray(train["chunk_start"].values)
+    n = int(np.argmin(flags)) if not flags.all() else len(flags)
+    if n == len(flags):
+        return int(train.sizes["epoch"])
+    return int(starts[n])
+
+
+# -- writing -------------------------------------------------------------------------------------------------
+def _root_json(path: Path) -> dict[str, Any]:
+    return json.loads((path / "zarr.json").read_text())
+
+
+def _write_json_atomic(target: Path, obj: dict[str, Any]) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, target)
+
+
+def consolidate(path: str | os.PathLike) -> None:
+    """Consolidate the store's metadata (once, at the end of a write session)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+def unconsolidate(path: str | os.PathLike) -> None:
+    """Drop consolidated metadata before modifying a store (so readers never see a stale copy)."""
+    p = Path(path)
+    meta = _root_json(p)
+    if meta.pop("consolidated_metadata", None) is not None:
+        _write_json_atomic(p / "zarr.json", meta)
+
+
+def create_store(
+    path: str | os.PathLike,
+    groups: Mapping[str, xr.Dataset],
+    attrs: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Preallocate a store: every group written with ``compute=False`` (lazy arrays: metadata + coords only).
+
+    Written under a temporary name next to ``path`` and renamed into place, so a kill leaves either no store
+    or a complete, openable one.
+    """
+    p = Path(path)
+    if p.exists():
+        if not overwrite:
+            raise StoreError(f"{p} already exists (pass overwrite=True / --overwrite to replace it)")
+        shutil.rmtree(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent))
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root.attrs[ATTR_KEY] = json.dumps(_strict(attrs), allow_nan=False)
+        for name, ds in groups.items():
+            ds.to_zarr(str(tmp), group=name, mode="a", compute=False, zarr_format=3, consolidated=False)
+        os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return p
+
+
+def write_group(
+    path: str | os.PathLike, name: str, ds: xr.Dataset, *, overwrite: bool = True, consolidated: bool = True
+) -> None:
+    """Write an analyzer result as group ``/name`` (replacing an earlier one), marked complete last."""
+    p = _check_exists(path)
+    if (p / name).exists():
+        if not overwrite:
+            raise StoreError(f"{p} already has a group {name!r}")
+        unconsolidate(p)
+        shutil.rmtree(p / name)
+    else:
+        unconsolidate(p)
+    ds = ds.copy()
+    ds.attrs = {k: _attr_value(v) for k, v in ds.attrs.items()}
+    ds.attrs["complete"] = False
+    for v in ds.variables.values():
+        v.attrs = {k: _attr_value(a) for k, a in v.attrs.items()}
+        v.encoding.pop("chunks", None)
+        v.encoding.pop("preferred_chunks", None)
+    ds.to_zarr(str(p), group=name, mode="w", zarr_format=3, consolidated=False)
+    g = zarr.open_group(str(p), path=name, mode="r+")
+    g.attrs["complete"] = True
+    if consolidated:
+        consolidate(p)
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)):
+        return json.dumps(_strict(v), allow_nan=False)
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)
+    return v
+
+
+def _strict(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to strings."""
+    if isinstance(obj, Mapping):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _strict(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+class ChunkWriter:
+    """Writes chunks of a preallocated run into its store, in order, on a background thread.
+
+    ``submit(chunk_index, blocks, commit)`` queues region writes ``{"group/var": (slices, array)}``; after them
+    the writer sets ``committed[chunk_index]``. The queue is bounded, so training never runs more than
+    ``depth`` chunks ahead of the disk. ``close()`` waits for every write and re-raises a writer error.
+    Time spent blocked on the writer is accumulated in ``wait_seconds``; time spent writing in
+    ``write_seconds``.
+    """
+
+    def __init__(self, path: str | os.PathLike | Any, depth: int = 2, background: bool = True) -> None:
+        self.root = zarr.open_group(path if not isinstance(path, (str, os.PathLike)) else str(path), mode="r+")
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._err: BaseException | None = None
+        self.wait_seconds = 0.0
+        self.write_seconds = 0.0
+        self._background = background
+        self._arrays: dict[str, Any] = {}
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="dynlearn-writer", daemon=True)
+            self._thread.start()
+
+    def _array(self, key: str):
+        arr = self._arrays.get(key)
+        if arr is None:
+            arr = self._arrays[key] = self.root[key]
+        return arr
+
+    def _write(self, job) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        blocks, commit = job
+        for key, (region, data) in blocks.items():
+            self._array(key)[region] = data
+        if commit is not None:
+            key, index = commit
+            self._array(key)[index] = True
+        self.write_seconds += time.perf_counter() - t0
+
+    def _loop(self) -> None:
+        while True:
+            job = self._q.get()
+            try:
+                if job is None:
+                    return
+                if self._err is None:
+                    self._write(job)
+            except BaseException as exc:  # surfaced by submit()/close()
+                self._err = exc
+            finally:
+                self._q.task_done()
+
+    def submit(self, blocks: Mapping[str, tuple[Any, np.ndarray]], commit: tuple[str, int] | None) -> None:
+        import time
+
+        if self._err is not None:
+            raise StoreError(f"writing the store failed: {self._err}") from self._err
+        job = (dict(blocks), commit)
+        if not self._background:
+            self._write(job)
+            return
+        t0 = time.perf_counter()
+        self._q.put(job)
+        self.wait_seconds += time.perf_counter() - t0
+
+    def close(self) -> None:
+        import time
+
+        if self._background:
+            t0 = time.perf_counter()
+            self._q.put(None)
+            self._thread.join()
+            self.wait_seconds += time.perf_counter() - t0
+        if self._err is not None:
+            raise StoreError(f"writing the store failed: {self._err}") from self._err

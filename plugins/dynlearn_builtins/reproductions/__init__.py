@@ -1,0 +1,1 @@
+"""Built-in reproductions of the papers' claims."""
