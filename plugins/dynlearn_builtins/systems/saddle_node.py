@@ -21,7 +21,7 @@ Examples
 >>> float(analytic_loss(torch.tensor(r), T)), math.isclose(escape_time(r), T)
 (0.0, True)
 >>> round(critical_lr(100.0) * 1e10, 4)
-9.1318
+9.1321
 """
 
 from __future__ import annotations
