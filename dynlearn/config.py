@@ -88,15 +88,15 @@ class Experiment:
         return int(self.config["train"]["epochs"])
 
     def trainable(self):
+        from .registry import get
         from .system import TrainableSystem, make_system
 
         sys_cfg = dict(self.config["system"])
+        if not issubclass(get("systems", sys_cfg.get("name", "")), TrainableSystem):
+            raise ConfigError(f"system {sys_cfg['name']!r} is not trainable (it has no loss); pick a trainable system")
         if self.config.get("task"):
             sys_cfg["task"] = self.config["task"]
-        system = make_system(sys_cfg)
-        if not isinstance(system, TrainableSystem):
-            raise ConfigError(f"system {system.name!r} is not trainable (it has no loss); pick a trainable system")
-        return system
+        return make_system(sys_cfg)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

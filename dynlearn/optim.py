@@ -1,7 +1,7 @@
 """Batched optimizers: one learning rate (and state) per network, networks updated independently.
 
 Each optimizer is a small object with ``state_names`` (per-parameter state tensors it keeps), ``init`` and
-``step``. ``alive`` ``(B,)`` freezes networks whose outcome is no longer ``ok``.
+``step``. ``alive`` ``(B,)`` freezes networks whose outcome is no longer ``ok`` (``None``: all alive).
 
     >>> import torch
     >>> opt = make_optimizer("sgd")
@@ -43,11 +43,11 @@ class SGD:
     def init(self, theta: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {}
 
-    def step(self, theta, grads, lr: Tensor, state, alive: Tensor):
+    def step(self, theta, grads, lr: Tensor, state, alive: Tensor | None):
         out = {}
         for k, v in theta.items():
-            upd = v - _bcast(lr, v) * grads[k]
-            out[k] = torch.where(_bcast(alive, v), upd, v)
+            upd = v - (lr if v.dim() == 1 else _bcast(lr, v)) * grads[k]
+            out[k] = upd if alive is None else torch.where(_bcast(alive, v), upd, v)
         return out, state
 
 
@@ -70,6 +70,8 @@ class Momentum(SGD):
 
     def step(self, theta, grads, lr, state, alive):
         out, new_state = {}, {}
+        if alive is None:
+            alive = torch.ones(lr.shape[0], dtype=torch.bool, device=lr.device)
         for k, v in theta.items():
             a = _bcast(alive, v)
             vel = self.beta * state[f"velocity__{k}"] + grads[k]
@@ -100,6 +102,8 @@ class Adam(SGD):
         return st
 
     def step(self, theta, grads, lr, state, alive):
+        if alive is None:
+            alive = torch.ones(lr.shape[0], dtype=torch.bool, device=lr.device)
         t = torch.where(alive, state["t"] + 1, state["t"])
         new_state = {"t": t}
         out = {}

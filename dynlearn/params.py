@@ -58,8 +58,9 @@ class Param:
             parts.append(f"{'<=' if self.high_inclusive else '<'} {self.high:g}")
         return " and ".join(parts) or "finite"
 
-    def attrs(self) -> dict[str, str]:
-        out = {"long_name": self.description} if self.description else {}
+    def attrs(self, name: str = "") -> dict[str, str]:
+        """``long_name`` (the description, else ``name``) and ``units`` attrs of the labeled variable."""
+        out = {"long_name": self.description or name} if (self.description or name) else {}
         if self.units:
             out["units"] = self.units
         return out

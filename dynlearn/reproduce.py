@@ -96,6 +96,10 @@ class Reproduction:
         """Write the reproduction's groups into the store ``out``; return its claims."""
         raise NotImplementedError
 
+    def views(self, tree: xr.DataTree) -> dict[str, Any]:
+        """holoviews figures of this reproduction's groups (shown by ``dynlearn browse``); none by default."""
+        return {}
+
     def default_out(self) -> Path:
         return Path("dynlearn-results") / f"{self.name}{'-quick' if self.quick else ''}.zarr"
 

@@ -188,10 +188,10 @@ class _Runner:
     def _coords(self) -> dict[str, Any]:
         coords: dict[str, Any] = {"seed": ("seed", self.seeds, {"long_name": "random seed of the initialisation"})}
         for h, v in self.sweep.items():
-            coords[h] = (h, v, self.system.hyper[h].attrs())
+            coords[h] = (h, v, self.system.hyper[h].attrs(h))
         for h, v in self.fixed.items():
             if h not in self.scheduled:
-                coords[h] = ((), float(v), self.system.hyper[h].attrs())
+                coords[h] = ((), float(v), self.system.hyper[h].attrs(h))
         return coords
 
     def _event(self, name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -225,7 +225,7 @@ class _Runner:
         for m in self.metric_names:
             train[m] = (tdims, lazy((E, *sw), tchunks, np.float64), dict(self.system.metric_attrs[m]))
         for h in self.scheduled:
-            attrs = dict(self.system.hyper[h].attrs())
+            attrs = dict(self.system.hyper[h].attrs(h))
             attrs["long_name"] = f"{attrs.get('long_name', h)} in effect at this epoch (scheduled)"
             train[f"current_{h}"] = (tdims, lazy((E, *sw), tchunks, np.float64), attrs)
         train_coords = {
@@ -244,7 +244,7 @@ class _Runner:
             edims, eshape = self._event(name)
             decl = self.system.parameters[name]
             pvars[name] = (("epoch", *self.dims, *edims), lazy((len(ck), *sw, *eshape), (C // k, *sw, *eshape), npdt),
-                           decl.attrs())
+                           decl.attrs(name))
         params_ds = xr.Dataset(
             pvars,
             coords={**coords, "epoch": ("epoch", ck, {"long_name": "training epoch (parameter checkpoint)",
@@ -253,7 +253,8 @@ class _Runner:
 
         svars = {"slot_chunk": (("slot",), np.full(2, -1, dtype=np.int64), {"long_name": "chunk whose end state the slot holds"})}
         state_tensors = {**{f"theta__{n}": v for n, v in theta.items()}, **{f"opt__{n}": v for n, v in opt_state.items()},
-                         **{f"hp__{n}": v for n, v in self.hp0.items()}, **{f"sched__{n}": v for n, v in sched_state.items()}}
+                         **{f"hp__{n}": self.hp0[n] for n in self.scheduled},
+                         **{f"sched__{n}": v for n, v in sched_state.items()}}
         for key, v in state_tensors.items():
             extra = tuple(f"{key}_{i}" for i in range(v.dim() - 1))
             svars[key] = (("slot", *self.dims, *extra), lazy((2, *sw, *v.shape[1:]), (1, *sw, *v.shape[1:]),
@@ -333,6 +334,8 @@ class _Runner:
                          seconds_write_blocked=writer.wait_seconds + prep, seconds_writing=writer.write_seconds)
 
     def _train_chunk(self, a, b, theta, opt_state, sched_state, hp, status, out_epoch, meter):
+        """Epochs ``a .. b-1``. The common path (every network ok) costs a handful of tensor ops per epoch;
+        status bookkeeping runs only on the epochs where some network fails."""
         n = b - a
         B = self.B
         f64 = torch.float64
@@ -342,36 +345,52 @@ class _Runner:
         ck_epochs = [e for e in range(a, b) if e % self.k == 0]
         ckpts = {name: torch.empty(len(ck_epochs), *v.shape, dtype=v.dtype, device=self.device)
                  for name, v in theta.items()}
-        ok_code = torch.tensor(oc.OK, dtype=torch.int8, device=self.device)
-        nan_code = torch.tensor(oc.NAN, dtype=torch.int8, device=self.device)
-        div_code = torch.tensor(oc.DIVERGED, dtype=torch.int8, device=self.device)
+        inf = math.inf
+        alive = status == oc.OK
+        all_alive = bool(alive.all())
+        dead_alive = None if all_alive else alive
         j = 0
-        for e in range(a, b):
-            i = e - a
-            if e % self.k == 0:
-                for name, v in theta.items():
-                    ckpts[name][j] = v
-                j += 1
-            loss, grads, metrics = self.system.evaluate(theta, hp)
-            gsq = sum(g.reshape(B, -1).pow(2).sum(1) for g in grads.values())
-            finite = torch.isfinite(loss) & torch.isfinite(gsq)
-            big = torch.stack([v.reshape(B, -1).abs().amax(1) for v in theta.values()]).amax(0) > self.max_norm
-            new = torch.where(finite, torch.where(big, div_code, ok_code), nan_code)
-            alive_before = status == ok_code
-            out_epoch = torch.where(alive_before & (new != ok_code), torch.full_like(out_epoch, e), out_epoch)
-            status = torch.where(alive_before, new, status)
-            alive = status == ok_code
-            recs["loss"][i] = loss
-            recs["grad_norm"][i] = gsq.sqrt()
-            recs["status"][i] = status
-            for m in self.metric_names:
-                recs[m][i] = metrics[m]
-            for h in self.scheduled:
-                recs[f"current_{h}"][i] = hp[h]
-            theta, opt_state = self.optimizer.step(theta, grads, hp["lr"], opt_state, alive)
-            if self.schedule is not None:
-                hp, sched_state = self.schedule.step(e, hp, sched_state, {"loss": loss, **metrics, "status": status})
-            meter.update()
+        with torch.no_grad():
+            for e in range(a, b):
+                i = e - a
+                if e % self.k == 0:
+                    for name, v in theta.items():
+                        ckpts[name][j].copy_(v)
+                    j += 1
+                loss, grads, metrics = self.system.evaluate(theta, hp)
+                gsq = None
+                for g in grads.values():
+                    term = g.square() if g.dim() == 1 else g.reshape(B, -1).square().sum(1)
+                    gsq = term if gsq is None else gsq + term
+                vmax = None
+                for v in theta.values():
+                    m = v.abs() if v.dim() == 1 else v.reshape(B, -1).abs().amax(1)
+                    vmax = m if vmax is None else torch.maximum(vmax, m)
+                nonfinite = ~((loss + gsq).abs() < inf)
+                big = vmax > self.max_norm
+                failing = (nonfinite | big) & alive
+                if bool(failing.any()):
+                    code = torch.where(nonfinite, oc.NAN, oc.DIVERGED).to(torch.int8)
+                    status = torch.where(failing, code, status)
+                    out_epoch = torch.where(failing, e, out_epoch)
+                    alive = status == oc.OK
+                    all_alive = False
+                    dead_alive = alive
+                recs["loss"][i].copy_(loss)
+                recs["grad_norm"][i].copy_(gsq)
+                recs["status"][i].copy_(status)
+                for m in self.metric_names:
+                    recs[m][i].copy_(metrics[m])
+                for h in self.scheduled:
+                    recs[f"current_{h}"][i].copy_(hp[h])
+                if all_alive:
+                    theta, opt_state = self.optimizer.step(theta, grads, hp["lr"], opt_state, None)
+                else:
+                    theta, opt_state = self.optimizer.step(theta, grads, hp["lr"], opt_state, dead_alive)
+                if self.schedule is not None:
+                    hp, sched_state = self.schedule.step(e, hp, sched_state, {"loss": loss, **metrics, "status": status})
+                meter.update()
+        recs["grad_norm"].sqrt_()
         return recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch
 
     def _blocks(self, ci, a, b, recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch):
@@ -386,7 +405,7 @@ class _Runner:
             blocks[f"params/{name}"] = ((slice(k0, k0 + arr.shape[0]), *full), arr.reshape(arr.shape[0], *sw, *arr.shape[2:]))
         slot = ci % 2
         state = {**{f"theta__{n}": v for n, v in theta.items()}, **{f"opt__{n}": v for n, v in opt_state.items()},
-                 **{f"hp__{n}": v for n, v in hp.items()}, **{f"sched__{n}": v for n, v in sched_state.items()},
+                 **{f"hp__{n}": hp[n] for n in self.scheduled}, **{f"sched__{n}": v for n, v in sched_state.items()},
                  "status": status, "outcome_epoch": out_epoch}
         for key, v in state.items():
             arr = v.detach().cpu().numpy()
@@ -409,7 +428,7 @@ class _Runner:
         theta = {n: get(f"theta__{n}", self.dtype) for n in self.param_names}
         opt_keys = [k[5:] for k in self.state_keys if k.startswith("opt__")]
         opt_state = {n: get(f"opt__{n}") for n in opt_keys}
-        hp = {n: get(f"hp__{n}", self.dtype) for n in self.hp0}
+        hp = {n: (get(f"hp__{n}", self.dtype) if n in self.scheduled else v.clone()) for n, v in self.hp0.items()}
         sched = {k[7:]: get(k) for k in self.state_keys if k.startswith("sched__")}
         return theta, opt_state, sched, hp, get("status"), get("outcome_epoch")
 

@@ -216,5 +216,19 @@ class SaddleNode(TrainableSystem, FlowSystem):
             return analytic_loss(r, self.T), {"r": analytic_grad(r, self.T)}
         return super().loss_and_grad(theta, hp)
 
+    def evaluate(self, theta, hp):
+        if self.form != "analytic":
+            return super().evaluate(theta, hp)
+        # the training hot path: one shared escape time, same values as analytic_loss / analytic_grad
+        r, T, rs = theta["r"], self.T, r_star(self.T)
+        rc = r.clamp(min=1e-300)
+        tstar = (math.pi / 2) / rc.sqrt()
+        above = r >= rs / 4
+        loss = torch.where(above, (T - tstar).abs(), T)
+        mag = tstar / (2 * rc)  # pi / (4 r^1.5)
+        grad = torch.where(r >= rs, mag, torch.where(above & (r > rs / 4), -mag, 0.0))
+        escape = torch.where(r > 0, tstar, math.inf)
+        return loss, {"r": grad}, {"escape_time": escape}
+
     def metrics(self, theta, hp, loss) -> dict[str, Tensor]:
         return {"escape_time": escape_time(theta["r"])}

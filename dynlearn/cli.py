@@ -1,0 +1,196 @@
+"""Command-line interface: ``dynlearn list | run | show | analyze | browse | reproduce``.
+
+Results go to stdout (``--format json`` where it applies); logs and progress bars to stderr. Every error dynlearn
+raises on purpose is printed as one line ``error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import DynlearnError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+
+
+def _fail(exc: BaseException) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _progress(show: bool) -> None:
+    from .progress import set_progress
+
+    set_progress(show)
+
+
+@app.command("list")
+def list_cmd(
+    kind: Optional[str] = typer.Option(None, help="systems | analyzers | datasets | reproductions"),
+    fmt: str = typer.Option("text", "--format", help="text or json"),
+) -> None:
+    """List every plugin with a one-line description (broken plugins with their error)."""
+    from .registry import default_registry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            infos = default_registry().info(kind)
+        except DynlearnError as exc:
+            _fail(exc)
+    if fmt == "json":
+        typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    current = None
+    for i in infos:
+        if i.kind != current:
+            current = i.kind
+            typer.echo(f"{i.kind}:")
+        if i.ok:
+            typer.echo(f"  {i.name:<24} {i.description}")
+        else:
+            typer.echo(f"  {i.name:<24} BROKEN ({i.source}): {i.error}")
+
+
+@app.command()
+def run(
+    experiment: Path = typer.Argument(..., help="experiment TOML file"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
+    overwrite: bool = typer.Option(False, help="replace a store holding a different experiment"),
+    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+) -> None:
+    """Train the experiment (seeds x hyper-parameters as one batch) into a zarr store; resumes if interrupted."""
+    from .config import load_experiment
+    from .train import run_experiment
+
+    _progress(progress)
+    try:
+        exp = load_experiment(experiment)
+        path = out or Path("dynlearn-results") / f"{exp.config['name']}.zarr"
+        res = run_experiment(exp, path, overwrite=overwrite)
+    except DynlearnError as exc:
+        _fail(exc)
+    note = f" (resumed at epoch {res.resumed_from})" if res.resumed_from else ""
+    typer.echo(f"wrote {path}: {res.epochs_run} epochs in {res.seconds_total:.1f} s{note}", err=True)
+
+
+@app.command()
+def show(
+    store: Path = typer.Argument(..., help="result store"),
+    fmt: str = typer.Option("text", "--format", help="text or json"),
+) -> None:
+    """Summarise a store: experiment, progress, outcomes, groups, claims."""
+    from .summary import summarize, summary_text
+
+    try:
+        info = summarize(store)
+    except DynlearnError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(info, indent=2) if fmt == "json" else summary_text(info))
+
+
+@app.command()
+def analyze(
+    store: Path = typer.Argument(..., help="result store holding a training run"),
+    analyzer: str = typer.Argument(..., help="analyzer name (dynlearn list --kind analyzers)"),
+    option: list[str] = typer.Option([], "--set", help="analyzer option key=value (value parsed as JSON)"),
+    group: Optional[str] = typer.Option(None, help="group name (default: the analyzer name)"),
+    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+) -> None:
+    """Run an analyzer on every stored epoch of a run and write its result as a group of the store."""
+    from .api import analyze as _analyze
+
+    _progress(progress)
+    opts = {}
+    for item in option:
+        if "=" not in item:
+            _fail(DynlearnError(f"--set expects key=value, got {item!r}"))
+        k, v = item.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    try:
+        ds = _analyze(store, analyzer, group=group, **opts)
+    except DynlearnError as exc:
+        _fail(exc)
+    typer.echo(f"wrote /{group or analyzer} to {store}: {dict(ds.sizes)}", err=True)
+
+
+@app.command()
+def browse(
+    store: Path = typer.Argument(..., help="result store"),
+    html: Optional[Path] = typer.Option(None, help="write a standalone HTML page (JS inlined, no network)"),
+    serve: bool = typer.Option(False, help="serve the page live instead"),
+    port: int = typer.Option(5006, help="port for --serve"),
+) -> None:
+    """Browse a store: figures of the run, the reproduction and every analyzer, with sliders over sweep dims."""
+    from .views import serve as _serve
+    from .views import write_html
+
+    try:
+        if serve:
+            _serve(store, port=port, show=False)
+            return
+        target = html or store.with_suffix(".html")
+        write_html(store, target)
+    except DynlearnError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {target}", err=True)
+
+
+@app.command()
+def reproduce(
+    name: str = typer.Argument(..., help="reproduction name (dynlearn list --kind reproductions)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
+    quick: bool = typer.Option(False, help="reduced version (what the test-suite checks)"),
+    overwrite: bool = typer.Option(False, help="start again instead of resuming"),
+    html: Optional[Path] = typer.Option(None, help="also write the browse page here"),
+    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+    fmt: str = typer.Option("text", "--format", help="text or json (the claims table)"),
+) -> None:
+    """Reproduce a paper's claims: runs, stores every number, prints the claims table (exit 1 if one fails)."""
+    from .reproduce import run_reproduction
+    from .summary import claims_text
+
+    from .registry import get
+
+    _progress(progress)
+    try:
+        path = out or get("reproductions", name)(quick=quick).default_out()
+        tree = run_reproduction(name, path, quick=quick, overwrite=overwrite)
+        if html is not None:
+            from .views import write_html
+
+            write_html(path, html)
+    except DynlearnError as exc:
+        _fail(exc)
+    claims = tree["claims"].to_dataset()
+    if fmt == "json":
+        typer.echo(json.dumps([{k: _py(claims[k].values[i]) for k in claims.variables} for i in range(claims.sizes["claim"])], indent=2))
+    else:
+        typer.echo(claims_text(claims))
+    if not bool(claims["passed"].all()):
+        raise typer.Exit(1)
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def main() -> None:
+    try:
+        app()
+    except DynlearnError as exc:  # pragma: no cover - commands catch their own
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Views: holoviews pictures of a store, assembled into a browsable page.
+
+``dynlearn browse STORE --html page.html`` writes one standalone HTML file (bokeh JS inlined: it opens with no
+network) holding, in order: the claims of a reproduction, the reproduction's own figures, the training curves
+(loss and gradient norm per seed, a slider per swept hyper-parameter, final loss vs each hyper-parameter), and the
+views every analyzer group provides (``Analyzer.views``). ``--serve`` serves the same page live with panel.
+
+    >>> import dynlearn, holoviews as hv
+    >>> run = dynlearn.train(dynlearn.get_system("saddle_node")(), epochs=50, seeds=2, sweep={"lr": [1e-10, 2e-10]})
+    >>> sorted(train_views(run.tree))
+    ['final loss', 'gradient norm', 'loss']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["decimate", "train_views", "store_views", "page", "write_html", "serve"]
+
+MAX_POINTS = 1000
+
+
+def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max decimation to about ``max_points`` points, keeping spikes and abrupt drops visible."""
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    buckets = max_points // 2
+    edges = np.linspace(0, n, buckets + 1).astype(int)
+    idx = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        seg = y[lo:hi]
+        if not len(seg) or not np.isfinite(seg).any():
+            idx.append(lo)
+            continue
+        a, b = lo + int(np.nanargmin(seg)), lo + int(np.nanargmax(seg))
+        idx.extend(sorted({a, b}))
+    idx = np.asarray(idx)
+    return x[idx], y[idx]
+
+
+def _hv():
+    import holoviews as hv
+
+    if not hv.Store.renderers or "bokeh" not in hv.Store.renderers:
+        hv.extension("bokeh", logo=False)
+    return hv
+
+
+def _label(da: xr.DataArray) -> str:
+    name = da.attrs.get("long_name", da.name or "")
+    units = da.attrs.get("units", "")
+    return f"{name} [{units}]" if units and units != "1" else str(name)
+
+
+def _curves_by_hyper(hv, var: xr.DataArray, title: str):
+    """HoloMap over the hyper-parameter dims of overlays of per-seed curves along ``epoch``."""
+    hyper_dims = [d for d in var.dims if d not in ("epoch", "seed")]
+    epochs = var["epoch"].values
+    vdim = hv.Dimension(var.name, label=_label(var))
+
+    def overlay(sel: xr.DataArray):
+        curves = []
+        seeds = sel["seed"].values if "seed" in sel.dims else [None]
+        for s in seeds:
+            y = (sel.sel(seed=s) if s is not None else sel).values.astype(float)
+            xs, ys = decimate(epochs, y)
+            curves.append(hv.Curve((xs, ys), hv.Dimension("epoch", label="epoch"), vdim,
+                                   label=f"seed {s}" if s is not None else ""))
+        return hv.Overlay(curves).opts(title=title, width=700, height=320, show_legend=len(curves) <= 12)
+
+    if not hyper_dims:
+        return overlay(var)
+    keys = [tuple(v) for v in np.array(np.meshgrid(*[var[d].values for d in hyper_dims], indexing="ij")).reshape(len(hyper_dims), -1).T]
+    frames = {k: overlay(var.sel(dict(zip(hyper_dims, k)))) for k in keys}
+    kdims = [hv.Dimension(d, label=_label(var[d]) or d) for d in hyper_dims]
+    return hv.HoloMap(frames, kdims=kdims)
+
+
+def train_views(tree: xr.DataTree) -> dict[str, Any]:
+    """Loss and gradient-norm curves (slider per hyper-parameter, one curve per seed); final loss vs hyper."""
+    hv = _hv()
+    train = tree["train"].to_dataset()
+    out: dict[str, Any] = {}
+    out["loss"] = _curves_by_hyper(hv, train["loss"].load(), "training loss")
+    out["gradient norm"] = _curves_by_hyper(hv, train["grad_norm"].load(), "gradient norm")
+    last = train["loss"].isel(epoch=-1).load()
+    hyper_dims = [d for d in last.dims if d != "seed"]
+    panels = []
+    for d in hyper_dims:
+        other = [o for o in hyper_dims if o != d]
+        red = last.mean(other) if other else last
+        mean = red.mean("seed") if "seed" in red.dims else red
+        n = red.sizes.get("seed", 1)
+        sem = red.std("seed", ddof=1) / np.sqrt(n) if n > 1 else xr.zeros_like(mean)
+        x = red[d].values
+        logx = bool(np.all(x > 0) and x.max() / x.min() > 50)
+        kd = hv.Dimension(d, label=_label(train[d]) or d)
+        vd = hv.Dimension("final_loss", label="final loss (mean ± s.e.m. over seeds)")
+        curve = hv.Curve((x, mean.values), kd, vd)
+        err = hv.ErrorBars((x, mean.values, sem.values), kd, [vd, "sem"])
+        panels.append((curve * err).opts(title=f"final loss vs {d}", width=700, height=300, logx=logx))
+    if panels:
+        out["final loss"] = panels[0] if len(panels) == 1 else hv.Layout(panels).cols(1)
+    return out
+
+
+def claims_view(ds: xr.Dataset):
+    hv = _hv()
+    import pandas as pd
+
+    df = pd.DataFrame({
+        "claim": ds["claim"].values, "description": ds["description"].values, "expected": ds["expected"].values,
+        "measured": ds["measured"].values, "tolerance": ds["tolerance"].values, "passed": ds["passed"].values,
+    })
+    return hv.Table(df).opts(width=1000, height=40 + 28 * len(df), title="claims")
+
+
+def store_views(tree: xr.DataTree) -> dict[str, Any]:
+    """Every view a store offers, in page order: claims, reproduction figures, training, analyzers."""
+    from .registry import get
+
+    views: dict[str, Any] = {}
+    if "claims" in tree.children:
+        views["claims"] = claims_view(tree["claims"].to_dataset())
+        rep_name = tree["claims"].attrs.get("reproduction")
+        if rep_name:
+            rep = get("reproductions", rep_name)(quick=json.loads(tree["claims"].attrs.get("quick", "false")))
+            for k, v in rep.views(tree).items():
+                views[f"{rep_name}: {k}"] = v
+    if "train" in tree.children:
+        for k, v in train_views(tree).items():
+            views[f"train: {k}"] = v
+    for name, node in tree.children.items():
+        an_name = node.attrs.get("dynlearn_analyzer")
+        if not an_name:
+            continue
+        from .analyzer import make_analyzer
+
+        cfg = json.loads(node.attrs.get("analyzer_config", "{}")) or {"name": an_name}
+        an = make_analyzer(cfg)
+        for k, v in an.views(node.to_dataset().load()).items():
+            views[f"{name}: {k}"] = v
+    return views
+
+
+def page(tree: xr.DataTree, title: str = "dynlearn"):
+    """A panel page (column of titled views)."""
+    import panel as pn
+
+    _hv()
+    items = [pn.pane.Markdown(f"# {title}")]
+    for name, view in store_views(tree).items():
+        items.append(pn.pane.Markdown(f"## {name}"))
+        items.append(pn.panel(view, widget_location="top_left"))
+    return pn.Column(*items)
+
+
+def write_html(store: str | os.PathLike, html: str | os.PathLike) -> Path:
+    """Write the standalone page of ``store`` (JS inlined, no network needed) to ``html``."""
+    from bokeh.resources import INLINE
+
+    from .store import open_store, root_attrs
+
+    tree = open_store(store)
+    cfg = root_attrs(store).get("config", {})
+    title = f"dynlearn — {cfg.get('name') or Path(store).stem}"
+    pg = page(tree, title)
+    out = Path(html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pg.save(str(out), resources=INLINE, embed=True, title=title)
+    return out
+
+
+def serve(store: str | os.PathLike, port: int = 5006, show: bool = False) -> None:  # pragma: no cover - interactive
+    """Serve the page of ``store`` live (panel server)."""
+    import panel as pn
+
+    from .store import open_store
+
+    pn.serve(page(open_store(store), f"dynlearn — {Path(store).stem}"), port=port, show=show)
