@@ -98,7 +98,7 @@ class Batch:
                 f"result {name or ''} has shape {data.shape}; expected ({self.size}, ...) with dims {tuple(dims)}"
             )
         out = xr.DataArray(
-            data.reshape(*self.shape, *data.shape[1:]),
+            data.reshape((*self.shape, *data.shape[1:])),
             dims=(*self.dims, *dims),
             coords={**self.coords, **(coords or {})},
             name=name,
