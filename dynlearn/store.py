@@ -107,12 +107,8 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True) -> xr.Da
     """
     p = _check_exists(path)
     tree = xr.open_datatree(p, engine="zarr", consolidated=False, chunks=None)
-    drop = [name for name, node in tree.children.items() if node.attrs.get("complete") is False]
-    if drop:
-        tree = xr.DataTree.from_dict(
-            {k: v.to_dataset() for k, v in tree.subtree_with_keys if k.split("/")[0] not in drop}
-            | {"/": tree.to_dataset()},
-        )
+    for name in [name for name, node in tree.children.items() if node.attrs.get("complete") is False]:
+        del tree[name]
     if decode_outcome and "train" in tree.children and "outcome" in tree["train"].data_vars:
         from .outcome import as_labels
 

@@ -66,13 +66,13 @@ def escape_time(r: Any) -> Any:
 
 
 def exact_trajectory(t: Tensor, r: Tensor) -> Tensor:
-    """Closed-form ``x(t)`` from ``x(0) = 0``: ``sqrt(r) tan(sqrt(r) t)`` (r>0), ``t`` (r=0),
+    """Closed-form ``x(t)`` from ``x(0) = 0``: ``sqrt(r) tan(sqrt(r) t)`` (r>0), ``0`` (r=0),
     ``-sqrt(-r) tanh(sqrt(-r) t)`` (r<0); valid for ``t < t*``."""
     s_pos = r.clamp(min=0).sqrt()
     s_neg = (-r).clamp(min=0).sqrt()
     pos = s_pos * torch.tan(s_pos * t)
     neg = -s_neg * torch.tanh(s_neg * t)
-    return torch.where(r > 0, pos, torch.where(r < 0, neg, t * torch.ones_like(r)))
+    return torch.where(r > 0, pos, torch.where(r < 0, neg, torch.zeros_like(t * r)))
 
 
 def analytic_loss(r: Tensor, T: float) -> Tensor:
