@@ -26,8 +26,8 @@ def analyze(
     Upstream analyzers it requires are read from the store when present (e.g. ``bifurcations`` reads
     ``/fixed_points``), computed otherwise. Returns the result Dataset.
     """
-    an = make_analyzer({"name": analyzer, **options})
     tree = open_store(store)
+    an = make_analyzer({"name": analyzer, **options})
     upstream = {}
     for req in an.requires:
         if req in tree.children:

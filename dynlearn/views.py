@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,10 @@ def write_html(store: str | os.PathLike, html: str | os.PathLike) -> Path:
     out = Path(html)
     out.parent.mkdir(parents=True, exist_ok=True)
     pg.save(str(out), resources=INLINE, embed=True, title=title)
+    # panel's template links its favicons from a CDN: drop them so the page needs no network at all
+    text = out.read_text()
+    text = re.sub(r"<link[^>]+rel=\"(?:apple-touch-icon|icon)\"[^>]*>\s*", "", text)
+    out.write_text(text)
     return out
 
 
