@@ -135,7 +135,10 @@ def flatten(
     if params is None:
         params = xr.Dataset()
     if isinstance(params, Mapping) and not isinstance(params, xr.Dataset):
-        params = xr.Dataset({k: xr.DataArray(np.asarray(v)) if np.ndim(v) == 0 else v for k, v in params.items()})
+        try:
+            params = xr.Dataset({k: xr.DataArray(np.asarray(v)) if np.ndim(v) == 0 else v for k, v in params.items()})
+        except ValueError as exc:
+            raise ShapeError(f"parameters do not fit together: {exc}") from None
     if not isinstance(params, xr.Dataset):
         raise ShapeError(f"parameters must be an xarray Dataset or a mapping, got {type(params).__name__}")
 
