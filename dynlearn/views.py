@@ -106,21 +106,24 @@ def train_views(tree: xr.DataTree) -> dict[str, Any]:
         vd = hv.Dimension("final_loss", label="final loss (mean ± s.e.m. over seeds)")
         curve = hv.Curve((x, mean.values), kd, vd)
         err = hv.ErrorBars((x, mean.values, sem.values), kd, [vd, "sem"])
-        panels.append((curve * err).opts(title=f"final loss vs {d}", width=700, height=300, logx=logx))
+        panels.append((curve.opts(logx=logx) * err.opts(logx=logx)).opts(title=f"final loss vs {d}", width=700,
+                                                                         height=300))
     if panels:
         out["final loss"] = panels[0] if len(panels) == 1 else hv.Layout(panels).cols(1)
     return out
 
 
 def claims_view(ds: xr.Dataset):
-    hv = _hv()
+    """The claims table (a panel DataFrame pane: full text, PASS/FAIL first)."""
     import pandas as pd
+    import panel as pn
 
     df = pd.DataFrame({
-        "claim": ds["claim"].values, "description": ds["description"].values, "expected": ds["expected"].values,
-        "measured": ds["measured"].values, "tolerance": ds["tolerance"].values, "passed": ds["passed"].values,
+        "": np.where(ds["passed"].values, "PASS", "FAIL"), "claim": ds["claim"].values,
+        "expected": [f"{v:.6g}" for v in ds["expected"].values], "measured": [f"{v:.6g}" for v in ds["measured"].values],
+        "criterion": ds["tolerance"].values, "statement": ds["description"].values,
     })
-    return hv.Table(df).opts(width=1000, height=40 + 28 * len(df), title="claims")
+    return pn.pane.DataFrame(df, index=False, width=1200)
 
 
 def store_views(tree: xr.DataTree) -> dict[str, Any]:

@@ -200,7 +200,7 @@ class Ghost(Reproduction):
                 color="black", line_width=3)
             for c in land["c"].values:
                 ov = ov * hv.Scatter((x, land["numeric_loss"].sel(c=c).values), "r/r*", "loss",
-                                     label=f"numeric c={c:g}").opts(size=3)
+                                     label=f"numeric c={c:g}").opts(size=6 if c == land["c"].values[0] else 3)
             out["loss landscape"] = ov.opts(title="Fig. 2A — loss landscape (T = 100)", width=700, height=350,
                                             legend_position="bottom_right")
         if "lr_summary" in tree.children:
@@ -209,13 +209,13 @@ class Ghost(Reproduction):
             med = np.median(s["final_loss"].values, axis=0)
             sem = s["final_loss"].std("seed").values / np.sqrt(s.sizes["seed"])
             a_star = float(s["alpha_star_formula"])
-            fig = (hv.Curve((lr, med), "lr", "final loss") * hv.ErrorBars((lr, med, sem), "lr", ["final loss", "sem"])
-                   * hv.VLine(a_star).opts(color="red", line_dash="dashed"))
-            out["final loss vs learning rate"] = fig.opts(logx=True, title="Fig. 2D — final loss vs lr (red: α*)",
+            vline = hv.VLine(a_star).opts(color="red", line_dash="dashed", logx=True)
+            fig = (hv.Curve((lr, med), "lr", "final loss").opts(logx=True)
+                   * hv.ErrorBars((lr, med, sem), "lr", ["final loss", "sem"]).opts(logx=True) * vline)
+            out["final loss vs learning rate"] = fig.opts(title="Fig. 2D — median final loss vs lr (red: α*)",
                                                           width=700, height=320)
-            frac = hv.Curve((lr, s["fraction_stuck"].values), "lr", "fraction stuck") * hv.VLine(a_star).opts(
-                color="red", line_dash="dashed")
-            out["fraction stuck vs learning rate"] = frac.opts(logx=True, width=700, height=260,
+            frac = hv.Curve((lr, s["fraction_stuck"].values), "lr", "fraction stuck").opts(logx=True) * vline
+            out["fraction stuck vs learning rate"] = frac.opts(width=700, height=260,
                                                                title="networks in the no-learning zone")
         if "params" in tree.children:
             r = tree["params"]["r"]
