@@ -1,0 +1,141 @@
+"""Labeled output of the fixed-point analyzer (private): padded ``point`` dim plus every sweep dim."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+import torch
+import xarray as xr
+
+from . import _fp_classify as fc
+from ._fp_pipeline import Diagnosis, PointSet, Settings
+from ._fp_solver import take
+
+_GHOST_VARS = {
+    "curvature": ("ghost_curvature", "normal-form curvature a of the speed along the slow direction (phi = r + a u^2)"),
+    "radius": ("passage_radius", "radius of the ball of the passage test"),
+    "time": ("passage_time", "time to cross the ball, measured on a trajectory through the slow point"),
+    "time_nf": ("passage_time_nf", "normal-form passage time pi / sqrt(r a) of the bottleneck"),
+    "time_nf_ball": ("passage_time_nf_ball", "normal-form time to cross the ball: 2 atan(rho sqrt(a/r)) / sqrt(r a)"),
+    "linger": ("linger_ratio", "passage time over the time to cross the ball at the speed on its edge"),
+}
+
+
+def _pad(dg: Diagnosis, P: int) -> Diagnosis:
+    pad = P - dg.points.size
+    if pad == 0:
+        return dg
+
+    def ext(t, fill):
+        shape = (t.shape[0], pad, *t.shape[2:])
+        return torch.cat([t, torch.full(shape, fill, dtype=t.dtype, device=t.device)], 1)
+
+    pts = dg.points
+    ps = PointSet(ext(pts.x, torch.nan), ext(pts.q, torch.inf), ext(pts.ginf, torch.inf), ext(pts.root, False),
+                  ext(pts.mask, False))
+    vals = {}
+    for f in fields(dg)[1:]:
+        t = getattr(dg, f.name)
+        fill = False if t.dtype == torch.bool else (-1 if not t.is_floating_point() and not t.is_complex()
+                                                     else (complex(np.nan, np.nan) if t.is_complex() else np.nan))
+        vals[f.name] = ext(t, fill)
+    return Diagnosis(ps, **vals)
+
+
+def _cat(diags: list[Diagnosis]) -> Diagnosis:
+    P = max(dg.points.size for dg in diags)
+    diags = [_pad(dg, P) for dg in diags]
+    ps = PointSet(*(torch.cat([getattr(dg.points, f.name) for dg in diags]) for f in fields(PointSet)))
+    return Diagnosis(ps, **{f.name: torch.cat([getattr(dg, f.name) for dg in diags]) for f in fields(Diagnosis)[1:]})
+
+
+def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, st: Settings) -> xr.Dataset:
+    """The analyzer's Dataset (see :class:`FixedPoints`)."""
+    system = batch.system
+    dg = _cat(diags)
+    pts = dg.points
+    B, P, d = pts.x.shape
+    valid = batch.valid.reshape(B, 1)
+    mask = pts.mask & valid
+    code = torch.where(mask, dg.code, fc.NONE)
+    is_fixed = (code >= 0) & (code < fc.CODE["ghost"])
+    nan = torch.tensor(np.nan, dtype=pts.x.dtype)
+    fnum = lambda t: torch.where(mask, t, nan)  # noqa: E731
+    flow = system.kind == "flow"
+    tunit = system.time_units if flow else "iteration"
+    sunit = system.state_units
+    speed_units = f"{sunit}/{tunit}" if flow else f"{sunit} per iteration"
+    coords = {"point": ("point", np.arange(P), {"long_name": "point slot (padded; see `present`)"}),
+              "state": ("state", np.array(system.state_names, dtype=object), {"long_name": "state coordinate"}),
+              "eig": ("eig", np.arange(d), {"long_name": "eigenvalue rank (most unstable first)"})}
+    counts_ok = batch.valid
+    n = lambda c: torch.where(counts_ok, c, torch.full_like(c, -1))  # noqa: E731
+    data = {
+        "n_fixed": (n(is_fixed.sum(1)), (), {"long_name": "number of fixed points found (-1: not analysed)",
+                                             "units": "1"}),
+        "n_ghost": (n((code == fc.CODE["ghost"]).sum(1)), (),
+                    {"long_name": "number of ghosts (slow points that pass the passage test; -1: not analysed)",
+                     "units": "1"}),
+        "n_slow": (n((code == fc.CODE["slow_point"]).sum(1)), (),
+                   {"long_name": "number of slow points that are not ghosts (-1: not analysed)", "units": "1"}),
+        "analysed": (batch.valid, (), {"long_name": "parameters finite, entry analysed"}),
+        "typical_speed": (typical, (), {"long_name": "median speed |g| of the sampled starting states",
+                                        "units": speed_units}),
+        "present": (mask, ("point",), {"long_name": "the slot holds a point"}),
+        "position": (torch.where(mask.unsqueeze(-1), pts.x, nan), ("point", "state"),
+                     {"long_name": "state at the point", "units": sunit}),
+        "q": (fnum(pts.q), ("point",), {"long_name": "q = |g|^2 / 2 at the point (g = f or F(x) - x)",
+                                         "units": f"({speed_units})^2"}),
+        "speed": (fnum((2 * pts.q).sqrt()), ("point",), {"long_name": "speed |g| at the point", "units": speed_units}),
+        "residual_max": (fnum(pts.ginf), ("point",), {"long_name": "max-norm of the residual g at the point",
+                                                      "units": speed_units}),
+        "point_type": (code.to(torch.int8), ("point",), fc.flag_attrs()),
+        "n_unstable": (torch.where(mask, dg.n_unstable, -1).to(torch.int16), ("point",),
+                       {"long_name": "number of unstable eigenvalues (Re > 0 for flows, |.| > 1 for maps)",
+                        "units": "1"}),
+        "n_neutral": (torch.where(mask, dg.n_neutral, -1).to(torch.int16), ("point",),
+                      {"long_name": "number of eigenvalues on the stability boundary (within neutral_tol)",
+                       "units": "1"}),
+        "eig_real": (torch.where(mask.unsqueeze(-1), dg.eig.real, nan), ("point", "eig"),
+                     {"long_name": "real part of the Jacobian eigenvalues (of f, or of F for maps)", "units": "1"}),
+        "eig_imag": (torch.where(mask.unsqueeze(-1), dg.eig.imag, nan), ("point", "eig"),
+                     {"long_name": "imaginary part of the Jacobian eigenvalues", "units": "1"}),
+        "sign_change": (mask & dg.sign_change, ("point",),
+                        {"long_name": "a Jacobian eigenvalue's real part changes sign along the passage"}),
+    }
+    units = {"curvature": f"1/({sunit} {tunit})" if flow else f"1/{sunit}", "radius": sunit, "time": tunit,
+             "time_nf": tunit, "time_nf_ball": tunit, "linger": "1"}
+    for key, (name, long_name) in _GHOST_VARS.items():
+        data[name] = (fnum(getattr(dg, key)), ("point",), {"long_name": long_name, "units": units[key]})
+    ds = xr.Dataset({name: batch.to_xarray(t, dims, name=name, attrs=attrs, coords={k: v for k, v in coords.items()
+                                                                                     if k in dims})
+                     for name, (t, dims, attrs) in data.items()})
+    ds["point_type"].attrs["types"] = " ".join(fc.TYPES)
+    return ds
+
+
+def landscape(batch, lo: torch.Tensor, hi: torch.Tensor, chunk: int) -> xr.Dataset:
+    """Speed ``|g|`` on a grid of the search box (1-D: 201 points; 2-D: 41 x 41), for every sweep entry."""
+    system = batch.system
+    d = system.state_dim
+    n = 201 if d == 1 else 41
+    axes = [torch.linspace(float(lo[i]), float(hi[i]), n, dtype=torch.float64) for i in range(d)]
+    mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+    M = mesh.shape[0]
+    out = []
+    for _, p in batch.chunks(max(1, chunk)):
+        b = next(iter(p.values())).shape[0] if p else 1
+        own = torch.arange(b).repeat_interleave(M)
+        g = system.residual(mesh.repeat(b, 1), take(p, own)) if p else system.residual(mesh.repeat(b, 1), {})
+        out.append(g.norm(dim=-1).reshape(b, *([n] * d)))
+    speed = torch.cat(out)
+    speed = torch.where(batch.valid.reshape(-1, *([1] * d)), speed, torch.tensor(np.nan, dtype=speed.dtype))
+    names = [f"grid_{s}" for s in system.state_names]
+    coords = {nm: (nm, axes[i].numpy(), {"long_name": f"grid of the state coordinate {system.state_names[i]}",
+                                         "units": system.state_units}) for i, nm in enumerate(names)}
+    flow = system.kind == "flow"
+    units = f"{system.state_units}/{system.time_units}" if flow else f"{system.state_units} per iteration"
+    arr = batch.to_xarray(speed, names, name="landscape_speed", coords=coords,
+                          attrs={"long_name": "speed |g| on a grid of the search box", "units": units})
+    return arr.to_dataset()

@@ -1,0 +1,215 @@
+"""The fixed-point analyzer's pipeline on padded point sets (private).
+
+``find`` (solve from starting states -> roots and candidate minima of q, refined and deduplicated),
+``merge`` (union of two point sets, e.g. a warm-start pass), ``diagnose`` (eigenvalues, types, ghost passage).
+Every step works on all sweep entries of a chunk at once; point sets are padded ``(B, P, ...)`` with a mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import torch
+
+from . import _fp_classify as fc
+from ._fp_sampling import passage
+from ._fp_solver import OUTSIDE, dedupe, refine_minima, solve, take
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class PointSet:
+    """Padded points of ``B`` sweep entries: ``x`` ``(B, P, d)``, ``q``/``ginf`` ``(B, P)``, ``root`` (a zero of the
+    residual) and ``mask`` (slot holds a point) ``(B, P)``."""
+
+    x: Tensor
+    q: Tensor
+    ginf: Tensor
+    root: Tensor
+    mask: Tensor
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[1]
+
+    def select(self, idx: Tensor, valid: Tensor) -> "PointSet":
+        """Gather slots ``idx`` ``(B, P')``; ``valid`` ``(B, P')`` masks the result."""
+        d = self.x.shape[-1]
+        x = self.x.gather(1, idx.unsqueeze(-1).expand(*idx.shape, d))
+        out = [x] + [getattr(self, f.name).gather(1, idx) for f in fields(self)[1:]]
+        out[-1] = out[-1] & valid
+        return PointSet(*out)
+
+    @staticmethod
+    def cat(a: "PointSet", b: "PointSet") -> "PointSet":
+        return PointSet(*(torch.cat([getattr(a, f.name), getattr(b, f.name)], dim=1) for f in fields(a)))
+
+
+def _lexsort(primary: Tensor, secondary: Tensor) -> Tensor:
+    """Row-wise order by ``primary`` then ``secondary`` (two stable sorts)."""
+    first = torch.argsort(secondary, dim=1, stable=True)
+    second = torch.argsort(primary.gather(1, first), dim=1, stable=True)
+    return first.gather(1, second)
+
+
+def compact(ps: PointSet, keep: Tensor, max_points: int) -> PointSet:
+    """Keep the slots ``keep`` ``(B, S)``, roots first then by increasing ``q``, at most ``max_points`` per entry."""
+    B, S = keep.shape
+    order = _lexsort(torch.where(keep, (~ps.root).to(torch.int64), 2), torch.where(keep, ps.q, torch.inf))
+    n = int(keep.sum(1).max()) if B else 0
+    P = max(1, min(n, max_points))
+    idx = order[:, :P]
+    valid = torch.arange(P, device=keep.device).expand(B, P) < keep.sum(1, keepdim=True).clamp(max=P)
+    return ps.select(idx, valid)
+
+
+@dataclass
+class Settings:
+    lo: Tensor
+    hi: Tensor
+    margin: float
+    max_iter: int
+    root_tol: float
+    dedupe_tol: float
+    slow_points: bool
+    slow_ratio: float
+    max_points: int
+
+    @property
+    def width(self) -> Tensor:
+        return self.hi - self.lo
+
+    @property
+    def tol(self) -> float:
+        return self.dedupe_tol * float(self.width.mean())
+
+
+def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, typical: Tensor, st: Settings) -> PointSet:
+    """Points reached from ``starts`` ``(B, S, d)`` (where ``start_mask``) for parameters ``p`` ``(B, *event)``."""
+    B, S, d = starts.shape
+    flat_idx = start_mask.reshape(-1).nonzero().squeeze(-1)
+    owner = torch.arange(B, device=starts.device).repeat_interleave(S)[flat_idx]
+    x0 = starts.reshape(-1, d)[flat_idx]
+    center = (st.lo + st.hi) / 2
+    sol = solve(system, x0, p, owner, center=center, half_width=st.width / 2, radius0=0.25 * float(st.width.mean()),
+                root_tol=st.root_tol, max_iter=st.max_iter)
+
+    def scatter(v, fill):
+        out = torch.full((B * S, *v.shape[1:]), fill, dtype=v.dtype, device=v.device)
+        out[flat_idx] = v
+        return out.reshape(B, S, *v.shape[1:])
+
+    x = scatter(sol.x, torch.nan)
+    q = scatter(sol.q, torch.inf)
+    ginf = scatter(sol.g_inf, torch.inf)
+    status = scatter(sol.status, OUTSIDE)
+    m = st.margin * st.width
+    in_box = ((x >= st.lo - m) & (x <= st.hi + m)).all(-1) & (status != OUTSIDE)
+    root = in_box & (ginf <= st.root_tol)
+    ps = PointSet(x, q, ginf, root, root.clone())
+    keep = dedupe(x, q, root, st.tol)
+    if st.slow_points:
+        speed = (2 * q).sqrt()
+        cand = in_box & ~root & (speed <= st.slow_ratio * typical.unsqueeze(1))
+        # coarse dedupe before the (more expensive) exact-Hessian refinement
+        cand = dedupe(x, q, cand, 1e3 * st.tol)
+        cps = compact(PointSet(x, q, ginf, torch.zeros_like(cand), cand), cand, st.max_points)
+        flat = cps.mask.reshape(-1).nonzero().squeeze(-1)
+        if flat.numel():
+            own = torch.arange(B, device=x.device).repeat_interleave(cps.size)[flat]
+            xr, qr, is_min = refine_minima(system, cps.x.reshape(-1, d)[flat], take(p, own))
+            gr = system.residual(xr, take(p, own)).abs().amax(-1)
+            Pc = cps.size
+            cx = cps.x.reshape(-1, d).clone()
+            cx[flat] = xr
+            cq = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
+            cq[flat] = qr
+            cg = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
+            cg[flat] = gr
+            ok = torch.zeros(B * Pc, dtype=torch.bool, device=q.device)
+            in_box_r = ((xr >= st.lo - m) & (xr <= st.hi + m)).all(-1)
+            ok[flat] = (is_min | (gr <= st.root_tol)) & in_box_r
+            cx, cq, cg, ok = cx.reshape(B, Pc, d), cq.reshape(B, Pc), cg.reshape(B, Pc), ok.reshape(B, Pc)
+            croot = ok & (cg <= st.root_tol)
+            slow_ok = ok & (croot | ((2 * cq).sqrt() <= st.slow_ratio * typical.unsqueeze(1)))
+            ps = PointSet.cat(ps, PointSet(cx, cq, cg, croot, slow_ok))
+            keep = torch.cat([keep, slow_ok], dim=1)
+            keep = dedupe(ps.x, ps.q, keep, st.tol)
+    return compact(ps, keep, st.max_points)
+
+
+def merge(a: PointSet, b: PointSet, st: Settings) -> PointSet:
+    """Union of two point sets of the same entries (duplicates removed, lowest ``q`` kept)."""
+    ps = PointSet.cat(a, b)
+    keep = dedupe(ps.x, ps.q, ps.mask, st.tol)
+    return compact(ps, keep, st.max_points)
+
+
+@dataclass
+class Diagnosis:
+    """Per point ``(B, P)`` unless noted: sorted eigenvalues ``(B, P, d)`` (complex), type codes, counts, and the
+    ghost diagnostics (NaN where not a slow point)."""
+
+    points: PointSet
+    eig: Tensor
+    code: Tensor
+    n_unstable: Tensor
+    n_neutral: Tensor
+    curvature: Tensor
+    radius: Tensor
+    time: Tensor
+    time_nf: Tensor
+    time_nf_ball: Tensor
+    linger: Tensor
+    sign_change: Tensor
+
+
+def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, *, neutral_tol: float,
+             passage_factor: float, passage_steps: int, linger_min: float) -> Diagnosis:
+    """Classify every point; run the passage test on the slow points; order points fixed, ghost, slow."""
+    B, P, d = ps.x.shape
+    flat = ps.mask.reshape(-1).nonzero().squeeze(-1)
+    own = torch.arange(B, device=ps.x.device).repeat_interleave(P)
+    dtype = ps.x.dtype
+    eig = torch.full((B * P, d), complex(torch.nan, torch.nan), dtype=torch.complex128 if dtype == torch.float64
+                     else torch.complex64, device=ps.x.device)
+    code = torch.full((B * P,), fc.NONE, dtype=torch.int64, device=ps.x.device)
+    n_unst = torch.full((B * P,), -1, dtype=torch.int64, device=ps.x.device)
+    n_neut = n_unst.clone()
+    nanf = torch.full((B * P,), torch.nan, dtype=dtype, device=ps.x.device)
+    diag = {k: nanf.clone() for k in ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linger")}
+    sign = torch.zeros(B * P, dtype=torch.bool, device=ps.x.device)
+    if flat.numel():
+        xf = ps.x.reshape(-1, d)[flat]
+        pf = take(p, own[flat])
+        ev = fc.sort_eigs(torch.linalg.eigvals(system.jacobian(xf, pf)), system.kind)
+        eig[flat] = ev.to(eig.dtype)
+        nu, nn = fc.counts(ev, system.kind, neutral_tol)
+        n_unst[flat], n_neut[flat] = nu, nn
+        is_root = ps.root.reshape(-1)[flat]
+        code[flat] = torch.where(is_root, fc.classify(ev, system.kind, neutral_tol), fc.CODE["slow_point"])
+        slow = flat[~is_root]
+        if slow.numel():
+            rho_max = 0.5 * (st.width / 2).min()
+            pas = passage(system, ps.x.reshape(-1, d)[slow], take(p, own[slow]), rho_max=rho_max,
+                          factor=passage_factor, n_steps=passage_steps, max_map_steps=20000)
+            for k in diag:
+                diag[k][slow] = getattr(pas, k)
+            sign[slow] = pas.sign_change
+            ghost = pas.passes & pas.sign_change & (pas.linger >= linger_min)
+            code[slow] = torch.where(ghost, fc.CODE["ghost"], fc.CODE["slow_point"])
+    # order: fixed points, then ghosts, then slow points; each by their first coordinate
+    x0 = ps.x.reshape(-1, d)[:, 0].nan_to_num(0.0)
+    group = torch.where(code < 0, 3, torch.where(code == fc.CODE["ghost"], 1,
+                                                 torch.where(code == fc.CODE["slow_point"], 2, 0)))
+    order = _lexsort(group.reshape(B, P), x0.reshape(B, P))
+    pts = ps.select(order, torch.ones_like(ps.mask))
+
+    def re(t):
+        t = t.reshape(B, P, *t.shape[1:])
+        return t.gather(1, order.reshape(B, P, *([1] * (t.dim() - 2))).expand_as(t))
+
+    return Diagnosis(pts, re(eig), re(code), re(n_unst), re(n_neut), *(re(diag[k]) for k in
+                     ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linger")), re(sign))

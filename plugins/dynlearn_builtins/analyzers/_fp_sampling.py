@@ -1,0 +1,243 @@
+"""Starting states and trajectory passages for the fixed-point analyzer (private).
+
+- :func:`starting_states`: for every sweep entry, states drawn uniformly from the search box plus states taken
+  at random times along short trajectories (which linger near slow points and ghosts), with Gaussian noise.
+- :func:`rk4_path`: fixed-step RK4 of a flow in rescaled time ``s in [0, 1]`` with a per-state horizon ``H``
+  (``dx/ds = +-H f(x)``), so states with very different time scales share one batched loop.
+- :func:`passage`: the ghost test: a trajectory through a minimum ``x_g`` of ``q`` must leave the ball of
+  radius ``rho`` around it on both sides (it passes, it is not trapped by a fixed point), linger there, and a
+  Jacobian eigenvalue's real part must change sign between entry and exit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from ._fp_solver import take
+
+Tensor = torch.Tensor
+
+
+def rk4_path(system, x0: Tensor, p: Mapping[str, Tensor], horizon: Tensor, n_steps: int, sign: float = 1.0,
+             limit: Tensor | None = None, center: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """States ``(n_steps + 1, N, d)``, rescaled velocities ``dx/ds`` and an ``inside`` mask along RK4 paths.
+
+    A state that becomes non-finite or leaves ``|x - center| <= limit`` is frozen (``inside`` False from then on).
+    """
+    h = 1.0 / n_steps
+    H = (sign * horizon).unsqueeze(-1)
+
+    def vel(x):
+        return H * system.rhs(x, p)
+
+    x = x0
+    v = vel(x)
+    xs, vs = [x], [v]
+    alive = torch.isfinite(v).all(-1)
+    ins = [alive.clone()]
+    for _ in range(n_steps):
+        k1 = v
+        k2 = vel(x + 0.5 * h * k1)
+        k3 = vel(x + 0.5 * h * k2)
+        k4 = vel(x + h * k3)
+        nxt = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ok = torch.isfinite(nxt).all(-1)
+        if limit is not None:
+            ok &= ((nxt - center).abs() <= limit).all(-1)
+        alive = alive & ok
+        x = torch.where(alive.unsqueeze(-1), nxt, x)
+        v_new = vel(x)
+        v = torch.where(alive.unsqueeze(-1), v_new, v)
+        xs.append(x)
+        vs.append(v)
+        ins.append(alive.clone())
+    return torch.stack(xs), torch.stack(vs), torch.stack(ins)
+
+
+def map_path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, limit: Tensor | None = None,
+             center: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Iterates ``(n_steps + 1, N, d)`` of a map and the ``inside`` mask (frozen when leaving the box)."""
+    x = x0
+    alive = torch.isfinite(x).all(-1)
+    xs, ins = [x], [alive.clone()]
+    for _ in range(n_steps):
+        nxt = system.rhs(x, p)
+        ok = torch.isfinite(nxt).all(-1)
+        if limit is not None:
+            ok &= ((nxt - center).abs() <= limit).all(-1)
+        alive = alive & ok
+        x = torch.where(alive.unsqueeze(-1), nxt, x)
+        xs.append(x)
+        ins.append(alive.clone())
+    return torch.stack(xs), torch.stack(ins)
+
+
+def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tensor, hi: Tensor,
+                    trajectory_fraction: float, trajectory_steps: int, noise: float,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Starting states ``(B, S, d)`` for ``B`` parameter sets ``p`` ``(B, *event)``, and the typical speed ``(B,)``
+    (median ``|g|`` over the uniform samples: the scale a slow point is compared with).
+
+    Flows are integrated for ``5`` typical time scales (box half-width / typical speed), maps iterated
+    ``trajectory_steps`` times; a trajectory state is taken at a random step where it is still inside the box
+    (a uniform state otherwise).
+    """
+    B = next(iter(p.values())).shape[0] if p else 1
+    d = lo.numel()
+    dtype = lo.dtype
+    n_traj = int(round(n_starts * trajectory_fraction))
+    n_unif = n_starts - n_traj
+    width = hi - lo
+    u = lo + width * torch.rand(B, n_starts, d, generator=generator, dtype=dtype)
+    owner = torch.arange(B).repeat_interleave(n_starts)
+    flat = u.reshape(B * n_starts, d)
+    pf = take(p, owner)
+    speed = system.residual(flat, pf).norm(dim=-1).reshape(B, n_starts)
+    speed = torch.where(torch.isfinite(speed), speed, torch.full_like(speed, torch.inf))
+    typical = speed.median(dim=1).values
+    if n_traj == 0:
+        return u, typical
+    x0 = u[:, n_unif:].reshape(B * n_traj, d)
+    ptr = take(p, torch.arange(B).repeat_interleave(n_traj))
+    center = (lo + hi) / 2
+    if system.kind == "flow":
+        tscale = (width.min() / 2) / typical.clamp(min=1e-300)
+        horizon = (5 * tscale).clamp(max=1e12).repeat_interleave(n_traj)
+        xs, _, ins = rk4_path(system, x0, ptr, horizon, trajectory_steps, limit=width / 2, center=center)
+    else:
+        xs, ins = map_path(system, x0, ptr, trajectory_steps, limit=width / 2, center=center)
+    keys = torch.rand(ins.shape, generator=generator, dtype=dtype)
+    keys = torch.where(ins, keys, torch.full_like(keys, -1.0))
+    pick = keys.argmax(0)
+    chosen = xs.gather(0, pick.view(1, -1, 1).expand(1, -1, d))[0]
+    good = ins.any(0)
+    chosen = torch.where(good.unsqueeze(-1), chosen, x0)
+    chosen = chosen + noise * width * torch.randn(chosen.shape, generator=generator, dtype=dtype)
+    starts = torch.cat([u[:, :n_unif], chosen.reshape(B, n_traj, d)], dim=1)
+    return starts, typical
+
+
+@dataclass
+class Passage:
+    """Ghost diagnostics for ``K`` candidates (all ``(K,)``)."""
+
+    curvature: Tensor
+    radius: Tensor
+    time: Tensor
+    time_nf: Tensor
+    time_nf_ball: Tensor
+    linger: Tensor
+    sign_change: Tensor
+    passes: Tensor
+
+
+def normal_form(system, x: Tensor, p: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Speed ``r = |g|``, slow direction ``v = g / |g|`` and curvature ``a = phi''(0) / 2`` of
+    ``phi(u) = v . g(x + u v)`` at candidate minima: near ``x``, ``phi(u) ~ r + a u^2`` (the 1-D normal form
+    ``u' = r + a u^2``)."""
+    with torch.enable_grad():
+        g0 = system.residual(x, p).detach()
+        r = g0.norm(dim=-1)
+        v = g0 / r.clamp(min=torch.finfo(x.dtype).tiny).unsqueeze(-1)
+        u = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device, requires_grad=True)
+        phi = (v * system.residual(x.detach() + u.unsqueeze(-1) * v, p)).sum(-1)
+        (d1,) = torch.autograd.grad(phi.sum(), u, create_graph=True)
+        (d2,) = torch.autograd.grad(d1.sum(), u, allow_unused=True)
+    a = 0.5 * d2 if d2 is not None else torch.zeros_like(r)
+    return r, v, a.detach()
+
+
+def _n_positive(system, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
+    J = system.jacobian(x, p)
+    if system.kind == "map":
+        J = J - torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    ev = torch.linalg.eigvals(J)
+    return (ev.real > 0).sum(-1)
+
+
+def _exit_time(xs: Tensor, vs: Tensor, ins: Tensor, center: Tensor, rho: Tensor) -> tuple[Tensor, Tensor]:
+    """First time ``s in [0, 1]`` at which the path leaves the ball (cubic Hermite refinement), and whether it did."""
+    n = xs.shape[0] - 1
+    dist = (xs - center).norm(dim=-1)
+    out = (dist > rho) & ins
+    left = out.any(0)
+    i1 = out.float().argmax(0).clamp(min=1)
+    i0 = i1 - 1
+    idx = lambda t, i: t.gather(0, i.view(1, -1, 1).expand(1, -1, t.shape[-1]))[0]  # noqa: E731
+    x0, x1, v0, v1 = idx(xs, i0), idx(xs, i1), idx(vs, i0), idx(vs, i1)
+    h = 1.0 / n
+    lo = torch.zeros_like(rho)
+    hi = torch.ones_like(rho)
+    for _ in range(50):
+        t = (lo + hi) / 2
+        tt = t.unsqueeze(-1)
+        h00, h10, h01, h11 = 2 * tt**3 - 3 * tt**2 + 1, tt**3 - 2 * tt**2 + tt, -2 * tt**3 + 3 * tt**2, tt**3 - tt**2
+        xt = h00 * x0 + h10 * h * v0 + h01 * x1 + h11 * h * v1
+        beyond = (xt - center).norm(dim=-1) > rho
+        hi = torch.where(beyond, t, hi)
+        lo = torch.where(beyond, lo, t)
+    s = (i0.to(rho.dtype) + (lo + hi) / 2) * h
+    return s, left
+
+
+def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, factor: float, n_steps: int,
+            max_map_steps: int) -> Passage:
+    """Passage test and normal-form diagnostics for candidate ghosts ``x`` ``(K, d)``.
+
+    The ball radius is ``rho = min(factor * sqrt(r / a), rho_max)`` (the bottleneck's own width times
+    ``factor``). In the normal form ``u' = r + a u^2`` the time to cross the ball is
+    ``2 atan(rho sqrt(a / r)) / sqrt(r a)`` (``time_nf_ball``), tending to ``pi / sqrt(r a)`` (``time_nf``).
+    Flows: integrated forward and backward from ``x`` (RK4, ``n_steps`` per direction); maps: iterated from
+    the entry point ``x - rho v`` until the orbit leaves the ball (at most ``max_map_steps``).
+    """
+    K, d = x.shape
+    r, v, a = normal_form(system, x, p)
+    shaped = a > 0
+    ratio = torch.where(shaped, r / a.clamp(min=torch.finfo(x.dtype).tiny), torch.full_like(r, torch.inf))
+    rho = torch.minimum(factor * ratio.sqrt(), rho_max.expand_as(r))
+    sra = (r * a).clamp(min=torch.finfo(x.dtype).tiny).sqrt()
+    t_nf = torch.where(shaped, math.pi / sra, torch.full_like(r, torch.nan))
+    t_ball = torch.where(shaped, 2 * torch.atan(rho * (a / r).clamp(min=0).sqrt()) / sra, torch.full_like(r, torch.nan))
+    if system.kind == "flow":
+        est = torch.where(shaped, t_ball, 20 * rho / r.clamp(min=torch.finfo(x.dtype).tiny))
+        H = (1.5 * est).clamp(min=1e-12, max=1e15)
+        both = torch.cat([x, x])
+        p2 = {k: torch.cat([val, val]) for k, val in p.items()}
+        sign = torch.cat([torch.ones(K), -torch.ones(K)]).to(x.dtype)
+        xs, vs, ins = rk4_path(system, both, p2, torch.cat([H, H]) * sign, n_steps)
+        s, left = _exit_time(xs, vs, ins, torch.cat([x, x]), torch.cat([rho, rho]))
+        t_meas = (s[:K] + s[K:]) * H
+        passes = left[:K] & left[K:]
+        n = xs.shape[0] - 1
+        i = (s * n).floor().long().clamp(max=n)
+        ends = xs.gather(0, i.view(1, -1, 1).expand(1, -1, d))[0]
+        exit_pt, entry_pt = ends[:K], ends[K:]
+    else:
+        est = torch.where(shaped, t_ball, 20 * rho / r.clamp(min=torch.finfo(x.dtype).tiny))
+        steps = int(min(max_map_steps, max(10, float((3 * est).nan_to_num(max_map_steps).max()) + 10)))
+        entry_pt = x - rho.unsqueeze(-1) * v
+        y = entry_pt
+        inside = torch.ones(K, dtype=torch.bool, device=x.device)
+        count = torch.zeros(K, dtype=x.dtype, device=x.device)
+        exit_pt = entry_pt.clone()
+        for _ in range(steps):
+            y = system.rhs(y, p)
+            now_in = ((y - x).norm(dim=-1) <= rho) & torch.isfinite(y).all(-1)
+            leaving = inside & ~now_in
+            exit_pt = torch.where(leaving.unsqueeze(-1), y, exit_pt)
+            count = count + inside.to(x.dtype)
+            inside = inside & now_in
+            if not bool(inside.any()):
+                break
+        passes = ~inside & torch.isfinite(exit_pt).all(-1)
+        t_meas = count
+    g_in = system.residual(entry_pt, p).norm(dim=-1)
+    g_out = system.residual(exit_pt, p).norm(dim=-1)
+    linger = t_meas * torch.maximum(g_in, g_out) / (2 * rho)
+    sign_change = _n_positive(system, entry_pt, p) != _n_positive(system, exit_pt, p)
+    t_meas = torch.where(passes, t_meas, torch.full_like(t_meas, torch.nan))
+    return Passage(a, rho, t_meas, t_nf, t_ball, linger, sign_change & passes, passes)

@@ -1,0 +1,112 @@
+"""Closed-form reference problems shared by the tests (torchdiffeq's ``tests/problems.py`` idea).
+
+Each function states an exact fact the analyzers must reproduce; the small systems below are test-only Systems
+(not registered as plugins) with known answers.
+
+Saddle-node normal form ``x' = r + a x^2`` (``saddle_node`` has ``a = 1``):
+
+- ``r < 0``: fixed points ``+-sqrt(-r/a)`` with eigenvalues ``+-2 sqrt(-r a)`` (the negative root is stable);
+- ``r > 0``: no fixed point; ``x = 0`` is a ghost with speed ``r`` whose bottleneck takes ``pi / sqrt(r a)`` to
+  cross; crossing the ball ``|x| <= rho`` takes ``2 atan(rho sqrt(a/r)) / sqrt(r a)``;
+- from ``x(0) = 0``: ``x(t) = sqrt(r/a) tan(sqrt(r a) t)``.
+
+Two-factor map ``F(a, b) = (a - mu (ab - 1) b, b - mu (ab - 1) a)``: fixed points are the hyperbola ``ab = 1``
+(Jacobian eigenvalues ``1`` along it and ``1 - mu (a^2 + b^2)`` across it) and the origin (``1 +- mu``).
+
+Hopf normal form: the origin has eigenvalues ``mu +- i omega``.
+
+>>> round(ghost_passage_time(0.01), 6), round(ball_passage_time(0.01, 1.0, 1.0), 6)
+(31.415927, 29.422553)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dynlearn.params import Param
+from dynlearn.system import FlowSystem, MapSystem
+
+__all__ = [
+    "saddle_node_roots",
+    "saddle_node_eigenvalues",
+    "ghost_passage_time",
+    "ball_passage_time",
+    "tan_solution",
+    "two_factor_normal_eigenvalue",
+    "two_factor_origin_eigenvalues",
+    "hopf_eigenvalues",
+    "SaddleNodeMap",
+    "CurvedSaddleNode",
+]
+
+
+def saddle_node_roots(r: float, a: float = 1.0) -> tuple[float, ...]:
+    """Fixed points of ``r + a x^2`` in increasing order (none for ``r a > 0``)."""
+    if r * a > 0:
+        return ()
+    s = math.sqrt(-r / a)
+    return (-s, s) if s else (0.0,)
+
+
+def saddle_node_eigenvalues(r: float, a: float = 1.0) -> tuple[float, ...]:
+    """``f'(x) = 2 a x`` at :func:`saddle_node_roots`."""
+    return tuple(2 * a * x for x in saddle_node_roots(r, a))
+
+
+def ghost_passage_time(r: float, a: float = 1.0) -> float:
+    """Normal-form passage time ``pi / sqrt(r a)`` through the bottleneck of ``x' = r + a x^2``."""
+    return math.pi / math.sqrt(r * a)
+
+
+def ball_passage_time(r: float, a: float, rho: float) -> float:
+    """Time to cross ``|x| <= rho`` under ``x' = r + a x^2``: ``2 atan(rho sqrt(a/r)) / sqrt(r a)``."""
+    return 2 * math.atan(rho * math.sqrt(a / r)) / math.sqrt(r * a)
+
+
+def tan_solution(t: float, r: float, a: float = 1.0) -> float:
+    """``x(t)`` from ``x(0) = 0`` under ``x' = r + a x^2`` (``r, a > 0``, before the blow-up)."""
+    return math.sqrt(r / a) * math.tan(math.sqrt(r * a) * t)
+
+
+def two_factor_normal_eigenvalue(a: float, b: float, mu: float) -> float:
+    """Eigenvalue of the two-factor map's Jacobian across the hyperbola ``ab = 1``: ``1 - mu (a^2 + b^2)``."""
+    return 1 - mu * (a * a + b * b)
+
+
+def two_factor_origin_eigenvalues(mu: float) -> tuple[float, float]:
+    """The origin is a fixed point of the two-factor map with eigenvalues ``1 - mu`` and ``1 + mu``."""
+    return (1 - mu, 1 + mu)
+
+
+def hopf_eigenvalues(mu: float, omega: float) -> tuple[complex, complex]:
+    """Eigenvalues ``mu +- i omega`` of the Hopf normal form at the origin."""
+    return (complex(mu, omega), complex(mu, -omega))
+
+
+class SaddleNodeMap(MapSystem):
+    """Saddle-node normal form of a map: ``x -> x + r + x^2`` (residual ``r + x^2``, ghost at 0 for r > 0)."""
+
+    name = "saddle_node_map_test"
+    description = "map x -> x + r + x^2 (test problem)"
+    state_names = ("x",)
+    parameters = {"r": Param(1e-3, description="saddle-node parameter r")}
+    domain_bounds = ([-1.0], [1.0])
+
+    def rhs(self, x, p):
+        return x + p["r"][..., None] + x**2
+
+
+class CurvedSaddleNode(FlowSystem):
+    """``x' = r + a x^2``, ``y' = -y``: the 2-D saddle-node normal form with curvature ``a``."""
+
+    name = "curved_saddle_node_test"
+    description = "x' = r + a x^2, y' = -y (test problem)"
+    state_names = ("x", "y")
+    parameters = {"r": Param(0.01, description="saddle-node parameter r"),
+                  "a": Param(2.0, description="curvature a", low=0, low_inclusive=False)}
+    domain_bounds = ([-2.0, -2.0], [2.0, 2.0])
+
+    def rhs(self, x, p):
+        return torch.stack([p["r"] + p["a"] * x[..., 0] ** 2, -x[..., 1]], dim=-1)
