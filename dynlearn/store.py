@@ -265,12 +265,15 @@ class ChunkWriter:
     ``submit(chunk_index, blocks, commit)`` queues region writes ``{"group/var": (slices, array)}``; after them
     the writer sets ``committed[chunk_index]``. The queue is bounded, so training never runs more than
     ``depth`` chunks ahead of the disk. ``close()`` waits for every write and re-raises a writer error.
+    ``setup`` (a callable, e.g. the store preallocation) runs first, on the writer thread.
     Time spent blocked on the writer is accumulated in ``wait_seconds``; time spent writing in
     ``write_seconds``.
     """
 
-    def __init__(self, path: str | os.PathLike | Any, depth: int = 2, background: bool = True) -> None:
-        self.root = zarr.open_group(path if not isinstance(path, (str, os.PathLike)) else str(path), mode="r+")
+    def __init__(self, path: str | os.PathLike | Any, depth: int = 2, background: bool = True,
+                 setup: Any = None) -> None:
+        self._path = path if not isinstance(path, (str, os.PathLike)) else str(path)
+        self._root = None
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._err: BaseException | None = None
         self.wait_seconds = 0.0
@@ -280,6 +283,15 @@ class ChunkWriter:
         if background:
             self._thread = threading.Thread(target=self._loop, name="dynlearn-writer", daemon=True)
             self._thread.start()
+        if setup is not None:
+            # e.g. preallocating the store: done first, off the training loop's critical path
+            self._submit_job(("setup", setup))
+
+    @property
+    def root(self):
+        if self._root is None:
+            self._root = zarr.open_group(self._path, mode="r+")
+        return self._root
 
     def _array(self, key: str):
         arr = self._arrays.get(key)
@@ -291,6 +303,10 @@ class ChunkWriter:
         import time
 
         t0 = time.perf_counter()
+        if job[0] == "setup":
+            job[1]()
+            self.write_seconds += time.perf_counter() - t0
+            return
         blocks, commit = job
         for key, (region, data) in blocks.items():
             self._array(key)[region] = data
@@ -315,9 +331,13 @@ class ChunkWriter:
     def submit(self, blocks: Mapping[str, tuple[Any, np.ndarray]], commit: tuple[str, int] | None) -> None:
         import time
 
+        self._submit_job((dict(blocks), commit))
+
+    def _submit_job(self, job) -> None:
+        import time
+
         if self._err is not None:
             raise StoreError(f"writing the store failed: {self._err}") from self._err
-        job = (dict(blocks), commit)
         if not self._background:
             self._write(job)
             return

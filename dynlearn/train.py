@@ -45,16 +45,27 @@ __all__ = ["train", "run_experiment", "RunResult"]
 
 @dataclass
 class RunResult:
-    """What :func:`run_experiment` did: the store, the opened tree, timings (seconds)."""
+    """What :func:`run_experiment` did: the store, its tree (opened lazily), timings (seconds)."""
 
     path: Path | None
-    tree: xr.DataTree
+    _tree: xr.DataTree | None
     epochs_run: int
     resumed_from: int
     seconds_total: float = 0.0
     seconds_write_blocked: float = 0.0
     seconds_writing: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tree(self) -> xr.DataTree:
+        """The run's store, opened on first access."""
+        if self._tree is None:
+            self._tree = open_store(self.path)
+        return self._tree
+
+    @tree.setter
+    def tree(self, value: xr.DataTree) -> None:
+        self._tree = value
 
     @property
     def write_fraction(self) -> float:
@@ -300,14 +311,20 @@ class _Runner:
                 theta, opt_state, sched_state, hp, status, out_epoch = self._load_state(root, start_chunk - 1)
             if start_chunk == self.n_chunks:
                 consolidate(self.path)
-                return RunResult(self.path, open_store(self.path), 0, self.E, time.perf_counter() - t_start)
+                return RunResult(self.path, None, 0, self.E, time.perf_counter() - t_start)
             unconsolidate(self.path)
+            setup = None
         else:
+            if self.path.exists() and not (self.path / "zarr.json").exists():
+                raise StoreError(f"{self.path} exists and is not a result store")
             attrs = {"version": _provenance()["dynlearn"], "config": self.exp.config,
                      "config_hash": self.exp.hash, "provenance": _provenance()}
-            create_store(self.path, groups, attrs, overwrite=overwrite)
+
+            def setup():
+                create_store(self.path, groups, attrs, overwrite=overwrite)
+
         resumed_from = start_chunk * self.C
-        writer = ChunkWriter(self.path)
+        writer = ChunkWriter(self.path, setup=setup)
         meter = Meter(self.E, f"train {self.exp.config['name']}", self.show, unit="epoch")
         meter.update(resumed_from)
         prep = 0.0
@@ -330,7 +347,7 @@ class _Runner:
             writer.close()
         consolidate(self.path)
         total = time.perf_counter() - t_start
-        return RunResult(self.path, open_store(self.path), self.E - resumed_from, resumed_from, total,
+        return RunResult(self.path, None, self.E - resumed_from, resumed_from, total,
                          seconds_write_blocked=writer.wait_seconds + prep, seconds_writing=writer.write_seconds)
 
     def _train_chunk(self, a, b, theta, opt_state, sched_state, hp, status, out_epoch, meter):
