@@ -29,9 +29,36 @@ import torch
 from dynlearn.params import Param
 from dynlearn.system import Manifold, MapSystem
 
-__all__ = ["TwoFactorMap", "slice_map", "ellipse_axes", "ellipse_level", "ellipse_point", "ellipse_angle"]
+__all__ = [
+    "TwoFactorMap",
+    "two_factor_map",
+    "two_factor_jacobian",
+    "two_factor_manifolds",
+    "slice_map",
+    "ellipse_axes",
+    "ellipse_level",
+    "ellipse_point",
+    "ellipse_angle",
+]
 
 Tensor = torch.Tensor
+
+
+def two_factor_map(x: Tensor, mu: Tensor | float) -> Tensor:
+    """``F_mu(a, b) = (a - mu (ab - 1) b, b - mu (ab - 1) a)`` for states ``x`` of shape ``(..., 2)``; ``mu``
+    broadcasts against ``x.shape[:-1]``."""
+    a, b = x[..., 0], x[..., 1]
+    r = a * b - 1
+    return torch.stack([a - mu * r * b, b - mu * r * a], dim=-1)
+
+
+def two_factor_jacobian(x: Tensor, mu: Tensor | float) -> Tensor:
+    """Jacobian ``[[1 - mu b^2, -mu (2ab - 1)], [-mu (2ab - 1), 1 - mu a^2]]``, shape ``(..., 2, 2)``."""
+    a, b = x[..., 0], x[..., 1]
+    off = -mu * (2 * a * b - 1)
+    row0 = torch.stack([1 - mu * b**2, off], dim=-1)
+    row1 = torch.stack([off, 1 - mu * a**2], dim=-1)
+    return torch.stack([row0, row1], dim=-2)
 
 
 def slice_map(z: Tensor, mu: Tensor | float) -> Tensor:
@@ -83,58 +110,69 @@ class TwoFactorMap(MapSystem):
     domain_bounds = ([-3.0, -3.0], [3.0, 3.0])
 
     def rhs(self, x: Tensor, p) -> Tensor:
-        mu = p["mu"]
-        a, b = x[..., 0], x[..., 1]
-        r = a * b - 1
-        return torch.stack([a - mu * r * b, b - mu * r * a], dim=-1)
+        return two_factor_map(x, p["mu"])
 
     def jacobian(self, x: Tensor, p) -> Tensor:
         """``[[1 - mu b^2, -mu (2ab - 1)], [-mu (2ab - 1), 1 - mu a^2]]``."""
-        mu = p["mu"]
-        a, b = x[..., 0], x[..., 1]
-        off = -mu * (2 * a * b - 1)
-        row0 = torch.stack([1 - mu * b**2, off], dim=-1)
-        row1 = torch.stack([off, 1 - mu * a**2], dim=-1)
-        return torch.stack([row0, row1], dim=-2)
+        return two_factor_jacobian(x, p["mu"])
 
     def loss(self, x: Tensor) -> Tensor:
         """Training loss ``(ab - 1)^2 / 2`` at the states ``x``."""
         return 0.5 * (x[..., 0] * x[..., 1] - 1) ** 2
 
     def manifolds(self) -> dict[str, Manifold]:
-        def balanced_constraint(x, p):
-            return (x[..., 0] - x[..., 1]).unsqueeze(-1)
+        return two_factor_manifolds(self.domain()[0][0], self.domain()[1][0])
 
-        def balanced_project(x, p):
-            z = x.mean(-1, keepdim=True)
-            return z.expand_as(x).clone()
 
-        def balanced_sample(n, p, generator=None):
-            lo, hi = self.domain()
-            z = lo[0] + (hi[0] - lo[0]) * torch.rand(n, generator=generator, dtype=torch.float64)
-            return torch.stack([z, z], dim=-1)
+def two_factor_manifolds(low: float = -3.0, high: float = 3.0, mu_of=None) -> dict[str, Manifold]:
+    """The invariant manifolds of the two-factor map: ``balanced`` (a = b), ``ellipse`` (E_mu, 0 < mu < 2) and
+    ``minima`` (the hyperbola ab = 1 of fixed points).
 
-        def ellipse_constraint(x, p):
-            return (ellipse_level(x, p["mu"]) - 1).unsqueeze(-1)
+    ``mu_of(p)`` gives ``mu`` from a parameter mapping (default ``p["mu"]``): systems that reduce to the
+    two-factor map with another parametrisation (``linear_attention``) reuse these declarations.
+    """
+    if mu_of is None:
+        def mu_of(p):
+            return p["mu"]
 
-        def ellipse_project(x, p):
-            return x / ellipse_level(x, p["mu"]).clamp(min=1e-300).sqrt().unsqueeze(-1)
+    def balanced_constraint(x, p):
+        return (x[..., 0] - x[..., 1]).unsqueeze(-1)
 
-        def ellipse_sample(n, p, generator=None):
-            theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
-            return ellipse_point(theta, p["mu"])
+    def balanced_project(x, p):
+        z = x.mean(-1, keepdim=True)
+        return z.expand_as(x).clone()
 
-        def ellipse_valid(p):
-            mu = p["mu"]
-            return (mu > 0) & (mu < 2)
+    def balanced_sample(n, p, generator=None):
+        z = low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+        return torch.stack([z, z], dim=-1)
 
-        def minima_constraint(x, p):
-            return (x[..., 0] * x[..., 1] - 1).unsqueeze(-1)
+    def ellipse_constraint(x, p):
+        return (ellipse_level(x, mu_of(p)) - 1).unsqueeze(-1)
 
-        return {
-            "balanced": Manifold("balanced", "balanced slice a = b", balanced_constraint, balanced_project,
-                                 balanced_sample),
-            "ellipse": Manifold("ellipse", "invariant Chebyshev ellipse E_mu (0 < mu < 2)", ellipse_constraint,
-                                ellipse_project, ellipse_sample, ellipse_valid),
-            "minima": Manifold("minima", "hyperbola ab = 1 of fixed points (global minima)", minima_constraint),
-        }
+    def ellipse_project(x, p):
+        return x / ellipse_level(x, mu_of(p)).clamp(min=1e-300).sqrt().unsqueeze(-1)
+
+    def ellipse_sample(n, p, generator=None):
+        theta = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+        return ellipse_point(theta, mu_of(p))
+
+    def ellipse_valid(p):
+        mu = torch.as_tensor(mu_of(p))
+        return (mu > 0) & (mu < 2)
+
+    def minima_constraint(x, p):
+        return (x[..., 0] * x[..., 1] - 1).unsqueeze(-1)
+
+    def minima_sample(n, p, generator=None):
+        u = 3 * torch.rand(n, generator=generator, dtype=torch.float64) - 1.5
+        sign = torch.where(torch.rand(n, generator=generator, dtype=torch.float64) < 0.5, -1.0, 1.0)
+        return torch.stack([sign * u.exp(), sign * (-u).exp()], dim=-1).to(torch.float64)
+
+    return {
+        "balanced": Manifold("balanced", "balanced slice a = b", balanced_constraint, balanced_project,
+                             balanced_sample),
+        "ellipse": Manifold("ellipse", "invariant Chebyshev ellipse E_mu (0 < mu < 2)", ellipse_constraint,
+                            ellipse_project, ellipse_sample, ellipse_valid),
+        "minima": Manifold("minima", "hyperbola ab = 1 of fixed points (global minima)", minima_constraint,
+                           sample=minima_sample),
+    }
