@@ -15,6 +15,11 @@ Two-factor map ``F(a, b) = (a - mu (ab - 1) b, b - mu (ab - 1) a)``: fixed point
 
 Hopf normal form: the origin has eigenvalues ``mu +- i omega``.
 
+Logistic map ``x -> mu x (1 - x)``: the fixed point ``1 - 1/mu`` has multiplier ``2 - mu`` (flip at ``mu = 3``).
+Neimark-Sacker normal form ``z -> (1 + mu) e^{i theta} z - |z|^2 z``: multipliers ``(1 + mu) e^{+-i theta}`` at 0.
+Local ghost ``x' = (2 - x)((x + 1)^2 + c)``: one fixed point (``x = 2``, stable) for every ``c > 0``; near
+``x = -1`` a local minimum of the speed that becomes a ghost as ``c -> 0`` (no bifurcation).
+
 >>> round(ghost_passage_time(0.01), 6), round(ball_passage_time(0.01, 1.0, 1.0), 6)
 (31.415927, 29.422553)
 """
@@ -39,6 +44,9 @@ __all__ = [
     "hopf_eigenvalues",
     "SaddleNodeMap",
     "CurvedSaddleNode",
+    "LogisticMap",
+    "NeimarkSackerMap",
+    "LocalGhost",
 ]
 
 
@@ -110,3 +118,46 @@ class CurvedSaddleNode(FlowSystem):
 
     def rhs(self, x, p):
         return torch.stack([p["r"] + p["a"] * x[..., 0] ** 2, -x[..., 1]], dim=-1)
+
+
+class LogisticMap(MapSystem):
+    """``x -> mu x (1 - x)``: fixed points 0 and ``1 - 1/mu`` (multiplier ``2 - mu``: flip at ``mu = 3``)."""
+
+    name = "logistic_test"
+    description = "logistic map (test problem)"
+    state_names = ("x",)
+    parameters = {"mu": Param(2.5, description="growth rate mu")}
+    domain_bounds = ([-0.5], [1.5])
+
+    def rhs(self, x, p):
+        return p["mu"][..., None] * x * (1 - x)
+
+
+class NeimarkSackerMap(MapSystem):
+    """``z -> (1 + mu) e^{i theta} z - |z|^2 z`` in Cartesian coordinates (Neimark-Sacker at ``mu = 0``)."""
+
+    name = "neimark_sacker_test"
+    description = "Neimark-Sacker normal form map (test problem)"
+    state_names = ("x", "y")
+    parameters = {"mu": Param(-0.1, description="mu"), "theta": Param(1.0, description="rotation angle theta")}
+    domain_bounds = ([-0.5, -0.5], [0.5, 0.5])
+
+    def rhs(self, x, p):
+        mu, th = p["mu"], p["theta"]
+        X, Y = x[..., 0], x[..., 1]
+        c, s = (1 + mu) * torch.cos(th), (1 + mu) * torch.sin(th)
+        r2 = X**2 + Y**2
+        return torch.stack([c * X - s * Y - r2 * X, s * X + c * Y - r2 * Y], dim=-1)
+
+
+class LocalGhost(FlowSystem):
+    """``x' = (2 - x)((x + 1)^2 + c)``: one stable fixed point at 2; a local ghost near -1 as ``c -> 0``."""
+
+    name = "local_ghost_test"
+    description = "one fixed point and an emerging local ghost (test problem)"
+    state_names = ("x",)
+    parameters = {"c": Param(1.0, description="depth parameter c", low=0, low_inclusive=False)}
+    domain_bounds = ([-3.0], [3.0])
+
+    def rhs(self, x, p):
+        return (2 - x) * ((x + 1) ** 2 + p["c"][..., None])

@@ -80,7 +80,7 @@ def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tenso
                     trajectory_fraction: float, trajectory_steps: int, noise: float,
                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Starting states ``(B, S, d)`` for ``B`` parameter sets ``p`` ``(B, *event)``, and the typical speed ``(B,)``
-    (median ``|g|`` over the uniform samples: the scale a slow point is compared with).
+    (median ``|g|`` over 256 uniform samples of the box: the scale a slow point is compared with).
 
     Flows are integrated for ``5`` typical time scales (box half-width / typical speed), maps iterated
     ``trajectory_steps`` times; a trajectory state is taken at a random step where it is still inside the box
@@ -93,10 +93,11 @@ def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tenso
     n_unif = n_starts - n_traj
     width = hi - lo
     u = lo + width * torch.rand(B, n_starts, d, generator=generator, dtype=dtype)
-    owner = torch.arange(B).repeat_interleave(n_starts)
-    flat = u.reshape(B * n_starts, d)
-    pf = take(p, owner)
-    speed = system.residual(flat, pf).norm(dim=-1).reshape(B, n_starts)
+    # typical speed: median over a fixed-size uniform sample (independent of n_starts)
+    n_typ = 256
+    probe = lo + width * torch.rand(B * n_typ, d, generator=generator, dtype=dtype)
+    pf = take(p, torch.arange(B).repeat_interleave(n_typ))
+    speed = system.residual(probe, pf).norm(dim=-1).reshape(B, n_typ)
     speed = torch.where(torch.isfinite(speed), speed, torch.full_like(speed, torch.inf))
     typical = speed.median(dim=1).values
     if n_traj == 0:

@@ -215,6 +215,8 @@ class FixedPoints(dynlearn.Analyzer):
             ds = ds.merge(landscape(batch, lo, hi, chunk))
         ds.attrs["description"] = "fixed points, slow points and ghosts (dynlearn fixed_points analyzer)"
         ds.attrs["system_kind"] = system.kind
+        ds.attrs["bounds_low"] = [float(v) for v in lo]
+        ds.attrs["bounds_high"] = [float(v) for v in hi]
         return ds
 
     def _warm_pass(self, batch, points: PointSet, typical, st, chunk, meter, dim) -> PointSet:

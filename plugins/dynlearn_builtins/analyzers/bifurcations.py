@@ -1,0 +1,192 @@
+r"""Bifurcations and ghost emergence along an ordered dim (epochs or a parameter), from tracked fixed points.
+
+The analyzer consumes the :class:`~dynlearn_builtins.analyzers.fixed_points.FixedPoints` output and
+
+1. tracks fixed points and slow points (ghosts) along the ordered dim ``dim`` (default ``epoch`` when present)
+   for every combination of the other sweep dims (*lines*: seeds, learning rates, ...), all lines at once:
+   optimal assignment (``scipy.optimize.linear_sum_assignment``) with a distance gate and a stability term;
+   a point unmatched for up to ``max_gap`` steps keeps its track ID;
+2. stores the tracks as a graph (networkx: nodes = points at a step, edges = continuations) in two tables,
+   ``node`` and ``edge``, rebuilt by :func:`tracks_graph`;
+3. detects events conservatively, each with its evidence and a confidence (see
+   :mod:`dynlearn_builtins.analyzers._fp_events`): ``saddle_node`` (a pair of fixed points born or
+   annihilated), ``stability_change`` (flows: a real eigenvalue crossing 0 = ``fold``, a complex pair =
+   ``hopf``; maps: crossing +1 ``fold``, -1 ``flip``, a complex pair ``neimark_sacker``) and
+   ``ghost_emergence`` (a ghost appears without a bifurcation: the abrupt-learning mechanism of the ghost
+   paper).
+
+For :math:`\dot x = x^2 + r` swept through :math:`r = 0`, the two fixed points :math:`\pm\sqrt{-r}` meet and
+disappear: one ``saddle_node`` annihilation at :math:`r = 0`, followed by the ghost at :math:`x = 0`.
+
+Examples
+--------
+>>> import numpy as np, dynlearn
+>>> grid = dynlearn.grid(r=np.linspace(-1, 1, 11))
+>>> fp = dynlearn.make_analyzer({"name": "fixed_points", "n_starts": 16}).run("saddle_node", grid)
+>>> out = Bifurcations().run("saddle_node", grid, upstream={"fixed_points": fp})
+>>> out.event_type.values.tolist(), out.subtype.values.tolist(), float(out.location[0])
+(['saddle_node'], ['annihilation'], 0.0)
+>>> bool(np.isfinite(out.q_min_depth[0]))      # a ghost appears where the pair vanished
+True
+>>> g = tracks_graph(out)
+>>> g.number_of_nodes() == int(fp.present.sum()), sorted({d["track"] for _, d in g.nodes(data=True)})
+(True, [0, 1, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+import dynlearn
+from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.sweep import Batch
+
+from . import _fp_classify as fc
+from ._fp_events import detect
+from ._fp_tracking import track
+
+__all__ = ["Bifurcations", "tracks_graph"]
+
+
+class Bifurcations(dynlearn.Analyzer):
+    """Tracks of fixed points and ghosts along an ordered dim, with bifurcation and ghost-emergence events.
+
+    Parameters
+    ----------
+    dim
+        The ordered sweep dim to track along (default: ``epoch`` if present, else the first sweep dim).
+    gate
+        Largest distance between matched points, in units of the mean width of the fixed-point search box
+        (``bounds`` attrs of the upstream result).
+    pair_gate
+        Largest distance between the two fixed points of a saddle-node pair (same units; default ``gate``).
+    stability_weight
+        Cost added to a match whose point types differ (in units of ``gate``).
+    max_gap
+        Steps a track may miss and keep its ID.
+    eig_scale
+        A crossing eigenvalue within ``eig_scale`` of the boundary on both sides counts as evidence.
+    min_confidence
+        Events with a lower confidence are left out.
+    """
+
+    name = "bifurcations"
+    description = "tracks of fixed points and ghosts along epochs or a parameter; saddle-node, stability-change and ghost-emergence events"
+    kinds = ("flow", "map")
+    requires = ("fixed_points",)
+
+    def __init__(self, dim: str | None = None, gate: float = 0.25, pair_gate: float | None = None,
+                 stability_weight: float = 0.1, max_gap: int = 2, eig_scale: float = 0.5,
+                 min_confidence: float = 0.5) -> None:
+        self.dim = dim
+        self.gate = gate
+        self.pair_gate = pair_gate
+        self.stability_weight = stability_weight
+        self.max_gap = max_gap
+        self.eig_scale = eig_scale
+        self.min_confidence = min_confidence
+
+    def _check(self, batch: Batch, fp: xr.Dataset) -> str:
+        for name in ("gate", "stability_weight", "eig_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0) or (name == "gate" and v == 0):
+                raise ParameterError(f"bifurcations: {name} must be a finite number >= 0 (gate > 0), got {v!r}")
+        if self.pair_gate is not None and not (np.isfinite(self.pair_gate) and self.pair_gate > 0):
+            raise ParameterError(f"bifurcations: pair_gate must be > 0, got {self.pair_gate!r}")
+        if not isinstance(self.max_gap, (int, np.integer)) or self.max_gap < 0:
+            raise ParameterError(f"bifurcations: max_gap must be an integer >= 0, got {self.max_gap!r}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ParameterError(f"bifurcations: min_confidence must be in [0, 1], got {self.min_confidence!r}")
+        need = ("position", "present", "point_type", "n_unstable", "n_neutral", "eig_real", "eig_imag", "speed")
+        missing = [v for v in need if v not in fp]
+        if missing:
+            raise ShapeError(f"bifurcations: the fixed_points input lacks {missing} (not a fixed_points result?)")
+        for d, n in zip(batch.dims, batch.shape):
+            if fp.sizes.get(d) != n:
+                raise ShapeError(f"bifurcations: the fixed_points input has dim {d!r} of size {fp.sizes.get(d)}, "
+                                 f"the sweep has {n}")
+        if self.dim is not None:
+            if self.dim not in batch.dims:
+                raise ParameterError(f"bifurcations: dim {self.dim!r} is not a sweep dim; sweep dims: {list(batch.dims)}")
+            return self.dim
+        if not batch.dims:
+            raise ParameterError("bifurcations: needs an ordered sweep dim (epoch or a parameter grid) to track along")
+        return "epoch" if "epoch" in batch.dims else batch.dims[0]
+
+    def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
+        fp = upstream["fixed_points"]
+        dim = self._check(batch, fp)
+        others = [d for d in batch.dims if d != dim]
+        lo = np.asarray(fp.attrs.get("bounds_low", batch.system.domain()[0]), dtype=float)
+        hi = np.asarray(fp.attrs.get("bounds_high", batch.system.domain()[1]), dtype=float)
+        scale = float(np.mean(hi - lo))
+        gate = self.gate * scale
+        pair_gate = (self.pair_gate if self.pair_gate is not None else self.gate) * scale
+        f = fp.transpose(*others, dim, "point", ...)
+        shape = [f.sizes[d] for d in others]
+        L, K, P, d = int(np.prod(shape, dtype=np.int64)), f.sizes[dim], f.sizes["point"], f.sizes["state"]
+        pos = f.position.transpose(*others, dim, "point", "state").values.reshape(L, K, P, d)
+        present = f.present.values.reshape(L, K, P).astype(bool)
+        code = f.point_type.values.reshape(L, K, P).astype(np.int64)
+        cls = (code >= fc.CODE["ghost"]).astype(np.int64)
+        tr = track(pos, present, cls, code, gate=gate, stability_weight=self.stability_weight, max_gap=self.max_gap)
+        ln, st, pt = tr.node_line, tr.node_step, tr.node_point
+        eig_r = f.eig_real.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
+        eig_i = f.eig_imag.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
+        n_fixed = ((code >= 0) & (code < fc.CODE["ghost"])).sum(-1)
+        typical = (f.typical_speed.transpose(*others, dim).values.reshape(L, K) if "typical_speed" in f
+                   else np.full((L, K), np.inf))
+        nodes = pd.DataFrame({
+            "node": np.arange(ln.size), "line": ln, "step": st, "track": tr.node_track, "cls": cls[ln, st, pt],
+            "code": code[ln, st, pt], "n_unstable": f.n_unstable.values.reshape(L, K, P)[ln, st, pt],
+            "n_neutral": f.n_neutral.values.reshape(L, K, P)[ln, st, pt],
+            "speed": f.speed.values.reshape(L, K, P)[ln, st, pt],
+        })
+        nodes["x"] = list(pos[ln, st, pt])
+        nodes["eig_real"] = list(eig_r[ln, st, pt])
+        nodes["eig_imag"] = list(eig_i[ln, st, pt])
+        coord = np.asarray(f[dim].values)
+        events = detect(nodes, n_fixed, coord, typical, kind=batch.system.kind, gate=gate, pair_gate=pair_gate,
+                        eig_scale=self.eig_scale, min_confidence=self.min_confidence)
+        from ._fp_tables import build
+
+        ds = build(batch, fp, dim, others, shape, tr, pos, code, f.speed.values.reshape(L, K, P), events, coord)
+        ds.attrs["tracked_dim"] = dim
+        ds.attrs["gate"] = gate
+        ds.attrs["pair_gate"] = pair_gate
+        return ds
+
+    def views(self, result: xr.Dataset) -> dict[str, Any]:
+        """holoviews objects: tracks along the ordered dim coloured by type, with the events marked."""
+        from ._fp_tables import views
+
+        return views(result)
+
+
+def tracks_graph(ds: xr.Dataset) -> nx.DiGraph:
+    """The networkx graph of tracks stored in a ``bifurcations`` result (node/edge tables).
+
+    Nodes are the table's node indices with attributes ``track``, ``step``, ``point``, ``type`` (label),
+    ``position`` (array) and one attribute per sweep dim (its coordinate value); edges carry ``gap`` and
+    ``distance``.
+    """
+    g = nx.DiGraph()
+    names = [v for v in ds.data_vars if ds[v].dims == ("node",) and v.startswith("node_")]
+    cols = {v[len("node_"):]: ds[v].values for v in names}
+    pos = ds["node_position"].values
+    types = np.array(("none",) + fc.TYPES, dtype=object)
+    for i in range(ds.sizes["node"]):
+        attrs = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()}
+        attrs["type"] = types[int(attrs.pop("type")) + 1]
+        attrs["position"] = pos[i]
+        g.add_node(i, **attrs)
+    for s, t, gap, dist in zip(ds.edge_source.values, ds.edge_target.values, ds.edge_gap.values,
+                               ds.edge_distance.values):
+        g.add_edge(int(s), int(t), gap=int(gap), distance=float(dist))
+    return g
