@@ -1,0 +1,304 @@
+"""Batched orbit machinery shared by the ``orbits`` and ``transverse`` analyzers.
+
+Everything here works on states ``x`` of shape ``(B, S, d)`` (``B`` parameter values, ``S`` orbits each) with
+parameters of batch shape ``(B, 1)`` (``system.expand_params``): one Python loop over *iterations*, never over
+orbits or parameter values.
+
+- :class:`Stepper`: one step of a map, or of the stroboscopic map ``x -> phi_T(x)`` of a flow (``n_sub`` RK4
+  steps of size ``h = T / n_sub``), and its Jacobian (the map's ``jacobian``; for a flow autograd through the
+  RK4 steps, i.e. the exact Jacobian of the discrete stroboscopic map).
+- :func:`advance`: iterate with divergence freezing (an orbit leaving ``|x|_inf <= max_norm`` or turning NaN
+  is frozen at its last finite state and labeled, the batch goes on).
+- :func:`tangent_run`: iterate with the tangent dynamics ``Q <- J Q`` re-orthonormalised every step (QR);
+  Lyapunov exponents ``lambda_i = <ln |R_ii|> / T`` (per iteration for maps, per unit time for flows). For
+  ``d = 2`` only one tangent vector is tracked and ``lambda_2 = <ln |det J|> / T - lambda_1``.
+- :func:`detect_period`: smallest ``p <= max_period`` with ``|x_{t+p} - x_t| <= tol (1 + |x|)`` over a window.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from dynlearn import outcome as oc
+from dynlearn.errors import ParameterError
+from dynlearn.progress import Meter
+
+Tensor = torch.Tensor
+
+#: orbit classes (``orbit`` variable codes)
+CLASS_NAMES = ("converged", "periodic", "chaotic", "aperiodic", "diverged", "nan", "masked")
+CONVERGED, PERIODIC, CHAOTIC, APERIODIC, DIVERGED, NAN, MASKED = range(7)
+#: how a converged orbit approaches its fixed point (dominant non-neutral multiplier / eigenvalue)
+APPROACH_NAMES = ("none", "monotone", "oscillating", "spiral")
+NONE, MONOTONE, OSCILLATING, SPIRAL = range(4)
+
+LOG_FLOOR = math.log(torch.finfo(torch.float64).tiny)  # ln|R_ii| of a superstable step
+
+
+def flag_attrs(long_name: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """CF flag attrs for integer codes ``0 .. len(names) - 1``."""
+    return {"long_name": long_name, "flag_values": list(range(len(names))), "flag_meanings": " ".join(names),
+            "units": "1"}
+
+
+class Stepper:
+    """One step of a map, or of the stroboscopic map of a flow, batched; with its Jacobian.
+
+    Parameters
+    ----------
+    system
+        A map or a flow.
+    p
+        Parameter tensors broadcasting against the states' batch shape.
+    flow_time, flow_step
+        Stroboscopic period ``T`` and the largest RK4 step (flows only).
+    """
+
+    def __init__(self, system, p, flow_time: float = 0.5, flow_step: float = 0.05) -> None:
+        self.system, self.p = system, p
+        self.is_flow = system.kind == "flow"
+        if self.is_flow:
+            if not (flow_time > 0 and flow_step > 0):
+                raise ParameterError(f"flow_time and flow_step must be > 0, got {flow_time}, {flow_step}")
+            self.n_sub = max(1, int(math.ceil(flow_time / flow_step - 1e-9)))
+            self.h = flow_time / self.n_sub
+            self.dt = float(flow_time)
+        else:
+            self.n_sub, self.h, self.dt = 1, 1.0, 1.0
+
+    def _rk4(self, x: Tensor, p, n: int | None = None) -> Tensor:
+        f, h = self.system.rhs, self.h
+        for _ in range(self.n_sub if n is None else n):
+            k1 = f(x, p)
+            k2 = f(x + 0.5 * h * k1, p)
+            k3 = f(x + 0.5 * h * k2, p)
+            k4 = f(x + h * k3, p)
+            x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        return x
+
+    def step(self, x: Tensor) -> Tensor:
+        return self._rk4(x, self.p) if self.is_flow else self.system.rhs(x, self.p)
+
+    def fine(self, x: Tensor, n: int) -> Tensor:
+        """``n`` single RK4 steps of size ``h``, states recorded: ``(n + 1, *x.shape)`` (flows)."""
+        out = [x]
+        for _ in range(n):
+            x = self._rk4(x, self.p, 1)
+            out.append(x)
+        return torch.stack(out)
+
+    def step_jac(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(step(x), J)`` with ``J[..., i, j] = d step_i / d x_j``."""
+        if not self.is_flow:
+            return self.system.rhs(x, self.p), self.system.jacobian(x, self.p)
+        d = x.shape[-1]
+        with torch.enable_grad():
+            xr = x.detach().unsqueeze(-2).expand(*x.shape[:-1], d, d).clone().requires_grad_(True)
+            y = self._rk4(xr, self.system.expand_params(self.p, 1))
+            (jac,) = torch.autograd.grad(y.diagonal(dim1=-2, dim2=-1).sum(), xr)
+        return y[..., 0, :].detach(), jac
+
+    def vector_field_jacobian(self, x: Tensor) -> Tensor:
+        """Jacobian of the map (maps) or of the vector field ``f`` (flows) at ``x``."""
+        return self.system.jacobian(x, self.p)
+
+
+def _update(x: Tensor, nxt: Tensor, code: Tensor, max_norm: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Freeze orbits that leave the ball or turn NaN; returns ``(x, code, moved)``."""
+    good = (nxt.abs() <= max_norm).all(-1)  # False for NaN and inf
+    alive = code == oc.OK
+    moved = alive & good
+    died = alive & ~good
+    if bool(died.any()):
+        bad_code = torch.where(torch.isnan(nxt).any(-1), torch.tensor(oc.NAN, dtype=torch.int8),
+                               torch.tensor(oc.DIVERGED, dtype=torch.int8))
+        code = torch.where(died, bad_code, code)
+    return torch.where(moved.unsqueeze(-1), nxt, x), code, moved
+
+
+def advance(stepper: Stepper, x: Tensor, code: Tensor, n: int, max_norm: float, meter: Meter | None = None,
+            project=None) -> tuple[Tensor, Tensor]:
+    """Iterate ``n`` steps (no tangent dynamics); ``project(x)`` is applied after each step when given."""
+    for k in range(n):
+        nxt = stepper.step(x)
+        if project is not None:
+            nxt = project(nxt)
+        x, code, _ = _update(x, nxt, code, max_norm)
+        if meter is not None:
+            meter.update()
+        if k % 64 == 63 and not bool((code == oc.OK).any()):
+            if meter is not None:
+                meter.update(n - k - 1)
+            break
+    return x, code
+
+
+def orthonormalize(a: Tensor) -> tuple[Tensor, Tensor]:
+    """Modified Gram-Schmidt on the columns of ``a (..., d, m)``: ``(Q, |diag R|)``."""
+    qs, rs = [], []
+    for j in range(a.shape[-1]):
+        v = a[..., :, j]
+        for q in qs:
+            v = v - (q * v).sum(-1, keepdim=True) * q
+        nrm = v.norm(dim=-1, keepdim=True)
+        rs.append(nrm[..., 0])
+        qs.append(v / nrm.clamp_min(1e-300))
+    return torch.stack(qs, -1), torch.stack(rs, -1)
+
+
+def _log(r: Tensor) -> Tensor:
+    return torch.log(r).clamp_min(LOG_FLOOR)
+
+
+class ExponentAccumulator:
+    """Accumulates ``sum ln|R_ii|`` of a cocycle ``A_t`` (``(..., m, m)``) for the orbits that moved."""
+
+    def __init__(self, shape: tuple[int, ...], m: int, dtype=torch.float64) -> None:
+        self.m = m
+        eye = torch.eye(m, dtype=dtype)
+        self.q = eye.expand(*shape, m, m).clone() if m > 2 else eye[:, 0].expand(*shape, m).clone()
+        self.logsum = torch.zeros(*shape, m, dtype=dtype)
+
+    def push(self, a: Tensor, moved: Tensor) -> None:
+        m = self.m
+        if m == 0:
+            return
+        if m == 1:
+            logs = _log(a[..., 0, 0].abs()).unsqueeze(-1)
+        elif m == 2:
+            # one tangent vector; the second exponent from ln|det|
+            v = (a * self.q.unsqueeze(-2)).sum(-1)
+            nrm = v.norm(dim=-1)
+            det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+            l1 = _log(nrm)
+            logs = torch.stack([l1, _log(det.abs()) - l1], -1)
+            newq = v / nrm.clamp_min(1e-300).unsqueeze(-1)
+            self.q = torch.where(moved.unsqueeze(-1), newq, self.q)
+        else:
+            newq, r = orthonormalize(a @ self.q)
+            logs = _log(r)
+            self.q = torch.where(moved[..., None, None], newq, self.q)
+        self.logsum = self.logsum + torch.where(moved.unsqueeze(-1), logs, torch.zeros_like(logs))
+
+    def exponents(self, n: int, dt: float) -> Tensor:
+        """``(..., m)`` exponents sorted in decreasing order."""
+        lam = self.logsum / (n * dt)
+        return torch.sort(lam, dim=-1, descending=True).values
+
+
+def tangent_run(stepper: Stepper, x: Tensor, code: Tensor, n: int, tail_len: int, max_norm: float,
+                meter: Meter | None = None, warmup: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Iterate ``warmup + n`` steps with tangent dynamics, accumulating exponents over the last ``n`` (the
+    warm-up aligns the tangent vectors with the Oseledets directions, removing the O(1/n) bias of the start).
+
+    Returns ``(x, code, exponents (..., d), tail (L, ..., d))``; exponents of orbits that diverged are NaN,
+    ``tail`` holds the last ``tail_len`` states.
+    """
+    if warmup + n < tail_len:
+        raise ParameterError(f"steps ({warmup} + {n}) must be at least the recorded tail length ({tail_len})")
+    d = x.shape[-1]
+    acc = ExponentAccumulator(x.shape[:-1], d, x.dtype)
+    tail = torch.empty(tail_len, *x.shape, dtype=x.dtype)
+    start = warmup + n - tail_len
+    for k in range(warmup + n):
+        if k == warmup:
+            acc.logsum.zero_()
+        nxt, jac = stepper.step_jac(x)
+        x, code, moved = _update(x, nxt, code, max_norm)
+        acc.push(torch.nan_to_num(jac), moved)
+        if k >= start:
+            tail[k - start] = x
+        if meter is not None:
+            meter.update()
+    lam = acc.exponents(n, stepper.dt)
+    lam = torch.where((code == oc.OK).unsqueeze(-1), lam, torch.full_like(lam, math.nan))
+    return x, code, lam, tail
+
+
+def detect_period(tail: Tensor, max_period: int, tol: float) -> Tensor:
+    """Smallest ``p <= max_period`` with ``|x_{t} - x_{t-p}|_inf <= tol (1 + |x_T|_inf)`` for the last
+    ``max_period`` states ``t`` of ``tail (L, ..., d)`` (``L >= 2 max_period``); 0 where none. int64."""
+    L = tail.shape[0]
+    last = tail[-1]
+    scale = tol * (1 + last.abs().amax(-1))
+    dist = (tail[L - 1 - max_period: L - 1].flip(0) - last).abs().amax(-1)  # (P, ...): k = 1..P
+    hit = dist <= scale
+    ks = torch.arange(1, max_period + 1).reshape(-1, *([1] * (hit.dim() - 1)))
+    cand = torch.where(hit, ks, torch.full_like(ks, max_period + 1)).amin(0)
+    found = cand <= max_period
+    p = torch.where(found, cand, torch.ones_like(cand))
+    # verify: the whole window of max_period states repeats with period p
+    j = torch.arange(max_period).reshape(-1, *([1] * p.dim()))
+    idx_a = (L - 1 - j).expand(max_period, *p.shape)
+    idx_b = (L - 1 - j - p.unsqueeze(0)).clamp_min(0)
+    d = tail.shape[-1]
+    xa = tail.gather(0, idx_a.unsqueeze(-1).expand(*idx_a.shape, d))
+    xb = tail.gather(0, idx_b.unsqueeze(-1).expand(*idx_b.shape, d))
+    ok = ((xa - xb).abs().amax(-1) <= scale).all(0)
+    return torch.where(found & ok, p, torch.zeros_like(p))
+
+
+def approach_kind(stepper: Stepper, x: Tensor, neutral: float = 1e-6) -> Tensor:
+    """How orbits approach the fixed points ``x``: the dominant non-neutral eigenvalue of the map's Jacobian
+    (largest ``|lambda| < 1``; ``> 0`` monotone, ``< 0`` oscillating, complex spiral) or, for a flow, of the
+    vector field's (largest ``Re lambda < 0``; real monotone, complex spiral). int8 codes, ``none`` when every
+    eigenvalue is neutral."""
+    jac = stepper.vector_field_jacobian(x)
+    ev = torch.linalg.eigvals(torch.nan_to_num(jac))
+    if stepper.is_flow:
+        key = ev.real
+        ok = key < -neutral
+    else:
+        key = ev.abs()
+        ok = key < 1 - neutral
+    key = torch.where(ok, key, torch.full_like(key, -math.inf))
+    idx = key.argmax(-1, keepdim=True)
+    dom = ev.gather(-1, idx)[..., 0]
+    any_ok = ok.any(-1)
+    is_complex = dom.imag.abs() > 1e-9 * dom.abs().clamp_min(1.0)
+    kind = torch.where(is_complex, SPIRAL, torch.where(dom.real >= 0, MONOTONE, OSCILLATING))
+    if stepper.is_flow:
+        kind = torch.where(is_complex, SPIRAL, MONOTONE)
+    return torch.where(any_ok, kind, NONE).to(torch.int8)
+
+
+def canonical_point(tail: Tensor, period: Tensor) -> Tensor:
+    """For each periodic orbit, its cycle point with the smallest first coordinate (``(..., d)``)."""
+    max_p = int(period.max()) if period.numel() else 1
+    max_p = max(max_p, 1)
+    L, d = tail.shape[0], tail.shape[-1]
+    j = torch.arange(max_p).reshape(-1, *([1] * period.dim()))
+    pts = tail[L - max_p:].flip(0)  # j = 0 is the last state
+    first = torch.where(j < period.clamp_min(1).unsqueeze(0), pts[..., 0], torch.full_like(pts[..., 0], math.inf))
+    idx = first.argmin(0, keepdim=True)
+    return pts.gather(0, idx.unsqueeze(-1).expand(1, *idx.shape[1:], d))[0]
+
+
+def label_attractors(key: Tensor, period: Tensor, has: Tensor, tol: Tensor | float) -> tuple[Tensor, Tensor]:
+    """Number the distinct attractors per parameter value.
+
+    ``key (B, S, k)``: a canonical description of each orbit's attractor; ``period (B, S)`` must agree too;
+    ``has (B, S)``: orbits that have an identified attractor. Returns ``(labels (B, S) int64, -1 where not
+    has; count (B,))``: orbit ``s`` gets the label of the first orbit matching it.
+    """
+    B, S = has.shape
+    dist = (key.unsqueeze(2) - key.unsqueeze(1)).abs().amax(-1)  # (B, S, S)
+    tol_t = torch.as_tensor(tol, dtype=key.dtype)
+    if tol_t.dim() == 2:
+        tol_t = tol_t.unsqueeze(-1)
+    match = (dist <= tol_t) & (period.unsqueeze(2) == period.unsqueeze(1)) & has.unsqueeze(1) & has.unsqueeze(2)
+    ar = torch.arange(S)
+    first = torch.where(match, ar, torch.full_like(ar, S)).amin(-1)  # (B, S)
+    root = (first == ar) & has
+    rank = root.long().cumsum(-1) - 1
+    labels = rank.gather(-1, first.clamp_max(S - 1))
+    labels = torch.where(has, labels, torch.full_like(labels, -1))
+    return labels, root.sum(-1)
+
+
+def as_numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()

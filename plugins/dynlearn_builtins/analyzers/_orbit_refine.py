@@ -1,0 +1,102 @@
+"""Transitions of the orbit classification along one sweep dim, located by batched bisection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+
+from dynlearn.errors import ParameterError
+from dynlearn.sweep import Batch
+
+from ._orbit_classify import OrbitOptions, classify_orbits, projector, signature
+from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, flag_attrs
+
+Tensor = torch.Tensor
+
+
+def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Signature -> ``(class, period, approach)``."""
+    return sig // 1_000_000, (sig % 1_000_000) // 10, sig % 10
+
+
+def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tensor], opt: OrbitOptions,
+                     dim: str, tol: float, show_progress: bool | None = None) -> xr.Dataset:
+    """Where the class / period / approach of orbit ``s`` changes between neighbours along ``dim``, bisect the
+    parameters between them (all brackets in one batch) until the bracket is narrower than ``tol`` (in units of
+    ``dim``'s coordinate). The parameters are interpolated linearly between the two neighbours.
+    """
+    if dim not in batch.dims:
+        raise ParameterError(f"refine_dim {dim!r} is not a sweep dim (sweep dims: {', '.join(batch.dims) or 'none'})")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ParameterError(f"refine_tol must be a finite number > 0, got {tol!r}")
+    system = batch.system
+    axis = batch.dims.index(dim)
+    n = batch.shape[axis]
+    coord = (np.asarray(batch.coords[dim][1], dtype=float) if dim in batch.coords
+             else np.arange(n, dtype=float))
+    idx = np.arange(batch.size).reshape(batch.shape)
+    lo_flat = np.take(idx, np.arange(n - 1), axis=axis).ravel()
+    hi_flat = np.take(idx, np.arange(1, n), axis=axis).ravel()
+    pos = np.take(np.indices(batch.shape)[axis], np.arange(n - 1), axis=axis).ravel()
+    sig = signature(res)
+    valid = batch.valid
+    lo_t, hi_t = torch.as_tensor(lo_flat), torch.as_tensor(hi_flat)
+    differ = (sig[lo_t] != sig[hi_t]) & (valid[lo_t] & valid[hi_t]).unsqueeze(-1)
+    pair, sample = (t.numpy() for t in differ.nonzero(as_tuple=True))
+    lo_i, hi_i = lo_flat[pair], hi_flat[pair]
+    c_lo, c_hi = coord[pos[pair]], coord[pos[pair] + 1]
+    m = len(pair)
+    t_lo = torch.zeros(m, dtype=torch.float64)
+    t_hi = torch.ones(m, dtype=torch.float64)
+    sig_lo = sig[lo_i, sample]
+    sig_hi = sig[hi_i, sample].clone()
+    width = float(np.abs(c_hi - c_lo).max()) if m else 0.0
+    n_iter = int(math.ceil(math.log2(width / tol))) if width > tol else 0
+    p_lo = {k: v[lo_i] for k, v in batch.params.items()}
+    p_hi = {k: v[hi_i] for k, v in batch.params.items()}
+    x_raw = raw[torch.as_tensor(sample)].unsqueeze(1) if m else raw[:0].unsqueeze(1)
+    for _ in range(n_iter):
+        t = (t_lo + t_hi) / 2
+        p_mid = {k: p_lo[k] + t.reshape(-1, *([1] * (v.dim() - 1))) * (p_hi[k] - v) for k, v in p_lo.items()}
+        x0 = x_raw.clone()
+        if manifold is not None:
+            x0 = projector(manifold, system.expand_params(p_mid))(x0)
+        mid = signature(classify_orbits(system, p_mid, x0, opt, show_progress=show_progress,
+                                        desc=f"bisect {dim}"))[:, 0]
+        same = mid == sig_lo
+        t_lo = torch.where(same, t, t_lo)
+        t_hi = torch.where(same, t_hi, t)
+        sig_hi = torch.where(same, sig_hi, mid)
+    frac = ((t_lo + t_hi) / 2).numpy()
+    units = {"units": batch.coords[dim][2].get("units")} if dim in batch.coords and batch.coords[dim][2].get("units") else {}
+    data = {
+        "transition_at": ("transition", c_lo + frac * (c_hi - c_lo),
+                          {"long_name": f"{dim} where the orbit's class/period/approach changes (bisection)", **units}),
+        "transition_low": ("transition", c_lo + t_lo.numpy() * (c_hi - c_lo),
+                           {"long_name": f"{dim}: last value with the class before", **units}),
+        "transition_high": ("transition", c_lo + t_hi.numpy() * (c_hi - c_lo),
+                            {"long_name": f"{dim}: first value with the class after", **units}),
+        "transition_sample": ("transition", sample.astype(np.int64),
+                              {"long_name": "initial state (sample index) whose orbit changes", "units": "1"}),
+    }
+    for when, s in (("before", sig_lo), ("after", sig_hi)):
+        cls, per, app = (a.numpy() for a in decode(s))
+        data[f"class_{when}"] = ("transition", cls.astype(np.int8), flag_attrs(f"orbit class {when}", CLASS_NAMES))
+        data[f"period_{when}"] = ("transition", per.astype(np.int64),
+                                  {"long_name": f"orbit period {when} (0: not periodic)", "units": "iteration"})
+        data[f"approach_{when}"] = ("transition", app.astype(np.int8),
+                                    flag_attrs(f"approach to the fixed point {when}", APPROACH_NAMES))
+    unravel = np.unravel_index(lo_i, batch.shape) if m else [np.zeros(0, dtype=np.int64)] * len(batch.shape)
+    for k, other in enumerate(batch.dims):
+        if other == dim:
+            continue
+        vals = (np.asarray(batch.coords[other][1])[unravel[k]] if other in batch.coords else unravel[k])
+        data[f"transition_{other}"] = ("transition", vals, {"long_name": f"{other} of the transition"})
+    # order by sample, then position along the dim
+    order = np.lexsort((data["transition_at"][1], sample)) if m else np.zeros(0, dtype=np.int64)
+    data = {k: (dims, np.asarray(v)[order], attrs) for k, (dims, v, attrs) in data.items()}
+    return xr.Dataset(data, coords={"transition": ("transition", np.arange(m, dtype=np.int64))})
