@@ -1,0 +1,132 @@
+"""holoviews views of the basins analyzer's output (private).
+
+- ``basins``: the basin labels over the sampled states (an image for 2-D grids, the middle slice of the last axis
+  for 3-D grids, a curve for 1-D, a scatter of the first two coordinates for quasi-random samples), with the
+  separatrix points and the invariant manifolds the system declares (e.g. the two-factor ellipse ``E_mu``);
+- ``fractions``: basin fractions with their Wilson intervals.
+
+Both are HoloMaps over the sweep dims (at most ``MAX_FRAMES`` frames, evenly spread over each dim).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+MAX_FRAMES = 24
+
+
+def _sweep_dims(result: xr.Dataset) -> list[str]:
+    return [d for d in result["attractor_kind"].dims if d != "attractor"]
+
+
+def _frames(result: xr.Dataset, dims: list[str]) -> list[dict[str, Any]]:
+    if not dims:
+        return [{}]
+    per = max(1, int(MAX_FRAMES ** (1 / len(dims))))
+    axes = []
+    for d in dims:
+        n = result.sizes[d]
+        idx = np.unique(np.linspace(0, n - 1, min(n, per)).round().astype(int))
+        axes.append([(d, i) for i in idx])
+    return [dict(c) for c in itertools.product(*axes)]
+
+
+def _system(result: xr.Dataset):
+    from dynlearn.system import make_system
+
+    try:
+        return make_system(json.loads(result.attrs["system_config"]))
+    except Exception:  # views never fail on a store written by another version
+        return None
+
+
+def _manifold_points(system, frame: xr.Dataset, n: int = 400) -> dict[str, np.ndarray]:
+    """Points sampled on each declared manifold, at the frame's parameter values."""
+    if system is None:
+        return {}
+    import torch
+
+    p = system.param_tensors()
+    for name in p:
+        if name in frame.coords and frame[name].ndim == 0:
+            p[name] = torch.as_tensor(float(frame[name]), dtype=torch.float64)
+    out = {}
+    for name, m in system.manifolds().items():
+        if m.sample is None or (m.valid is not None and not bool(torch.as_tensor(m.valid(p)).all())):
+            continue
+        try:
+            pts = m.sample(n, p, torch.Generator().manual_seed(0))
+        except Exception:
+            continue
+        out[name] = np.asarray(pts, dtype=float)
+    return out
+
+
+def _basin_frame(hv, frame: xr.Dataset, space: list[str], system, result: xr.Dataset):
+    lab = frame["label"]
+    K = int(result.sizes["attractor"])
+    kinds = [str(k) for k in frame["attractor_kind"].values]
+    title = ", ".join(f"{i}: {k}" for i, k in enumerate(kinds) if k) + " (-1: undetermined)"
+    bpts = frame["boundary_state"].values
+    bpts = bpts[~np.isnan(bpts[:, 0])]
+    names = [str(s) for s in result["state"].values]
+    if "sample" in lab.dims:
+        xy = result["sample_state"].values
+        img = hv.Points((xy[:, 0], xy[:, 1], lab.values), [names[0], names[1]], "label").opts(
+            color="label", cmap="Category10", size=3)
+    elif len(space) == 1:
+        img = hv.Curve((lab[space[0]].values, lab.values), space[0], "label")
+        return (img * hv.Scatter((bpts[:, 0], np.zeros(len(bpts))), space[0], "label").opts(
+            color="black", size=5)).opts(title=title, width=600, height=300)
+    else:
+        if len(space) == 3:
+            mid = lab.sizes[space[2]] // 2
+            zc = lab[space[2]].values
+            lab = lab.isel({space[2]: mid})
+            spacing = np.diff(zc).mean() if len(zc) > 1 else np.inf
+            bpts = bpts[np.abs(bpts[:, 2] - zc[mid]) <= spacing]
+            title += f"; slice {space[2]} = {zc[mid]:.3g}"
+        xs, ys = lab[space[0]].values, lab[space[1]].values
+        img = hv.Image((xs, ys, lab.transpose(space[1], space[0]).values), [space[0], space[1]], "label").opts(
+            cmap="Category10", clim=(-1.5, K - 0.5), color_levels=K + 1, colorbar=True)
+    layers = [img, hv.Points(bpts[:, :2], [names[0], names[1]], label="separatrix points").opts(
+        color="black", size=3)]
+    for name, pts in _manifold_points(system, frame).items():
+        layers.append(hv.Points(pts[:, :2], [names[0], names[1]], label=name).opts(size=1.5, color="white"))
+    return hv.Overlay(layers).opts(title=title, width=560, height=520, legend_position="bottom_right")
+
+
+def _fraction_frame(hv, frame: xr.Dataset):
+    kinds = [str(k) for k in frame["attractor_kind"].values]
+    keep = [i for i, k in enumerate(kinds) if k]
+    names = [f"{i}: {kinds[i]}" for i in keep]
+    f = frame["basin_fraction"].values[keep]
+    lo, hi = frame["basin_fraction_low"].values[keep], frame["basin_fraction_high"].values[keep]
+    bars = hv.Bars((names, f), "attractor", "basin fraction")
+    err = hv.ErrorBars((names, f, f - lo, hi - f), "attractor", ["basin fraction", "minus", "plus"])
+    return (bars * err).opts(title="basin fractions (Wilson intervals)", width=560, height=300)
+
+
+def views(result: xr.Dataset) -> dict[str, Any]:
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
+
+    sweep = _sweep_dims(result)
+    space = [d for d in result["label"].dims if d not in sweep]
+    system = _system(result)
+    frames = _frames(result, sweep)
+    basin, frac = {}, {}
+    for sel in frames:
+        frame = result.isel(sel) if sel else result
+        key = tuple(frame[d].values.item() for d in sweep)
+        basin[key] = _basin_frame(hv, frame, space, system, result)
+        frac[key] = _fraction_frame(hv, frame)
+    if not sweep:
+        return {"basins": basin[()], "fractions": frac[()]}
+    kd = [hv.Dimension(d, label=str(result[d].attrs.get("long_name", d))) for d in sweep]
+    return {"basins": hv.HoloMap(basin, kdims=kd), "fractions": hv.HoloMap(frac, kdims=kd)}

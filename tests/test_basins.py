@@ -1,0 +1,341 @@
+"""The basins analyzer against exact facts: the two-factor ellipse, known separatrices of flows, cycles of maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import dynlearn
+from dynlearn import outcome as oc
+from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.params import Param
+from dynlearn.system import FlowSystem, MapSystem
+from dynlearn.testing import analyzer_checks
+from dynlearn_builtins.analyzers.basins import Basins
+from dynlearn_builtins.systems.two_factor import ellipse_axes, ellipse_level
+
+MUS = (0.5, 0.8, 1.0, 1.5, 1.9)
+TOL = 1e-6
+
+
+class Logistic(MapSystem):
+    """x -> r x (1 - x) on [-0.25, 1.25]: orbits leaving [0, 1] diverge; period 2 at r = 3.2, chaos at r = 3.9."""
+
+    name = "logistic_test"
+    description = "logistic map (test only)"
+    parameters = {"r": Param(3.2, low=0, high=4)}
+    domain_bounds = ([-0.25], [1.25])
+
+    def rhs(self, x, p):
+        return torch.as_tensor(p["r"]).unsqueeze(-1) * x * (1 - x)
+
+
+class Bistable4D(FlowSystem):
+    """x' = x - x^3, y_i' = -i y_i: attractors (+-1, 0, 0, 0), separatrix x = 0."""
+
+    name = "bistable_4d_test"
+    description = "4-D bistable flow (test only)"
+    state_names = ("x", "y1", "y2", "y3")
+    parameters = {"k": Param(1.0, low=0)}
+    domain_bounds = ([-2.0] * 4, [2.0] * 4)
+
+    def rhs(self, x, p):
+        k = torch.as_tensor(p["k"]).unsqueeze(-1)
+        rate = torch.tensor([1.0, 2.0, 3.0], dtype=x.dtype)
+        return torch.cat([x[..., :1] - x[..., :1] ** 3, -k * rate * x[..., 1:]], dim=-1)
+
+
+def small_map() -> Basins:
+    return Basins(resolution=24, steps=120, tail=12, lyapunov_steps=64, max_boundary_points=24)
+
+
+def small_flow() -> Basins:
+    return Basins(resolution=12, steps=60, dt=0.1, tail=6, tail_every=2, lyapunov_steps=32, max_boundary_points=12,
+                  tol=1e-4)
+
+
+# -- conformance -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("check", analyzer_checks(small_map()), ids=lambda c: c.__name__)
+def test_conformance_map(check):
+    check()
+
+
+@pytest.mark.parametrize("check", analyzer_checks(small_flow()), ids=lambda c: c.__name__)
+def test_conformance_flow(check):
+    check()
+
+
+# -- two-factor map: the separatrix is the Chebyshev ellipse E_mu ----------------------------------------------
+@pytest.fixture(scope="module")
+def two_factor():
+    return Basins(resolution=96, max_boundary_points=160).run("two_factor", dynlearn.grid(mu=list(MUS)))
+
+
+def _diverged_boundary(out: xr.Dataset, mu: float) -> torch.Tensor:
+    sel = out.sel(mu=mu)
+    on = (sel.boundary_basin_a == 0).values & ~np.isnan(sel.boundary_state.values[:, 0])
+    return torch.as_tensor(sel.boundary_state.values[on])
+
+
+@pytest.mark.parametrize("mu", MUS, ids=lambda m: f"mu={m}")
+def test_boundary_points_lie_on_the_ellipse(two_factor, mu):
+    pts = _diverged_boundary(two_factor, mu)
+    assert len(pts) >= 40
+    rho = ellipse_level(pts, mu).sqrt()  # normalised radius: 1 on E_mu
+    A, B = ellipse_axes(mu)
+    b_min = min(A, B) / math.sqrt(2)  # smallest semi-axis in the (a, b) plane
+    # a point within TOL of E_mu has |rho - 1| <= TOL / b_min; the issue asks for 0.5 %
+    assert float((rho - 1).abs().max()) <= 1.01 * TOL / b_min
+    assert float((rho - 1).abs().max()) < 0.005
+    assert float(two_factor.sel(mu=mu).boundary_tolerance.max()) <= TOL
+
+
+@pytest.mark.parametrize("mu", MUS, ids=lambda m: f"mu={m}")
+def test_labels_inside_bounded_outside_diverged(two_factor, mu):
+    sel = two_factor.sel(mu=mu)
+    A_, B_ = np.meshgrid(sel.a.values, sel.b.values, indexing="ij")
+    level = ellipse_level(torch.as_tensor(np.stack([A_, B_], -1)), mu).numpy()
+    label = sel.label.values
+    assert np.array_equal(label == 0, level > 1)  # no grid point is within 1e-9 of E_mu here
+    assert (label[level < 1] >= 1).all()
+    out = sel.outcome.values
+    assert np.array_equal(out == oc.DIVERGED, level > 1)
+    assert np.isfinite(sel.escape_time.values[level > 1]).all() and np.isnan(sel.escape_time.values[level < 1]).all()
+
+
+@pytest.mark.parametrize("mu", MUS, ids=lambda m: f"mu={m}")
+def test_bounded_fraction_is_the_ellipse_area(two_factor, mu):
+    A, B = ellipse_axes(mu)
+    exact = math.pi * A * B / 2 / 36.0  # E_mu lies inside the box [-3, 3]^2 for these mu
+    sel = two_factor.sel(mu=mu)
+    bounded = 1 - float(sel.basin_fraction.sel(attractor=0))
+    assert abs(bounded - exact) < 2e-3
+    assert float(sel.basin_count.where(sel.basin_count >= 0).sum()) == 96 * 96
+    assert float(sel.basin_fraction_low.sel(attractor=0)) < 1 - bounded < float(sel.basin_fraction_high.sel(attractor=0))
+
+
+def test_two_factor_attractors_mu_half(two_factor):
+    """mu = 1/2: two continua of minima (ab = 1, a^2 + b^2 < 2/mu), and the saddle at the origin (eigenvalues
+    1 +- mu) reached from its stable manifold a = -b."""
+    sel = two_factor.sel(mu=0.5)
+    kinds = [k for k in sel.attractor_kind.values.tolist() if k]
+    assert kinds == ["diverged", "fixed_set", "fixed_set", "fixed_point"]
+    st = sel.attractor_state.values
+    for k in (1, 2):
+        a, b = st[k]
+        assert abs(a * b - 1) < 1e-9 and a * a + b * b < 2 / 0.5
+        assert abs(float(sel.attractor_lyapunov[k])) < 0.02  # neutral direction along the hyperbola
+    assert np.allclose(st[3], 0, atol=1e-12) and not bool(sel.attractor_stable[3])
+    assert abs(float(sel.attractor_lyapunov[3]) - math.log(1.5)) < 5e-3
+    assert bool(sel.attractor_stable[1]) and bool(sel.attractor_stable[2])
+    # boundaries are only bisected between stable basins
+    a, b = sel.boundary_basin_a.values, sel.boundary_basin_b.values
+    assert set(a[a >= 0]) <= {0, 1, 2} and set(b[b >= 0]) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("mu, period", [(1.2, 2), (1.27, 4)], ids=["mu=1.2", "mu=1.27"])
+def test_two_factor_cycles(mu, period):
+    """Balanced-slice cycles: period 2 after the flip at mu = 1, period 4 in (1.2361, 1.2887)."""
+    out = Basins(resolution=48, max_boundary_points=8).run("two_factor", dynlearn.grid(mu=[mu])).sel(mu=mu)
+    assert list(out.attractor_kind.values[1:3]) == ["periodic", "periodic"]
+    assert list(out.attractor_period.values[1:3]) == [period, period]
+    assert out.attractor_stable.values[1:3].all() and (out.attractor_lyapunov.values[1:3] < 0).all()
+    tf = dynlearn.make_system("two_factor")
+    p = {"mu": torch.tensor(mu, dtype=torch.float64)}
+    x = torch.as_tensor(out.attractor_state.values[1:3])
+    y, dist = x, []
+    for _ in range(period):
+        y = tf.rhs(y, p)
+        dist.append(float((y - x).abs().max()))
+    assert dist[-1] < 1e-12 and min(dist[:-1]) > 1e-3  # F^p(x) = x, and p is the least period
+    assert np.allclose(x[:, 0], x[:, 1], atol=1e-12)  # on the balanced slice a = b
+
+
+@pytest.mark.parametrize("mu", [1.5, 1.9], ids=lambda m: f"mu={m}")
+def test_two_factor_chaos(two_factor, mu):
+    sel = two_factor.sel(mu=mu)
+    assert sel.attractor_kind.values[1] == "chaotic" and float(sel.attractor_lyapunov[1]) > 0.1
+    assert np.isnan(float(sel.attractor_period[1]))
+
+
+def test_sweep_elements_are_independent(two_factor):
+    alone = Basins(resolution=96, max_boundary_points=160).run("two_factor", dynlearn.grid(mu=[1.5]))
+    xr.testing.assert_identical(alone.label.sel(mu=1.5), two_factor.label.sel(mu=1.5))
+    xr.testing.assert_identical(alone.boundary_state.sel(mu=1.5),
+                               two_factor.boundary_state.sel(mu=1.5).isel(boundary_point=slice(0, alone.sizes["boundary_point"])))
+
+
+def test_generic_kernel_gives_the_same_partition(two_factor):
+    gen = Basins(resolution=96, max_boundary_points=160, kernel="generic").run("two_factor", dynlearn.grid(mu=[0.8]))
+    assert np.array_equal(gen.label.sel(mu=0.8).values == 0, two_factor.label.sel(mu=0.8).values == 0)
+    assert list(gen.attractor_kind.sel(mu=0.8).values) == list(two_factor.attractor_kind.sel(mu=0.8).values)
+
+
+def test_float32_misses_only_points_near_the_ellipse():
+    out = Basins(resolution=64, precision="float32", max_boundary_points=16).run("two_factor", dynlearn.grid(mu=[1.0]))
+    assert out.boundary_state.dtype == np.float32 or out.boundary_state.dtype == np.float64
+    A_, B_ = np.meshgrid(out.a.values, out.b.values, indexing="ij")
+    level = ellipse_level(torch.as_tensor(np.stack([A_, B_], -1)), 1.0).numpy()
+    lab = out.label.sel(mu=1.0).values
+    far = np.abs(level - 1) > 1e-4
+    assert np.array_equal((lab == 0)[far], (level > 1)[far])
+
+
+# -- flows with known separatrices -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bistable():
+    return Basins(resolution=32, steps=500, dt=0.05, max_boundary_points=48).run("bistable", dynlearn.grid(a=[0.0, 0.5]))
+
+
+@pytest.mark.parametrize("a", [0.0, 0.5], ids=lambda a: f"a={a}")
+def test_bistable_separatrix_and_attractors(bistable, a):
+    sel = bistable.sel(a=a)
+    assert [k for k in sel.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
+    st = sel.attractor_state.values[1:3]
+    assert np.allclose(np.sort(st[:, 0]), [-1, 1], atol=1e-9) and np.allclose(st[:, 1], 0, atol=1e-9)
+    assert np.allclose(sel.attractor_lyapunov.values[1:3], -1.0, atol=0.03)  # eigenvalues -2 and -1
+    assert float(sel.basin_fraction[0]) == 0.0
+    pts = sel.boundary_state.values
+    pts = pts[~np.isnan(pts[:, 0])]
+    assert len(pts) >= 24
+    # RK4 with dt = 0.05 moves the numerical separatrix by O(dt^4) ~ 1e-6
+    assert np.abs(pts[:, 0] - a * pts[:, 1] ** 2).max() < 3e-6
+    # area of {x < a y^2} in [-2, 2]^2 is 8 + 16 a / 3; the grid error is below one column of cells
+    exact = (8 + 16 * a / 3) / 16
+    left = int(np.argmin(st[:, 0])) + 1
+    assert abs(float(sel.basin_fraction[left]) - exact) < 1 / 32
+
+
+def test_bistable_3d_paraboloid():
+    out = Basins(resolution=12, steps=500, dt=0.05, max_boundary_points=64).run("bistable_3d")
+    assert out.label.dims == ("x", "y", "z")
+    pts = out.boundary_state.values
+    pts = pts[~np.isnan(pts[:, 0])]
+    assert len(pts) >= 32
+    assert np.abs(pts[:, 0] - 0.3 * (pts[:, 1] ** 2 + pts[:, 2] ** 2)).max() < 1e-5
+    assert [k for k in out.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
+
+
+def test_hopf_limit_cycle():
+    out = Basins(resolution=16, steps=600, dt=0.05, max_boundary_points=8).run("hopf", dynlearn.grid(mu=[-0.5, 0.5]))
+    stable = out.sel(mu=-0.5)
+    assert stable.attractor_kind.values[1] == "fixed_point"
+    assert abs(float(stable.attractor_lyapunov[1]) + 0.5) < 1e-3  # eigenvalues -0.5 +- i
+    cyc = out.sel(mu=0.5)
+    assert cyc.attractor_kind.values[1] == "periodic"
+    assert abs(float(cyc.attractor_period[1]) - 2 * math.pi) < 0.02
+    assert abs(float(np.linalg.norm(cyc.attractor_state.values[1])) - math.sqrt(0.5)) < 1e-4
+    assert float(cyc.basin_fraction[1]) > 0.99  # everything but (maybe) the unstable origin
+
+
+# -- maps in 1-D and flows beyond 3-D -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def logistic():
+    return Basins(resolution=400, max_boundary_points=8, cells=400).run(Logistic(), dynlearn.grid(r=[3.2, 3.9]))
+
+
+def test_logistic_two_cycle(logistic):
+    sel = logistic.sel(r=3.2)
+    assert sel.attractor_kind.values[1] == "periodic" and float(sel.attractor_period[1]) == 2
+    r = 3.2
+    cycle = sorted([((r + 1) + s * math.sqrt((r + 1) * (r - 3))) / (2 * r) for s in (-1, 1)])
+    assert min(abs(float(sel.attractor_state[1, 0]) - c) for c in cycle) < 1e-12
+    assert bool(sel.attractor_stable[1])
+
+
+def test_logistic_chaos_and_its_boundary(logistic):
+    sel = logistic.sel(r=3.9)
+    assert sel.attractor_kind.values[1] == "chaotic" and float(sel.attractor_lyapunov[1]) > 0.3
+    # bounded orbits are exactly those starting in [0, 1]: the separatrix points are 0 and 1
+    pts = np.sort(sel.boundary_state.values[:, 0][~np.isnan(sel.boundary_state.values[:, 0])])
+    assert len(pts) == 2 and np.allclose(pts, [0.0, 1.0], atol=TOL)
+    x = logistic.x.values
+    assert np.array_equal(sel.label.values == 0, (x < 0) | (x > 1))
+    assert abs(float(sel.basin_fraction[1]) - 1 / 1.5) <= 1 / 400
+
+
+def test_sobol_sampling_in_four_dimensions():
+    out = Basins(n_samples=1024, steps=200, dt=0.1, tail=8, tail_every=4, max_boundary_points=32,
+                 tol=1e-5).run(Bistable4D())
+    assert out.attrs["sampling"] == "sobol"
+    assert out.label.dims == ("sample",) and out.sample_state.shape == (1024, 4)
+    assert [k for k in out.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
+    pts = out.boundary_state.values
+    pts = pts[~np.isnan(pts[:, 0])]
+    assert len(pts) == 32 and np.abs(pts[:, 0]).max() < 2e-5
+    lo, hi = out.basin_fraction_low.values[1:3], out.basin_fraction_high.values[1:3]
+    assert ((lo < 0.5) & (0.5 < hi)).all()
+    side = np.sign(out.sample_state.values[:, 0])
+    lab = out.label.values
+    assert all(len(set(side[lab == k])) == 1 for k in (1, 2))
+
+
+# -- labeled failures and bad input -------------------------------------------------------------------------------
+def test_nan_parameters_are_masked():
+    system = dynlearn.make_system("two_factor")
+    batch = dynlearn.flatten(system, dynlearn.grid(mu=[0.5, np.nan]), on_nan="mask")
+    out = small_map().analyze(batch, upstream={}, show_progress=False)
+    bad = out.isel(mu=1)
+    assert (bad.label.values == -1).all() and (bad.outcome.values == oc.NAN).all()
+    assert np.isnan(bad.basin_fraction.values).all() and int(bad.n_boundary_points) == 0
+    assert (out.isel(mu=0).label.values >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"precision": "float16"}, ParameterError),
+        ({"kernel": "numba"}, ParameterError),
+        ({"sampling": "lattice"}, ParameterError),
+        ({"steps": 0}, ParameterError),
+        ({"tail": 1}, ParameterError),
+        ({"steps": 10, "tail": 32}, ParameterError),
+        ({"tol": -1.0}, ParameterError),
+        ({"confidence": 1.5}, ParameterError),
+        ({"resolution": 1}, ParameterError),
+        ({"bounds": [[0, 1]]}, ShapeError),
+        ({"bounds": [[1, 0], [0, 1]]}, ParameterError),
+        ({"tail_every": 0}, ParameterError),
+    ],
+    ids=["precision", "kernel", "sampling", "steps", "tail", "steps<tail", "tol", "confidence", "resolution",
+         "bounds-shape", "bounds-order", "tail_every"],
+)
+def test_bad_options(options, error):
+    with pytest.raises(error, match="basins") as info:
+        Basins(**options).run("two_factor", dynlearn.grid(mu=[0.5]))
+    assert "\n" not in str(info.value)
+
+
+def test_bounds_and_name_clash():
+    class Clash(MapSystem):
+        name = "clash_test"
+        description = "state named like its parameter (test only)"
+        state_names = ("mu", "b")
+        parameters = {"mu": Param(0.5, low=0)}
+        domain_bounds = ([-1.0, -1.0], [1.0, 1.0])
+
+        def rhs(self, x, p):
+            return 0.5 * x
+
+    out = Basins(resolution=8, steps=40, tail=4, bounds=[[-2, 2], [-1, 1]]).run(Clash(), dynlearn.grid(mu=[0.1, 0.2]))
+    assert out.label.dims == ("mu", "state_mu", "b")
+    assert out.state_mu.values.min() == -1.75 and out.b.values.max() == 0.875
+    assert (out.label.values == 1).all() and (out.attractor_kind.values[:, 1] == "fixed_point").all()
+
+
+# -- views -----------------------------------------------------------------------------------------------------------
+def test_views_render(two_factor, logistic):
+    import holoviews as hv
+
+    an = Basins()
+    v = an.views(two_factor)
+    assert set(v) == {"basins", "fractions"}
+    frame = v["basins"][(0.5,)]
+    labels = {el.label for el in frame}
+    assert {"separatrix points", "ellipse", "balanced"} <= labels
+    for obj in (*v.values(), *an.views(logistic).values()):
+        hv.render(obj, backend="bokeh")
