@@ -43,7 +43,7 @@ def resolve_target(source: Any, params: Any = None) -> tuple[System, Any, str]:
 
     if isinstance(source, System):
         return source, params, "raise"
-    if isinstance(source, (str, Mapping)) and not _store.looks_like_store(source):
+    if isinstance(source, (str, Mapping)) and not isinstance(source, xr.DataTree) and not _store.looks_like_store(source):
         return make_system(source), params, "raise"
     tree = _store.open_store(source) if not isinstance(source, xr.DataTree) else source
     trainable = _store.trainable_from(tree)
