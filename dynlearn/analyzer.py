@@ -5,9 +5,9 @@ at every stored epoch), and returns an ``xr.Dataset`` whose dims include every s
 own (``point``, ``sample``, ...)::
 
     >>> import numpy as np, dynlearn
-    >>> fp = dynlearn.get_analyzer("fixed_points")()                    # doctest: +SKIP
-    >>> out = fp.run("saddle_node", dynlearn.grid(r=[-1.0, 1.0]))     # doctest: +SKIP
-    >>> out.n_fixed.values                                              # doctest: +SKIP
+    >>> fp = dynlearn.get_analyzer("fixed_points")()
+    >>> out = fp.run("saddle_node", dynlearn.grid(r=[-1.0, 1.0]))
+    >>> out.n_fixed.values
     array([2, 0])
 
 For developers: subclass :class:`Analyzer`, store options in ``__init__`` (no logic there), declare ``kinds``

@@ -1,0 +1,54 @@
+"""The ghost paper's training run analysed over epochs (DESIGN.md 3.1): gradient descent on the saddle-node toy
+model below the critical learning rate learns abruptly with r > 0 at every epoch, i.e. through a ghost at x = 0
+(speed r) and without any bifurcation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dynlearn
+from dynlearn_builtins.analyzers.fixed_points import TYPES
+from dynlearn_builtins.systems.saddle_node import critical_lr, r_star
+from problems import ghost_passage_time
+
+T = 100.0
+LR = 1e-10
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    assert LR < critical_lr(T)
+    path = tmp_path_factory.mktemp("ghost") / "run.zarr"
+    sn = dynlearn.get_system("saddle_node")(task={"T": T})
+    dynlearn.train(sn, epochs=3000, seeds=2, hyper={"lr": LR}, out=path, checkpoint_every=100, chunk=1000)
+    fp = dynlearn.analyze(path, "fixed_points", n_starts=16)
+    bif = dynlearn.analyze(path, "bifurcations")
+    return dynlearn.open_store(path), fp, bif
+
+
+def test_loss_drops_abruptly(run):
+    tree, _, _ = run
+    loss = tree["train"]["loss"].values
+    assert np.all(loss[:1000] > 45) and np.all(loss[1600:] < 5)
+
+
+def test_ghost_at_every_epoch_with_speed_r(run):
+    tree, fp, _ = run
+    r = tree["params"]["r"].transpose("epoch", "seed").values
+    assert np.all(r > 0) and r.min() < 1.5 * r_star(T)
+    assert np.all(fp.n_fixed.values == 0) and np.all(fp.n_ghost.values == 1)
+    g = fp.isel(point=0).transpose("epoch", "seed", ...)
+    assert {TYPES[int(c)] for c in g.point_type.values.ravel()} == {"ghost"}
+    np.testing.assert_allclose(g.position.sel(state="x").values, 0.0, atol=1e-12)
+    np.testing.assert_allclose(g.speed.values, r, rtol=1e-10)
+    np.testing.assert_allclose(g.passage_time_nf.values, ghost_passage_time(1.0) / np.sqrt(r), rtol=1e-10)
+
+
+def test_no_bifurcation_event(run):
+    _, fp, bif = run
+    assert bif.sizes["event"] == 0
+    assert bif.track.dims == ("epoch", "seed", "point")
+    # one ghost track per seed spanning every epoch
+    tracks = bif.track.isel(point=0).values
+    assert np.all(tracks == tracks[:1]) and len(set(tracks[0])) == 2
