@@ -59,7 +59,8 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
     ``settled``: the last two samples agree within ``period_tol`` (converged to a fixed point).
     Maps: ``period`` is the smallest ``p`` with ``|x_T - x_{T-p}|_inf <= period_tol``. Flows (tails sampled every
     few steps): the first return of the orbit to within one sampling step of ``x_T`` after having gone more than
-    two sampling steps away, refined by a parabola through the squared distances around that minimum.
+    two sampling steps away, refined by a parabola through the squared (Euclidean) distances around that
+    minimum.
     """
     n, L, _ = tail.shape
     last = tail[:, -1:, :]
@@ -79,7 +80,8 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
         nxt = np.minimum(p + 1, L - 2)
         p = np.where(dist[idx, nxt] < dist[idx, p], nxt, p)
     lo, hi = np.maximum(p - 1, 0), np.minimum(p + 1, L - 2)
-    f0, f1, f2 = dist[idx, lo] ** 2, dist[idx, p] ** 2, dist[idx, hi] ** 2
+    rev = tail[:, -2::-1, :]  # squared Euclidean distances are smooth in time: refine on them
+    f0, f1, f2 = (((rev[idx, j] - tail[:, -1]) ** 2).sum(-1) for j in (lo, p, hi))
     den = f0 - 2 * f1 + f2
     shift = np.where((den > 0) & (lo < p) & (p < hi), 0.5 * (f0 - f2) / np.where(den > 0, den, 1), 0.0)
     period = np.where(hit.any(1) & ~settled, p + 1 + np.clip(shift, -1, 1), 0.0)

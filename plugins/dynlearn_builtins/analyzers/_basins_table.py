@@ -44,7 +44,9 @@ def wilson(count: np.ndarray, n: int, confidence: float) -> tuple[np.ndarray, np
     den = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / den
     half = z / den * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    lo = np.where(count == 0, 0.0, np.clip(centre - half, 0, 1))
+    hi = np.where(count == n, 1.0, np.clip(centre + half, 0, 1))
+    return lo, hi
 
 
 def describe(found: Found, finals: np.ndarray, settled: np.ndarray, periods: np.ndarray, width: np.ndarray, *,
