@@ -184,7 +184,12 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
+    warnings.formatwarning = _one_line_warning  # e.g. "warning: dynlearn: systems plugin 'x' ... failed to load: ..."
     try:
         app()
     except DynlearnError as exc:  # pragma: no cover - commands catch their own
