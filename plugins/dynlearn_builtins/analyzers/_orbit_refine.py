@@ -17,6 +17,9 @@ from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, flag_attrs
 
 Tensor = torch.Tensor
 
+#: interior points per bracket and refinement round
+SECTIONS = 7
+
 
 def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Signature -> ``(class, period, approach)``."""
@@ -25,9 +28,13 @@ def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tensor], opt: OrbitOptions,
                      dim: str, tol: float, show_progress: bool | None = None) -> xr.Dataset:
-    """Where the class / period / approach of orbit ``s`` changes between neighbours along ``dim``, bisect the
-    parameters between them (all brackets in one batch) until the bracket is narrower than ``tol`` (in units of
-    ``dim``'s coordinate). The parameters are interpolated linearly between the two neighbours.
+    """Where the class / period / approach of orbit ``s`` changes between neighbours along ``dim``, narrow the
+    bracket (all brackets in one batch, ``SECTIONS`` interior points per round) to the first point where the
+    state of the lower neighbour ends, until it is narrower than ``tol`` (in units of ``dim``'s coordinate).
+    The parameters are interpolated linearly between the two neighbours.
+
+    ``*_before`` is the state at the lower neighbour, ``*_after`` the state at the upper one (states met in
+    between, e.g. slowly converging orbits right at a bifurcation, are not reported).
     """
     if dim not in batch.dims:
         raise ParameterError(f"refine_dim {dim!r} is not a sweep dim (sweep dims: {', '.join(batch.dims) or 'none'})")
@@ -53,24 +60,29 @@ def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tens
     t_lo = torch.zeros(m, dtype=torch.float64)
     t_hi = torch.ones(m, dtype=torch.float64)
     sig_lo = sig[lo_i, sample]
-    sig_hi = sig[hi_i, sample].clone()
+    sig_hi = sig[hi_i, sample]
     width = float(np.abs(c_hi - c_lo).max()) if m else 0.0
-    n_iter = int(math.ceil(math.log2(width / tol))) if width > tol else 0
+    # (K+1)-section: K interior points per bracket and round, all brackets in one batch
+    n_iter = int(math.ceil(math.log(width / tol) / math.log(SECTIONS + 1))) if width > tol else 0
     p_lo = {k: v[lo_i] for k, v in batch.params.items()}
     p_hi = {k: v[hi_i] for k, v in batch.params.items()}
-    x_raw = raw[torch.as_tensor(sample)].unsqueeze(1) if m else raw[:0].unsqueeze(1)
+    x_raw = raw[torch.as_tensor(sample)] if m else raw[:0]
+    j = torch.arange(1, SECTIONS + 1, dtype=torch.float64) / (SECTIONS + 1)
     for _ in range(n_iter):
-        t = (t_lo + t_hi) / 2
-        p_mid = {k: p_lo[k] + t.reshape(-1, *([1] * (v.dim() - 1))) * (p_hi[k] - v) for k, v in p_lo.items()}
-        x0 = x_raw.clone()
+        t = (t_lo[:, None] + j * (t_hi - t_lo)[:, None]).reshape(-1)  # (m * K,)
+        rep = torch.arange(m).repeat_interleave(SECTIONS)
+        p_mid = {k: v[rep] + t.reshape(-1, *([1] * (v.dim() - 1))) * (p_hi[k][rep] - v[rep]) for k, v in p_lo.items()}
+        x0 = x_raw[rep].unsqueeze(1)
         if manifold is not None:
             x0 = projector(manifold, system.expand_params(p_mid))(x0)
         mid = signature(classify_orbits(system, p_mid, x0, opt, show_progress=show_progress,
-                                        desc=f"bisect {dim}"))[:, 0]
-        same = mid == sig_lo
-        t_lo = torch.where(same, t, t_lo)
-        t_hi = torch.where(same, t_hi, t)
-        sig_hi = torch.where(same, sig_hi, mid)
+                                        desc=f"bisect {dim}"))[:, 0].reshape(m, SECTIONS)
+        differs = mid != sig_lo[:, None]
+        first = torch.where(differs, torch.arange(SECTIONS), SECTIONS).amin(-1)  # first point past the boundary
+        tt = t.reshape(m, SECTIONS)
+        new_lo = torch.where(first > 0, tt.gather(1, (first - 1).clamp_min(0)[:, None])[:, 0], t_lo)
+        new_hi = torch.where(first < SECTIONS, tt.gather(1, first.clamp_max(SECTIONS - 1)[:, None])[:, 0], t_hi)
+        t_lo, t_hi = new_lo, new_hi
     frac = ((t_lo + t_hi) / 2).numpy()
     units = {"units": batch.coords[dim][2].get("units")} if dim in batch.coords and batch.coords[dim][2].get("units") else {}
     data = {
@@ -79,7 +91,7 @@ def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tens
         "transition_low": ("transition", c_lo + t_lo.numpy() * (c_hi - c_lo),
                            {"long_name": f"{dim}: last value with the class before", **units}),
         "transition_high": ("transition", c_lo + t_hi.numpy() * (c_hi - c_lo),
-                            {"long_name": f"{dim}: first value with the class after", **units}),
+                            {"long_name": f"{dim}: first value where the state before has ended", **units}),
         "transition_sample": ("transition", sample.astype(np.int64),
                               {"long_name": "initial state (sample index) whose orbit changes", "units": "1"}),
     }
