@@ -44,12 +44,35 @@ RADIUS = 1.5
 
 
 def _keys(rows: np.ndarray) -> np.ndarray:
-    """Integer cell rows ``(n, d)`` as hashable/sortable void keys ``(n,)``."""
+    """Integer cell rows ``(n, d)`` as sortable keys ``(n,)``.
+
+    ``d <= 3``: one int64 per cell (``63 // d`` bits per coordinate; cells farther than ``2^(bits-1)`` cells
+    from the box corner, i.e. more than ~5000 box widths in 3-D, are clamped onto the outermost cells);
+    ``d > 3``: the raw bytes of the row (void keys; exact, slower to sort).
+    """
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
+    d = rows.shape[1]
+    if d == 1:
+        return rows[:, 0].copy()
+    if d <= 3:
+        bits = 63 // d
+        half = 1 << (bits - 1)
+        r = np.clip(rows, -half, half - 1) + half
+        key = np.zeros(len(rows), dtype=np.int64)
+        for i in range(d):
+            key |= r[:, i] << (bits * (d - 1 - i))
+        return key
+    return rows.view(np.dtype((np.void, 8 * d))).ravel()
 
 
 def _rows(keys: np.ndarray, d: int) -> np.ndarray:
+    if d == 1:
+        return np.asarray(keys, dtype=np.int64).reshape(-1, 1)
+    if d <= 3:
+        bits = 63 // d
+        half = 1 << (bits - 1)
+        mask = (1 << bits) - 1
+        return np.stack([((keys >> (bits * (d - 1 - i))) & mask) - half for i in range(d)], axis=1)
     return np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=np.int64).reshape(len(keys), d)
 
 
@@ -143,7 +166,7 @@ class TailAccumulator:
         d = len(self.lo)
         final = np.full(self.S, -1, dtype=np.int64)
         if not parts:
-            return CellGraph(np.empty(0, dtype=np.dtype((np.void, 8 * d))), np.empty((0, 2), np.int64), final,
+            return CellGraph(_keys(np.empty((0, d), np.int64)), np.empty((0, 2), np.int64), final,
                              self.settled[e], self.period[e], d)
         uk, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
         edges, off = [], 0

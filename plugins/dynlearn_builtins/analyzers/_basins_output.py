@@ -60,15 +60,15 @@ def assemble(an, ctx, shape, X: np.ndarray, rows: list[dict]) -> xr.Dataset:
     def grid_var(data, name, attrs):
         return batch.to_xarray(data.reshape(reshape), space["dims"], name=name, attrs=attrs, coords=space["coords"])
 
-    ds = xr.Dataset()
-    ds["label"] = grid_var(labels, "label", {
+    vs: dict[str, xr.DataArray] = {}
+    vs["label"] = grid_var(labels, "label", {
         "long_name": "basin label: attractor index (0 = diverged, -1 = undetermined)", "units": "1"})
-    ds["outcome"] = grid_var(code, "outcome", oc.flag_attrs(
+    vs["outcome"] = grid_var(code, "outcome", oc.flag_attrs(
         "orbit outcome (max_steps: bounded but not settled on an attractor)"))
-    ds["escape_time"] = grid_var(esc, "escape_time", {
+    vs["escape_time"] = grid_var(esc, "escape_time", {
         "long_name": "time at which the orbit left |x| <= max_norm (NaN: it did not)", "units": tunit})
     if shape is None:
-        ds["sample_state"] = xr.DataArray(X, dims=("sample", "state"), coords={**space["coords"], **state},
+        vs["sample_state"] = xr.DataArray(X, dims=("sample", "state"), coords={**space["coords"], **state},
                                           attrs={"long_name": "initial state of the sample",
                                                  "units": system.state_units})
 
@@ -94,30 +94,30 @@ def assemble(an, ctx, shape, X: np.ndarray, rows: list[dict]) -> xr.Dataset:
         return batch.to_xarray(data, ("attractor", *extra), name=name, attrs=attrs,
                                coords={**acoord, **(state if extra else {})})
 
-    ds["attractor_kind"] = att_var(kinds, "attractor_kind", {
+    vs["attractor_kind"] = att_var(kinds, "attractor_kind", {
         "long_name": "attractor kind (diverged, fixed_point, fixed_set, periodic, chaotic, quasi_periodic; '' none)"})
-    ds["attractor_state"] = att_var(st, "attractor_state", {
+    vs["attractor_state"] = att_var(st, "attractor_state", {
         "long_name": "representative state on the attractor", "units": system.state_units}, ("state",))
-    ds["attractor_period"] = att_var(per, "attractor_period", {
+    vs["attractor_period"] = att_var(per, "attractor_period", {
         "long_name": "period of the attractor (1 / 0 for a map's / flow's fixed points; NaN if aperiodic)",
         "units": tunit})
-    ds["attractor_lyapunov"] = att_var(lyap, "attractor_lyapunov", {
+    vs["attractor_lyapunov"] = att_var(lyap, "attractor_lyapunov", {
         "long_name": "largest Lyapunov exponent on the attractor", "units": f"1/{tunit}"})
-    ds["attractor_stable"] = att_var(stable & ~bad, "attractor_stable", {
+    vs["attractor_stable"] = att_var(stable & ~bad, "attractor_stable", {
         "long_name": "linearly stable (False: a saddle reached only from its stable manifold)"})
-    ds["basin_count"] = att_var(counts, "basin_count", {"long_name": "samples in the basin (-1: no attractor)",
+    vs["basin_count"] = att_var(counts, "basin_count", {"long_name": "samples in the basin (-1: no attractor)",
                                                         "units": "1"})
     conf = f"{an.confidence:g} Wilson interval"
-    ds["basin_fraction"] = att_var(np.where(present, frac, np.nan), "basin_fraction", {
+    vs["basin_fraction"] = att_var(np.where(present, frac, np.nan), "basin_fraction", {
         "long_name": "fraction of the sampled box in the basin", "units": "1"})
-    ds["basin_fraction_low"] = att_var(np.where(present, low, np.nan), "basin_fraction_low", {
+    vs["basin_fraction_low"] = att_var(np.where(present, low, np.nan), "basin_fraction_low", {
         "long_name": f"basin fraction, lower end of the {conf}", "units": "1"})
-    ds["basin_fraction_high"] = att_var(np.where(present, high, np.nan), "basin_fraction_high", {
+    vs["basin_fraction_high"] = att_var(np.where(present, high, np.nan), "basin_fraction_high", {
         "long_name": f"basin fraction, upper end of the {conf}", "units": "1"})
     und = np.where(valid, (labels < 0).mean(axis=1), np.nan)
-    ds["undetermined_fraction"] = batch.to_xarray(und, (), name="undetermined_fraction", attrs={
+    vs["undetermined_fraction"] = batch.to_xarray(und, (), name="undetermined_fraction", attrs={
         "long_name": "fraction of samples whose orbit did not settle on an identified attractor", "units": "1"})
-    ds["n_attractors"] = batch.to_xarray(np.where(valid, present.sum(1) - 1, -1), (), name="n_attractors", attrs={
+    vs["n_attractors"] = batch.to_xarray(np.where(valid, present.sum(1) - 1, -1), (), name="n_attractors", attrs={
         "long_name": "number of attractors found besides divergence (-1: invalid parameters)", "units": "1"})
 
     # boundary points
@@ -139,18 +139,19 @@ def assemble(an, ctx, shape, X: np.ndarray, rows: list[dict]) -> xr.Dataset:
         return batch.to_xarray(data, ("boundary_point", *extra), name=name, attrs=attrs,
                                coords={**bcoord, **(state if extra else {})})
 
-    ds["boundary_state"] = b_var(bst, "boundary_state", {
+    vs["boundary_state"] = b_var(bst, "boundary_state", {
         "long_name": "separatrix point between two basins (NaN: padding)", "units": system.state_units}, ("state",))
-    ds["boundary_tolerance"] = b_var(btol, "boundary_tolerance", {
+    vs["boundary_tolerance"] = b_var(btol, "boundary_tolerance", {
         "long_name": "half-length of the final bisection bracket", "units": system.state_units})
-    ds["boundary_mixed"] = b_var(bmix, "boundary_mixed", {
+    vs["boundary_mixed"] = b_var(bmix, "boundary_mixed", {
         "long_name": "the bracket's other end met a third basin (intertwined basins near this point)"})
-    ds["boundary_basin_a"] = b_var(ba, "boundary_basin_a", {"long_name": "basin whose boundary the point is on",
+    vs["boundary_basin_a"] = b_var(ba, "boundary_basin_a", {"long_name": "basin whose boundary the point is on",
                                                             "units": "1"})
-    ds["boundary_basin_b"] = b_var(bb, "boundary_basin_b", {
+    vs["boundary_basin_b"] = b_var(bb, "boundary_basin_b", {
         "long_name": "basin of the bracket's other end at the end of bisection (-1: undetermined)", "units": "1"})
-    ds["n_boundary_points"] = batch.to_xarray(nb, (), name="n_boundary_points", attrs={
+    vs["n_boundary_points"] = batch.to_xarray(nb, (), name="n_boundary_points", attrs={
         "long_name": "number of separatrix points located", "units": "1"})
+    ds = xr.Dataset(vs)  # one merge of all variables
     ds.attrs.update({
         "sampling": "grid" if shape is not None else "sobol",
         "n_samples": int(S),

@@ -88,20 +88,20 @@ def lyapunov(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: floa
     """
     if x.shape[0] == 0:
         return torch.empty(0, dtype=x.dtype)
-    d = x.shape[1]
+    M, d = x.shape
     u = (torch.arange(1, d + 1, dtype=x.dtype) * 0.6180339887498949) % 1 + 0.5
     u = u / u.norm()
     delta = 1e-8 * (1 + x.norm(dim=-1, keepdim=True))
-    a = GenericStepper(system, x.clone(), p, dt)
-    b = GenericStepper(system, x + delta * u, p, dt)
-    acc = torch.zeros(x.shape[0], dtype=x.dtype)
+    # the orbit and its companion advance as one batch of 2M states
+    st = GenericStepper(system, torch.cat([x, x + delta * u]), {k: torch.cat([v, v]) for k, v in p.items()}, dt)
+    acc = torch.zeros(M, dtype=x.dtype)
     for _ in range(steps):
-        a.advance(1)
-        b.advance(1)
-        diff = b.x - a.x
+        st.advance(1)
+        a, b = st.x[:M], st.x[M:]
+        diff = b - a
         dist = diff.norm(dim=-1, keepdim=True).clamp(min=1e-300)
         acc += torch.log(dist[:, 0] / delta[:, 0])
-        b.x = a.x + diff * (delta / dist)
+        st.x = torch.cat([a, a + diff * (delta / dist)])
     unit = dt if system.kind == "flow" else 1.0
     return acc / (steps * unit)
 
