@@ -93,8 +93,7 @@ def _measured(out: xr.Dataset, name: str) -> float:
     elif name.startswith("period"):
         sel = (ca == PERIODIC) & (pa == int(name.split()[1]))
     elif name == "accumulation":
-        sel = (cb == PERIODIC) & np.isin(ca, [CHAOTIC, APERIODIC]) & (at > 1.29) & (at < 1.3035)
-        return float(at[sel].max())
+        sel = (cb == PERIODIC) & (out["period_before"].values >= 32) & np.isin(ca, [CHAOTIC, APERIODIC])
     else:
         sel = ca == DIVERGED
     return float(at[sel].min())
