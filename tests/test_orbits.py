@@ -280,3 +280,25 @@ def test_result_round_trips_through_a_store(slice_phase, tmp_path):
     back = dynlearn.open_store(path)["orbits"].to_dataset()
     xr.testing.assert_allclose(back["transition_at"], slice_phase["transition_at"])
     assert back["orbit"].attrs["flag_meanings"].split() == list(CLASS_NAMES)
+
+
+class Triangular6(dynlearn.MapSystem):
+    """A 6-D linear map with an upper-triangular matrix: exponents ln|diag|."""
+
+    name = "triangular6_test"
+    description = "x -> A x, A upper triangular"
+    state_names = tuple(f"x{i}" for i in range(6))
+    parameters = {"s": dynlearn.Param(1.0)}
+    DIAG = (0.9, -0.7, 0.5, 0.4, -0.3, 0.2)
+
+    def rhs(self, x, p):
+        a = torch.diag(torch.tensor(self.DIAG, dtype=x.dtype)) + 0.3 * torch.triu(torch.ones(6, 6, dtype=x.dtype), 1)
+        return (x @ a.T) * p["s"][..., None]
+
+
+@pytest.mark.parametrize("k", [None, 2], ids=["all-qr", "top2-mgs"])
+def test_exponents_of_a_linear_map(k):
+    out = Orbits(n_states=2, transient=10, steps=400, max_period=4, n_exponents=k).run(Triangular6())
+    expected = np.sort(np.log(np.abs(Triangular6.DIAG)))[::-1][: k or 6]
+    assert out.sizes["exponent"] == len(expected)
+    assert np.allclose(out["lyapunov"].values, expected, atol=0.02)

@@ -49,6 +49,7 @@ class OrbitOptions:
     record: int
     flow_time: float
     flow_step: float
+    n_exponents: int | None = None
 
     def check(self) -> None:
         for name in ("transient", "max_period", "record"):
@@ -67,6 +68,9 @@ class OrbitOptions:
                 raise ParameterError(f"{name} must be a finite number > 0, got {v!r}")
         if not (isinstance(self.lyap_tol, (int, float)) and math.isfinite(self.lyap_tol) and self.lyap_tol >= 0):
             raise ParameterError(f"lyap_tol must be a finite number >= 0, got {self.lyap_tol!r}")
+        if self.n_exponents is not None and not (isinstance(self.n_exponents, (int, np.integer))
+                                                 and self.n_exponents >= 1):
+            raise ParameterError(f"n_exponents must be an integer >= 1 or None, got {self.n_exponents!r}")
 
     @property
     def warmup(self) -> int:
@@ -151,7 +155,7 @@ def classify_orbits(system: System, p: Mapping[str, Tensor], x0: Tensor, opt: Or
                     show_progress: bool | None = None, desc: str = "orbits") -> dict[str, Tensor]:
     """Iterate the orbits ``x0 (B, S, d)`` (parameters of batch shape ``(B,)``) and classify them.
 
-    Returns tensors: ``final (B,S,d)``, ``code (B,S)`` (outcome), ``lyapunov (B,S,d)``, ``tail (record,B,S,d)``,
+    Returns tensors: ``final (B,S,d)``, ``code (B,S)`` (outcome), ``lyapunov (B,S,k)``, ``tail (record,B,S,d)``,
     ``period (B,S)``, ``cls (B,S)``, ``approach (B,S)``, ``attractor (B,S)``, ``n_attractors (B,)`` and, for
     flows, ``period_time (B,S)``.
     """
@@ -161,7 +165,8 @@ def classify_orbits(system: System, p: Mapping[str, Tensor], x0: Tensor, opt: Or
     try:
         warmup = opt.warmup
         x, code = advance(stepper, x0, code, opt.transient - warmup, opt.max_norm, meter)
-        x, code, lam, tail = tangent_run(stepper, x, code, opt.steps, opt.tail_len, opt.max_norm, meter, warmup)
+        x, code, lam, tail = tangent_run(stepper, x, code, opt.steps, opt.tail_len, opt.max_norm, meter, warmup,
+                                         opt.n_exponents)
     finally:
         meter.close()
     ok = code == oc.OK

@@ -155,21 +155,27 @@ def _log(r: Tensor) -> Tensor:
 
 
 class ExponentAccumulator:
-    """Accumulates ``sum ln|R_ii|`` of a cocycle ``A_t`` (``(..., m, m)``) for the orbits that moved."""
+    """Accumulates ``sum ln|R_ii|`` of a cocycle ``A_t`` (``(..., m, m)``) for the orbits that moved.
 
-    def __init__(self, shape: tuple[int, ...], m: int, dtype=torch.float64) -> None:
+    Tracks ``k <= m`` tangent vectors (the ``k`` largest exponents): ``Q <- A Q`` re-orthonormalised every
+    step (modified Gram-Schmidt for ``k <= 4``, LAPACK QR beyond; for ``m = k = 2`` one vector and
+    ``ln|det A|``).
+    """
+
+    def __init__(self, shape: tuple[int, ...], m: int, k: int | None = None, dtype=torch.float64) -> None:
         self.m = m
-        eye = torch.eye(m, dtype=dtype)
-        self.q = eye.expand(*shape, m, m).clone() if m > 2 else eye[:, 0].expand(*shape, m).clone()
-        self.logsum = torch.zeros(*shape, m, dtype=dtype)
+        self.k = m if k is None else min(int(k), m)
+        eye = torch.eye(m, dtype=dtype)[:, : self.k]
+        self.q = eye[:, 0].expand(*shape, m).clone() if (m, self.k) == (2, 2) else eye.expand(*shape, m, self.k).clone()
+        self.logsum = torch.zeros(*shape, self.k, dtype=dtype)
 
     def push(self, a: Tensor, moved: Tensor) -> None:
-        m = self.m
-        if m == 0:
+        m, k = self.m, self.k
+        if k == 0:
             return
         if m == 1:
             logs = _log(a[..., 0, 0].abs()).unsqueeze(-1)
-        elif m == 2:
+        elif (m, k) == (2, 2):
             # one tangent vector; the second exponent from ln|det|
             v = (a * self.q.unsqueeze(-2)).sum(-1)
             nrm = v.norm(dim=-1)
@@ -179,29 +185,36 @@ class ExponentAccumulator:
             newq = v / nrm.clamp_min(1e-300).unsqueeze(-1)
             self.q = torch.where(moved.unsqueeze(-1), newq, self.q)
         else:
-            newq, r = orthonormalize(a @ self.q)
+            aq = a @ self.q
+            if k <= 4:
+                newq, r = orthonormalize(aq)
+            else:
+                newq, rr = torch.linalg.qr(aq)
+                r = rr.diagonal(dim1=-2, dim2=-1).abs()
             logs = _log(r)
             self.q = torch.where(moved[..., None, None], newq, self.q)
         self.logsum = self.logsum + torch.where(moved.unsqueeze(-1), logs, torch.zeros_like(logs))
 
     def exponents(self, n: int, dt: float) -> Tensor:
-        """``(..., m)`` exponents sorted in decreasing order."""
+        """``(..., k)`` exponents sorted in decreasing order."""
         lam = self.logsum / (n * dt)
         return torch.sort(lam, dim=-1, descending=True).values
 
 
 def tangent_run(stepper: Stepper, x: Tensor, code: Tensor, n: int, tail_len: int, max_norm: float,
-                meter: Meter | None = None, warmup: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                meter: Meter | None = None, warmup: int = 0,
+                n_exponents: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Iterate ``warmup + n`` steps with tangent dynamics, accumulating exponents over the last ``n`` (the
     warm-up aligns the tangent vectors with the Oseledets directions, removing the O(1/n) bias of the start).
 
-    Returns ``(x, code, exponents (..., d), tail (L, ..., d))``; exponents of orbits that diverged are NaN,
+    Returns ``(x, code, exponents (..., k), tail (L, ..., d))`` (the ``k = n_exponents`` largest, default all);
+    exponents of orbits that diverged are NaN,
     ``tail`` holds the last ``tail_len`` states.
     """
     if warmup + n < tail_len:
         raise ParameterError(f"steps ({warmup} + {n}) must be at least the recorded tail length ({tail_len})")
     d = x.shape[-1]
-    acc = ExponentAccumulator(x.shape[:-1], d, x.dtype)
+    acc = ExponentAccumulator(x.shape[:-1], d, n_exponents, x.dtype)
     tail = torch.empty(tail_len, *x.shape, dtype=x.dtype)
     start = warmup + n - tail_len
     for k in range(warmup + n):
@@ -279,25 +292,38 @@ def canonical_point(tail: Tensor, period: Tensor) -> Tensor:
 
 
 def label_attractors(key: Tensor, period: Tensor, has: Tensor, tol: Tensor | float) -> tuple[Tensor, Tensor]:
-    """Number the distinct attractors per parameter value.
+    """Number the distinct attractors per parameter value, in order of first appearance among the samples.
 
     ``key (B, S, k)``: a canonical description of each orbit's attractor; ``period (B, S)`` must agree too;
-    ``has (B, S)``: orbits that have an identified attractor. Returns ``(labels (B, S) int64, -1 where not
-    has; count (B,))``: orbit ``s`` gets the label of the first orbit matching it.
+    ``has (B, S)``: orbits that have an identified attractor. Orbits are sorted by ``(period, key[..., 0])``
+    per parameter value and a new attractor starts where the period changes or consecutive keys differ by more
+    than ``tol`` (``O(S log S)``, no ``S x S`` table). Returns ``(labels (B, S) int64, -1 where not has;
+    count (B,))``.
     """
     B, S = has.shape
-    dist = (key.unsqueeze(2) - key.unsqueeze(1)).abs().amax(-1)  # (B, S, S)
-    tol_t = torch.as_tensor(tol, dtype=key.dtype)
-    if tol_t.dim() == 2:
-        tol_t = tol_t.unsqueeze(-1)
-    match = (dist <= tol_t) & (period.unsqueeze(2) == period.unsqueeze(1)) & has.unsqueeze(1) & has.unsqueeze(2)
-    ar = torch.arange(S)
-    first = torch.where(match, ar, torch.full_like(ar, S)).amin(-1)  # (B, S)
-    root = (first == ar) & has
-    rank = root.long().cumsum(-1) - 1
-    labels = rank.gather(-1, first.clamp_max(S - 1))
-    labels = torch.where(has, labels, torch.full_like(labels, -1))
-    return labels, root.sum(-1)
+    tol_t = torch.as_tensor(tol, dtype=key.dtype).expand(B, S)
+    big = torch.finfo(key.dtype).max
+    k0 = torch.where(has, key[..., 0], torch.full_like(key[..., 0], big))
+    order = torch.argsort(k0, dim=-1, stable=True)
+    per = torch.where(has, period, torch.full_like(period, -1))
+    order = order.gather(-1, torch.argsort(per.gather(-1, order), dim=-1, stable=True))
+    skey = key.gather(1, order.unsqueeze(-1).expand(B, S, key.shape[-1]))
+    sper, shas, stol = per.gather(-1, order), has.gather(-1, order), tol_t.gather(-1, order)
+    jump = torch.ones(B, S, dtype=torch.bool)
+    if S > 1:
+        far = (skey[:, 1:] - skey[:, :-1]).abs().amax(-1) > stol[:, 1:]
+        jump[:, 1:] = far | (sper[:, 1:] != sper[:, :-1])
+    jump &= shas
+    cluster = jump.long().cumsum(-1) - 1  # cluster index in sorted order (valid where shas)
+    cluster = torch.where(shas, cluster, torch.full_like(cluster, S))
+    # first appearance (original sample index) of every cluster, then rank clusters by it
+    first = torch.full((B, S + 1), S, dtype=torch.long)
+    first.scatter_reduce_(1, cluster, order, reduce="amin", include_self=True)
+    first = first[:, :S]
+    rank = torch.argsort(torch.argsort(first, dim=-1, stable=True), dim=-1, stable=True)
+    slabel = torch.where(shas, rank.gather(-1, cluster.clamp_max(S - 1)), torch.full_like(cluster, -1))
+    labels = torch.empty_like(slabel).scatter_(1, order, slabel)
+    return labels, jump.sum(-1)
 
 
 def as_numpy(t: Tensor) -> np.ndarray:

@@ -59,8 +59,8 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, opt: OrbitOpti
         t0, n0 = bases(manifold, x, p)
         k = n0.shape[-1]
         d = x.shape[-1]
-        acc_t = ExponentAccumulator(x.shape[:-1], d - k, x.dtype)
-        acc_n = ExponentAccumulator(x.shape[:-1], k, x.dtype)
+        acc_t = ExponentAccumulator(x.shape[:-1], d - k, dtype=x.dtype)
+        acc_n = ExponentAccumulator(x.shape[:-1], k, dtype=x.dtype)
         L = opt.tail_len
         tail = torch.empty(L, *x.shape, dtype=x.dtype)
         total = warmup + opt.steps

@@ -99,6 +99,9 @@ class Orbits(Analyzer):
         Flows: stroboscopic period ``T`` and largest RK4 step.
     refine_dim, refine_tol
         Sweep dim along which class changes are bisected, and the bracket width to stop at.
+    n_exponents
+        How many (largest) Lyapunov exponents to compute; default all ``d`` (set it for high-dimensional
+        systems: the cost of the tangent dynamics grows with it).
     chunk
         Largest number of orbits iterated in one batch.
     """
@@ -126,6 +129,7 @@ class Orbits(Analyzer):
         flow_step: float = 0.1,
         refine_dim: str | None = None,
         refine_tol: float = 1e-4,
+        n_exponents: int | None = None,
         chunk: int = 65536,
     ) -> None:
         self.states = states
@@ -143,12 +147,15 @@ class Orbits(Analyzer):
         self.flow_step = flow_step
         self.refine_dim = refine_dim
         self.refine_tol = refine_tol
+        self.n_exponents = n_exponents
         self.chunk = chunk
 
     def get_params(self) -> dict[str, Any]:
         out = super().get_params()
         if out.get("manifold") is not None and not isinstance(out["manifold"], str):
             out["manifold"] = out["manifold"].name  # a user Manifold is recorded by name
+        if isinstance(out.get("states"), np.ndarray):
+            out["states"] = out["states"].tolist()
         return out
 
     def options(self, kind: str) -> OrbitOptions:
@@ -157,7 +164,7 @@ class Orbits(Analyzer):
             transient=transient if self.transient is None else self.transient,
             steps=steps if self.steps is None else self.steps,
             max_period=DEFAULT_MAX_PERIOD[kind] if self.max_period is None else self.max_period, tol=self.tol, lyap_tol=self.lyap_tol, max_norm=self.max_norm,
-            record=self.record, flow_time=self.flow_time, flow_step=self.flow_step,
+            record=self.record, flow_time=self.flow_time, flow_step=self.flow_step, n_exponents=self.n_exponents,
         )
         opt.check()
         return opt
@@ -186,7 +193,7 @@ class Orbits(Analyzer):
 
     def _dataset(self, batch: Batch, res: Mapping[str, torch.Tensor], x0: torch.Tensor, opt: OrbitOptions) -> xr.Dataset:
         system = batch.system
-        S, d = x0.shape[1], x0.shape[2]
+        S, d = x0.shape[1], res["lyapunov"].shape[-1]
         bad = ~batch.valid  # masked parameter values (NaN in a training run)
         b2 = bad.unsqueeze(-1)
         fnan = torch.tensor(float("nan"), dtype=torch.float64)

@@ -141,6 +141,8 @@ class TransverseStability(Analyzer):
         out = super().get_params()
         if isinstance(out.get("manifold"), Manifold):
             out["manifold"] = out["manifold"].name  # a user Manifold is recorded by name
+        if isinstance(out.get("states"), np.ndarray):
+            out["states"] = out["states"].tolist()
         return out
 
     def options(self, kind: str) -> OrbitOptions:
