@@ -123,65 +123,97 @@ def rank_one_latent(m: Tensor, n: Tensor, b: Tensor, c: Tensor, spec: Spec, *, g
     return loss, {"m": dm, "n": dn, "b": db}, acc, kap
 
 
+def _lags(S: int, device) -> Tensor:
+    i = torch.arange(S + 1, device=device)
+    return i[:, None] - i[None, :]
+
+
+def _decay(expo: Tensor, keep: float, dtype) -> Tensor:
+    """``keep ** expo`` where ``expo >= 0``, 0 elsewhere."""
+    return torch.where(expo >= 0, keep ** expo.clamp(min=0).to(dtype), torch.zeros((), dtype=dtype, device=expo.device))
+
+
 def general(m: Tensor, n: Tensor, b: Tensor, w_out: Tensor | None, b_out: Tensor | None, mask: Tensor,
             c: Tensor, spec: Spec, *, grad: bool = True):
     """Rank-``K`` networks (``K`` = ``m.shape[-1]``), components ``k >= rank`` masked out by ``mask`` ``(B, K)``.
 
     ``m``: ``(B, N, K)``, ``n``: ``(B, K, N)``, ``b``: ``(B, N)``, ``w_out``: ``(B, N)`` and ``b_out``: ``(B,)``
     for the linear readout. Returns ``(loss, grads or None, accuracy, z)`` with ``z`` of shape ``(S+1, B, K')``
-    (``K' = K`` latent, ``K + 1`` linear readout: last component ``w_out . x``).
+    (``K' = K`` latent, ``K + 1`` linear readout: last component ``y = w_out . x``).
 
-    Vectors are kept as rows ``(B, 1, .)`` so every matrix-vector product is a ``(1 x k) @ (k x n)`` batched
-    GEMM (several times faster than ``(n x k) @ (k x 1)`` on CPU).
+    Vectors are rows ``(B, 1, .)`` and every per-step tensor is a fresh contiguous one, so each matrix-vector
+    product is a single batched ``(1 x k) @ (k x n)`` GEMM (strided outputs make torch loop over the batch). The
+    readout ``y`` has no feedback: its adjoint is a scalar recursion solved for all steps at once.
     """
     B, N, K = m.shape
     S, D = spec.steps, spec.delta
     dt, dev = m.dtype, m.device
+    keep = 1.0 - D
     me = m * mask[:, None, :]  # (B, N, K)
     ne = n * mask[:, :, None]  # (B, K, N)
-    P = torch.cat([ne, w_out[:, None, :]], 1) if spec.linear else ne  # (B, K', N)
-    Kp = P.shape[1]
-    r = P.sum(-1)  # (B, K') = P 1
+    rk = ne.sum(-1)  # (B, K) = N 1
     m2T = (2.0 * me).transpose(1, 2).contiguous()  # (B, K, N)
-    bh = torch.baddbmm(2.0 * b[:, None, :], r[:, None, :K], m2T, alpha=-1.0)  # 2b - 2 M r: (B, 1, N)
-    P2T = ((2.0 * D) * P).transpose(1, 2).contiguous()  # (B, N, K')
-    U = torch.empty(B, S, N, dtype=dt, device=dev)
-    ZH = torch.empty(B, S + 1, Kp, dtype=dt, device=dev)
-    torch.mul(r, spec.x0 + 1.0, out=ZH[:, 0])
-    Us = U.unsqueeze(2).unbind(1)  # (B, 1, N) rows
-    ZHs = ZH.unsqueeze(2).unbind(1)  # (B, 1, K') rows
-    keep = 1.0 - D
-    for t in range(S):
-        if K == 1:
-            pre = torch.addcmul(bh, m2T, ZHs[t][:, :, :1])
-        else:
-            pre = torch.baddbmm(bh, ZHs[t][:, :, :K], m2T)
-        torch.sigmoid(pre, out=Us[t])
-        torch.baddbmm(ZHs[t], Us[t], P2T, beta=keep, out=ZHs[t + 1])
-    Z = ZH - r[:, None, :]  # (B, S+1, K')
-    j = K if spec.linear else 0
-    _, loss, d, acc, db_out = _readout_terms(Z[:, :, j].T, c, b_out, spec)
-    zt = Z.transpose(0, 1)
+    bh = torch.baddbmm(2.0 * b[:, None, :], rk[:, None, :], m2T, alpha=-1.0)  # 2b - 2 M r: (B, 1, N)
+    n2T = ((2.0 * D) * ne).transpose(1, 2).contiguous()  # (B, N, K)
+    kh = (rk * (spec.x0 + 1.0))[:, None, :]  # shifted latent kappa + N 1, (B, 1, K)
+    khs, us = [kh], []
+    for _ in range(S):
+        u = torch.sigmoid(torch.baddbmm(bh, kh, m2T))  # (B, 1, N)
+        kh = torch.baddbmm(kh, u, n2T, beta=keep)
+        us.append(u)
+        khs.append(kh)
+    U = torch.cat(us, 1)  # (B, S, N)
+    kap = torch.cat(khs, 1) - rk[:, None, :]  # (B, S+1, K)
+    if spec.linear:
+        ry = w_out.sum(-1)  # w_out . 1
+        # y[t] = w_out . x[t]: y[t+1] = (1 - D) y[t] + D w_out . (2 u[t] - 1), all steps at once
+        drive = torch.bmm(U, (2.0 * D) * w_out[:, :, None])[..., 0] - D * ry[:, None]  # (B, S)
+        lag = _lags(S, dev)  # lag[t, s] = t - s
+        y0 = spec.x0 * ry
+        decay = _decay(lag[1:, :-1] - 1, keep, dt)  # keep^(t-1-s) for s < t: (S, S)
+        powers = keep ** torch.arange(S + 1, dtype=dt, device=dev)
+        y = torch.cat([y0[:, None], y0[:, None] * powers[None, 1:] + drive @ decay.T], 1)  # (B, S+1)
+        v = y
+    else:
+        v = kap[:, :, 0]
+    _, loss, d, acc, db_out = _readout_terms(v.T, c, b_out, spec)
+    z = torch.cat([kap, y[:, :, None]], 2) if spec.linear else kap
+    zt = z.transpose(0, 1)
     if not grad:
         return loss, None, acc, zt
-    S4 = torch.addcmul(U, U, U, value=-1.0).mul_(4.0 * D)  # Delta (1 - h^2)
-    S4s = S4.unsqueeze(2).unbind(1)
-    Mx = torch.cat([me, torch.zeros(B, N, 1, dtype=dt, device=dev)], 2) if spec.linear else me  # y: no feedback
-    G = torch.zeros(B, S + 1, Kp, dtype=dt, device=dev)
-    G[:, :, j] = d.T
-    DA = torch.empty(B, S, N, dtype=dt, device=dev)
-    Gs = G.unsqueeze(2).unbind(1)
-    DAs = DA.unsqueeze(2).unbind(1)
-    for t in range(S - 1, -1, -1):
-        torch.mul(S4s[t], torch.bmm(Gs[t + 1], P), out=DAs[t])
-        torch.baddbmm(torch.add(Gs[t], Gs[t + 1], alpha=keep), DAs[t], Mx, out=Gs[t])
-    g1 = G[:, 1:]  # (B, S, K')
-    dP = torch.bmm(g1.transpose(1, 2).contiguous(), U).mul_(2.0 * D)  # (B, K', N)
-    dP += (spec.x0 * G[:, 0] - D * g1.sum(1)).unsqueeze(-1)
-    dMT = torch.bmm(Z[:, :S, :K].transpose(1, 2).contiguous(), DA)  # (B, K, N)
-    grads = {"m": dMT.transpose(1, 2) * mask[:, None, :], "n": dP[:, :K] * mask[:, :, None], "b": DA.sum(1)}
+    S4 = torch.addcmul(U, U, U, value=-1.0).mul_(4.0 * D)  # Delta (1 - h^2), (B, S, N)
+    dT = d.T  # (B, S+1)
     if spec.linear:
-        grads["w_out"] = dP[:, K]
+        # adjoint of y: gy[t] = d[t] + (1 - D) gy[t+1]
+        gy = dT @ _decay(lag, keep, dt)  # gy[t] = sum_{s>=t} keep^(s-t) d[s]
+        feed = gy[:, 1:, None] * w_out[:, None, :]  # w_out gy[t+1], (B, S, N)
+        dk = torch.zeros(B, S + 1, K, dtype=dt, device=dev)
+    else:
+        feed = None
+        dk = torch.zeros(B, S + 1, K, dtype=dt, device=dev)
+        dk[:, :, 0] = dT
+    g = dk[:, S:S + 1]  # (B, 1, K)
+    gs, das = [g], []
+    for t in range(S - 1, -1, -1):
+        if feed is None:
+            vt = torch.bmm(g, ne)
+        else:
+            vt = torch.baddbmm(feed[:, t:t + 1], g, ne)
+        da = S4[:, t:t + 1] * vt  # dL/da[t], (B, 1, N)
+        g = torch.baddbmm(torch.add(dk[:, t:t + 1], g, alpha=keep), da, me)
+        gs.append(g)
+        das.append(da)
+    G = torch.cat(gs[::-1], 1)  # (B, S+1, K): dL/dkappa[t]
+    DA = torch.cat(das[::-1], 1)  # (B, S, N)
+    g1 = G[:, 1:]
+    dn = torch.bmm(g1.transpose(1, 2).contiguous(), U).mul_(2.0 * D)  # (B, K, N)
+    dn += (spec.x0 * G[:, 0] - D * g1.sum(1)).unsqueeze(-1)
+    dmT = torch.bmm(kap[:, :S].transpose(1, 2).contiguous(), DA)  # (B, K, N)
+    grads = {"m": dmT.transpose(1, 2) * mask[:, None, :], "n": dn * mask[:, :, None], "b": DA.sum(1)}
+    if spec.linear:
+        gy1 = gy[:, 1:]
+        grads["w_out"] = (torch.bmm(gy1[:, None, :], U)[:, 0].mul_(2.0 * D)
+                          + (spec.x0 * gy[:, 0] - D * gy1.sum(1)).unsqueeze(-1))
         grads["b_out"] = db_out
     return loss, grads, acc, zt
 
