@@ -211,9 +211,10 @@ def test_batched_training_equals_each_network_alone():
     for seed, lr, rank in [(0, 0.05, 1), (5, 0.3, 3), (5, 0.05, 3)]:
         alone = dynlearn.train(rnn, seeds=[seed], hyper={"lr": lr, "rank": rank}, **kw)
         np.testing.assert_allclose(alone.tree["train"]["loss"].values[:, 0],
-                                   loss.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-12, atol=0)
+                                   loss.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-10, atol=0)
+        # batched GEMMs may block differently for 1 and for 8 networks: agreement to rounding, not bitwise
         np.testing.assert_allclose(alone.tree["params"]["m"].values[:, 0],
-                                   m.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-12, atol=1e-15)
+                                   m.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-10, atol=1e-13)
     assert float(loss.isel(epoch=-1).min()) < float(loss.isel(epoch=0).min())  # it trains
 
 
