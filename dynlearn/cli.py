@@ -63,6 +63,7 @@ def run(
     experiment: Path = typer.Argument(..., help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
     overwrite: bool = typer.Option(False, help="replace a store holding a different experiment"),
+    workers: int = typer.Option(1, help="train seed shards on this many dask.distributed worker processes"),
     progress: bool = typer.Option(True, help="show progress bars on stderr"),
 ) -> None:
     """Train the experiment (seeds x hyper-parameters as one batch) into a zarr store; resumes if interrupted."""
@@ -73,6 +74,12 @@ def run(
     try:
         exp = load_experiment(experiment)
         path = out or Path("dynlearn-results") / f"{exp.config['name']}.zarr"
+        if workers > 1:
+            from .distributed import run_sharded
+
+            run_sharded(exp, path, n_workers=workers)
+            typer.echo(f"wrote {path} ({workers} workers)", err=True)
+            return
         res = run_experiment(exp, path, overwrite=overwrite)
     except DynlearnError as exc:
         _fail(exc)
