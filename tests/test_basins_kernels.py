@@ -70,10 +70,10 @@ def test_fast_two_factor_kernel_matches_rhs(workers):
     pidx = (torch.arange(3000) % 2).long()  # mixed mu inside chunks: the vector-mu path
     kw = dict(steps=12, max_norm=1e6, record=(10, 12), chunk_size=700, workers=workers)
     rec_fast, rec_gen = {}, {}
-    fast = evolve(tf, x0, params, pidx, kernel="auto", on_record=lambda i, t: rec_fast.update(zip(i.tolist(), t)),
-                  **kw)
-    gen = evolve(tf, x0, params, pidx, kernel="generic", on_record=lambda i, t: rec_gen.update(zip(i.tolist(), t)),
-                 **kw)
+    fast = evolve(tf, x0, params, pidx, kernel="auto",
+                  on_record=lambda i, t: rec_fast.update(zip(i.tolist(), t.permute(2, 0, 1))), **kw)
+    gen = evolve(tf, x0, params, pidx, kernel="generic",
+                 on_record=lambda i, t: rec_gen.update(zip(i.tolist(), t.permute(2, 0, 1))), **kw)
     assert torch.equal(fast.outcome, gen.outcome) and torch.equal(fast.escape, gen.escape)
     ok = fast.outcome == oc.OK
     assert torch.allclose(fast.final[ok], gen.final[ok], rtol=1e-9, atol=1e-9)
@@ -112,11 +112,11 @@ def test_tail_periods():
     cycle3 = np.stack([np.cos(2 * np.pi * t / 3), np.sin(2 * np.pi * t / 3)], -1)
     fixed = np.ones((12, 2))
     drift = np.stack([t, t], -1)
-    settled, period = tail_periods(np.stack([cycle3, fixed, drift]), 1e-9, 0.01, flow=False)
+    settled, period = tail_periods(np.stack([cycle3, fixed, drift]).transpose(1, 2, 0), 1e-9, 0.01, flow=False)
     assert settled.tolist() == [False, True, False] and period.tolist() == [3, 1, 0]
     # a flow sampled 0.5 apart on a circle of period 2 pi: the parabola refines the return to ~0.01
     ts = 0.5 * np.arange(40)
-    circ = np.stack([np.cos(ts), np.sin(ts)], -1)[None]
+    circ = np.stack([np.cos(ts), np.sin(ts)], -1)[:, :, None]  # (time, coordinate, orbit)
     _, p = tail_periods(circ, 1e-9, 0.01, flow=True)
     assert abs(p[0] * 0.5 - 2 * np.pi) < 0.02
 
@@ -131,7 +131,7 @@ def test_cell_graph_separates_recurrent_from_transient():
     tails[2] = [[0.95, 0.95] if i % 2 else [0.55, 0.55] for i in range(L)]  # 2-cycle, cells 0.4 apart
     tails[3] = [[0.35, 0.05 + 0.2 * i] for i in range(L)]  # transient marching away: not settled
     tails[4, :, 0], tails[4, :, 1] = [0.95, 0.55, 0.95, 0.55, 0.95, 0.55], 0.15  # another 2-cycle, other cells
-    acc.add(np.arange(5), tails)
+    acc.add(np.arange(5), tails.transpose(1, 2, 0))
     found = identify(acc.graph(0), np.zeros(5, dtype=np.int8))
     lab = found.labels
     assert lab[0] == lab[1] and lab[3] == -1 and len({lab[0], lab[2], lab[4]}) == 3

@@ -20,7 +20,7 @@ The resolution limit is the cell: attractors closer than ~1.5 cells merge. Diver
     >>> import numpy as np
     >>> acc = TailAccumulator(1, 3, lo=np.zeros(1), width=np.full(1, 0.1), flow=False, period_tol=1e-6)
     >>> tails = np.array([[[0.5], [0.5]], [[0.52], [0.52]], [[2.0], [3.0]]])   # two settled, one not
-    >>> acc.add(np.arange(3), tails)
+    >>> acc.add(np.arange(3), tails.transpose(1, 2, 0))                      # (time, coordinate, orbit)
     >>> g = acc.graph(0)
     >>> found = identify(g, np.array([0, 0, 0], dtype=np.int8))
     >>> found.labels.tolist()
@@ -43,26 +43,30 @@ __all__ = ["TailAccumulator", "CellGraph", "Found", "identify", "tail_periods"]
 RADIUS = 1.5
 
 
-def _keys(rows: np.ndarray) -> np.ndarray:
-    """Integer cell rows ``(n, d)`` as sortable keys ``(n,)``.
+def _keys_cm(cols: np.ndarray) -> np.ndarray:
+    """Integer cells given coordinate-major, ``(d, *shape)``, as sortable keys of shape ``shape``.
 
     ``d <= 3``: one int64 per cell (``63 // d`` bits per coordinate; cells farther than ``2^(bits-1)`` cells
     from the box corner, i.e. more than ~5000 box widths in 3-D, are clamped onto the outermost cells);
-    ``d > 3``: the raw bytes of the row (void keys; exact, slower to sort).
+    ``d > 3``: the raw bytes of the cell's row (void keys; exact, slower to sort).
     """
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    d = rows.shape[1]
+    d = cols.shape[0]
     if d == 1:
-        return rows[:, 0].copy()
+        return np.asarray(cols[0], dtype=np.int64)
     if d <= 3:
         bits = 63 // d
         half = 1 << (bits - 1)
-        r = np.clip(rows, -half, half - 1) + half
-        key = np.zeros(len(rows), dtype=np.int64)
+        key = np.zeros(cols.shape[1:], dtype=np.int64)
         for i in range(d):
-            key |= r[:, i] << (bits * (d - 1 - i))
+            key |= (np.clip(cols[i], -half, half - 1) + half) << (bits * (d - 1 - i))
         return key
-    return rows.view(np.dtype((np.void, 8 * d))).ravel()
+    rows = np.ascontiguousarray(np.moveaxis(cols, 0, -1), dtype=np.int64)
+    return rows.view(np.dtype((np.void, 8 * d)))[..., 0]
+
+
+def _keys(rows: np.ndarray) -> np.ndarray:
+    """Integer cell rows ``(n, d)`` as keys ``(n,)`` (see :func:`_keys_cm`)."""
+    return _keys_cm(np.asarray(rows, dtype=np.int64).T)
 
 
 def _rows(keys: np.ndarray, d: int) -> np.ndarray:
@@ -77,7 +81,8 @@ def _rows(keys: np.ndarray, d: int) -> np.ndarray:
 
 
 def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-orbit ``(settled, period)`` from tails ``(n, L, d)``; ``period`` is in tail samples, 0 when none.
+    """Per-orbit ``(settled, period)`` from tails ``(L, d, n)`` (time, coordinate, orbit); ``period`` is in tail
+    samples, 0 when none.
 
     ``settled``: the last two samples agree within ``period_tol`` (converged to a fixed point).
     Maps: ``period`` is the smallest ``p`` with ``|x_T - x_{T-p}|_inf <= period_tol``. Flows (tails sampled every
@@ -85,29 +90,29 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
     two sampling steps away, refined by a parabola through the squared (Euclidean) distances around that
     minimum.
     """
-    n, L, _ = tail.shape
-    last = tail[:, -1:, :]
-    dist = np.abs(tail[:, -2::-1, :] - last).max(-1)  # (n, L-1): p = 1 .. L-1
-    settled = dist[:, 0] <= period_tol
+    L, _, n = tail.shape
+    last = tail[-1]
+    dist = np.abs(tail[-2::-1] - last).max(1)  # (L-1, n): p = 1 .. L-1
+    settled = dist[0] <= period_tol
     if not flow:
         hit = dist <= period_tol
-        return settled, np.where(hit.any(1), np.argmax(hit, 1) + 1, 0).astype(float)
-    step = np.abs(np.diff(tail, axis=1)).max(-1).max(-1, keepdims=True)  # (n, 1) largest sampling step
+        return settled, np.where(hit.any(0), np.argmax(hit, 0) + 1, 0).astype(float)
+    step = np.abs(np.diff(tail, axis=0)).max(1).max(0)  # (n,) largest sampling step
     reach = np.maximum(step, width)
-    moved = np.maximum.accumulate(dist, axis=1) > 2 * reach
-    hit = (dist <= reach) & np.concatenate([np.zeros((n, 1), bool), moved[:, :-1]], axis=1)
-    p = np.argmax(hit, axis=1)  # index into dist (period p + 1 samples)
+    moved = np.maximum.accumulate(dist, axis=0) > 2 * reach
+    hit = (dist <= reach) & np.concatenate([np.zeros((1, n), bool), moved[:-1]], axis=0)
+    p = np.argmax(hit, axis=0)  # index into dist (period p + 1 samples)
     # walk to the local minimum of the distance, then refine with a parabola through its neighbours
     idx = np.arange(n)
     for _ in range(3):
         nxt = np.minimum(p + 1, L - 2)
-        p = np.where(dist[idx, nxt] < dist[idx, p], nxt, p)
+        p = np.where(dist[nxt, idx] < dist[p, idx], nxt, p)
     lo, hi = np.maximum(p - 1, 0), np.minimum(p + 1, L - 2)
-    rev = tail[:, -2::-1, :]  # squared Euclidean distances are smooth in time: refine on them
-    f0, f1, f2 = (((rev[idx, j] - tail[:, -1]) ** 2).sum(-1) for j in (lo, p, hi))
+    rev = tail[-2::-1]  # squared Euclidean distances are smooth in time: refine on them
+    f0, f1, f2 = (((rev[j, :, idx] - last.T) ** 2).sum(-1) for j in (lo, p, hi))
     den = f0 - 2 * f1 + f2
     shift = np.where((den > 0) & (lo < p) & (p < hi), 0.5 * (f0 - f2) / np.where(den > 0, den, 1), 0.0)
-    period = np.where(hit.any(1) & ~settled, p + 1 + np.clip(shift, -1, 1), 0.0)
+    period = np.where(hit.any(0) & ~settled, p + 1 + np.clip(shift, -1, 1), 0.0)
     return settled, period
 
 
@@ -115,7 +120,7 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
 class CellGraph:
     """The cell graph of one sweep element's tails: unique cell keys, edges, each orbit's final cell."""
 
-    keys: np.ndarray  # (m,) void keys, sorted
+    keys: np.ndarray  # (m,) cell keys, sorted
     edges: np.ndarray  # (E, 2) int64 indices into keys
     final_cell: np.ndarray  # (S,) index into keys, -1 for orbits without a tail (diverged / nan)
     settled: np.ndarray  # (S,) per-orbit: converged onto a fixed point
@@ -126,7 +131,7 @@ class CellGraph:
 class TailAccumulator:
     """Collects the tails of ``n_elem`` sweep elements of ``n_samples`` orbits each, chunk by chunk.
 
-    ``add(index, tails)`` takes global orbit indices ``e * n_samples + s`` and their tails ``(n, L, d)``;
+    ``add(index, tails)`` takes global orbit indices ``e * n_samples + s`` and their tails ``(L, d, n)``;
     ``graph(e)`` returns element ``e``'s :class:`CellGraph`.
     """
 
@@ -141,9 +146,11 @@ class TailAccumulator:
         self.period = np.zeros((n_elem, self.S), dtype=float)
 
     def cells(self, x: np.ndarray) -> np.ndarray:
+        """Integer cells of states ``(n, d)``."""
         return np.floor((x - self.lo) / self.width).astype(np.int64)
 
     def add(self, index, tails) -> None:
+        """Orbits ``index`` (global ``e * n_samples + s``) with tails ``(L, d, n)`` (time, coordinate, orbit)."""
         index = np.asarray(index.cpu() if hasattr(index, "cpu") else index, dtype=np.int64)
         tails = np.asarray(tails.cpu() if hasattr(tails, "cpu") else tails, dtype=float)
         if len(index) == 0:
@@ -151,15 +158,17 @@ class TailAccumulator:
         elem, sample = np.divmod(index, self.S)
         self.settled[elem, sample], self.period[elem, sample] = tail_periods(
             tails, self.period_tol, float(self.width.min()), self.flow)
-        n, L, d = tails.shape
+        L, d, _ = tails.shape
+        cols = np.floor((tails - self.lo[:, None]) / self.width[:, None]).astype(np.int64)  # (L, d, n)
+        keys = _keys_cm(np.moveaxis(cols, 1, 0))  # (L, n)
         for e in np.unique(elem):
             m = elem == e
-            k = _keys(self.cells(tails[m]).reshape(-1, d))
-            uk, inv = np.unique(k, return_inverse=True)
-            inv = inv.reshape(-1, L)
-            code = np.unique(inv[:, :-1].ravel() * len(uk) + inv[:, 1:].ravel())
+            k = keys[:, m]
+            uk = np.unique(k)  # hash-based unique; the inverse by binary search is cheaper than argsort
+            inv = np.searchsorted(uk, k)
+            code = np.unique(inv[:-1] * len(uk) + inv[1:])
             edges = np.stack(np.divmod(code, len(uk)), axis=1)
-            self.parts[e].append((uk, edges, sample[m], inv[:, -1]))
+            self.parts[e].append((uk, edges, sample[m], inv[-1]))
 
     def graph(self, e: int) -> CellGraph:
         parts = self.parts[e]

@@ -35,7 +35,7 @@ import torch
 from dynlearn import outcome as oc
 from dynlearn.progress import Meter
 
-__all__ = ["Evolved", "evolve", "register_fast_stepper", "make_stepper", "GenericStepper"]
+__all__ = ["Evolved", "evolve", "default_chunk", "register_fast_stepper", "make_stepper", "GenericStepper"]
 
 Tensor = torch.Tensor
 
@@ -85,6 +85,18 @@ class GenericStepper:
     def state(self) -> Tensor:
         return self.x
 
+    def record(self, out: Tensor) -> None:
+        """Copy the states into ``out`` of shape ``(d, n)`` (coordinate-major)."""
+        out.copy_(self.x.T)
+
+    def snapshot(self):
+        """A copy of the current states, cheap to take (read back with :meth:`rows`)."""
+        return self.x  # advance() never writes into an existing state tensor
+
+    @staticmethod
+    def rows(snap, mask: Tensor) -> Tensor:
+        return snap[mask]
+
     def inside(self, max_norm: float) -> Tensor:
         """``(n,)`` True where the state is finite and inside ``|x|_inf <= max_norm`` (NaN compares False)."""
         return (self.x.abs() <= max_norm).all(-1)
@@ -98,7 +110,7 @@ class _TwoFactorStepper:
     """``(a, b) -> (a - r b, b - r a)``, ``r = mu (ab - 1)``, on contiguous columns with in-place ops.
 
     Three fused multiply-add kernels per iteration when the chunk has one ``mu`` (``r = mu ab - mu``), four
-    otherwise; no temporaries are allocated inside the loop.
+    otherwise; four arrays (``a``, ``b``, ``r`` and a spare for the new ``a``), no allocation inside the loop.
     """
 
     def __init__(self, system, x: Tensor, p: Mapping[str, Tensor], dt: float) -> None:
@@ -110,13 +122,12 @@ class _TwoFactorStepper:
     def _buffers(self) -> None:
         self.r = torch.empty_like(self.a)
         self.a2 = torch.empty_like(self.a)
-        self.b2 = torch.empty_like(self.a)
         mu = self.mu
         self.scalar = len(mu) > 0 and bool((mu == mu[0]).all())
         self.neg_mu = -(mu[0] if self.scalar else mu)
 
     def advance(self, k: int) -> None:
-        a, b, r, a2, b2, mu, neg_mu = self.a, self.b, self.r, self.a2, self.b2, self.mu, self.neg_mu
+        a, b, r, a2, mu, neg_mu = self.a, self.b, self.r, self.a2, self.mu, self.neg_mu
         m = float(mu[0]) if self.scalar else None
         for _ in range(k):
             if m is not None:
@@ -124,14 +135,24 @@ class _TwoFactorStepper:
             else:
                 torch.mul(a, mu, out=r)
                 torch.addcmul(neg_mu, r, b, out=r)
-            torch.addcmul(a, r, b, value=-1.0, out=a2)
-            torch.addcmul(b, r, a, value=-1.0, out=b2)
+            torch.addcmul(a, r, b, value=-1.0, out=a2)  # a' = a - r b
+            b.addcmul_(r, a, value=-1.0)  # b' = b - r a (a still holds the old a)
             a, a2 = a2, a
-            b, b2 = b2, b
-        self.a, self.b, self.a2, self.b2 = a, b, a2, b2
+        self.a, self.b, self.a2 = a, b, a2
 
     def state(self) -> Tensor:
         return torch.stack([self.a, self.b], dim=-1)
+
+    def record(self, out: Tensor) -> None:
+        out[0].copy_(self.a)
+        out[1].copy_(self.b)
+
+    def snapshot(self):
+        return self.a.clone(), self.b.clone()
+
+    @staticmethod
+    def rows(snap, mask: Tensor) -> Tensor:
+        return torch.stack([snap[0][mask], snap[1][mask]], dim=-1)
 
     def inside(self, max_norm: float) -> Tensor:
         return torch.maximum(self.a.abs(), self.b.abs()) <= max_norm
@@ -148,7 +169,9 @@ def register_fast_stepper(rhs: Callable, stepper: type) -> None:
     """Use ``stepper`` for systems whose ``rhs`` is exactly the function ``rhs`` (e.g. ``TwoFactorMap.rhs``).
 
     A stepper is constructed as ``stepper(system, x (n, d), params {name: (n, *event)}, dt)`` and provides
-    ``advance(k)``, ``state() -> (n, d)``, ``inside(max_norm) -> (n,) bool`` and ``keep(mask)``.
+    ``advance(k)``, ``state() -> (n, d)``, ``record(out (d, n))``, ``snapshot()`` / ``rows(snapshot, mask)``
+    (a cheap copy of the states, and its rows as ``(k, d)``), ``inside(max_norm) -> (n,) bool`` and
+    ``keep(mask)``.
     """
     _FAST[rhs] = stepper
 
@@ -168,6 +191,12 @@ def make_stepper(system, x: Tensor, p: Mapping[str, Tensor], dt: float, kernel: 
     return (cls or GenericStepper)(system, x, p, dt)
 
 
+def default_chunk(chunk_size: int | None = None, workers: int | None = None) -> int:
+    """``chunk_size``, or the default for ``workers`` threads (see :func:`evolve`)."""
+    workers = max(1, int(workers or torch.get_num_threads()))
+    return max(1, int(chunk_size or (65536 if workers == 1 else 32000)))
+
+
 def evolve(
     system,
     x0: Tensor,
@@ -179,8 +208,8 @@ def evolve(
     max_norm: float = 1e6,
     record: tuple[int, ...] = (),
     on_record: Callable[[Tensor, Tensor], None] | None = None,
-    chunk_size: int = 16384,
-    check_every: int = 16,
+    chunk_size: int | None = None,
+    check_every: int = 32,
     kernel: str = "auto",
     workers: int | None = None,
     meter: Meter | None = None,
@@ -193,11 +222,12 @@ def evolve(
         Parameter tensors ``(B, *event)``; ``pidx`` (``(N,)`` long) picks each element's row.
     record, on_record
         Step counts (sorted, in ``1..steps``) at which the surviving states are recorded; after each chunk,
-        ``on_record(index (n,), states (n, len(record), d))`` receives the elements of the chunk that are
+        ``on_record(index (n,), states (len(record), d, n))`` receives the elements of the chunk that are
         still ``ok`` at the end (their global indices), in chunk order.
     chunk_size
-        Elements per chunk. The default keeps a chunk's working set in L2 cache and below torch's intra-op
-        parallelisation grain (32768), so each chunk runs on one thread.
+        Elements per chunk. Default: 65536 with one worker (per-kernel overhead amortised), 32000 with more
+        (below torch's intra-op parallelisation grain of 32768, so each chunk's kernels run on its own thread
+        instead of contending for the shared pool).
     check_every
         Largest number of steps between divergence checks (and compactions); checks are denser at the start
         (after 1, 2, 4, ... steps), where most diverging orbits leave.
@@ -212,9 +242,10 @@ def evolve(
     code = torch.full((N,), oc.OK, dtype=torch.int8)
     escape = torch.full((N,), steps, dtype=torch.int64)
     record = tuple(int(r) for r in record)
-    size = max(1, int(chunk_size))
+    workers = max(1, int(workers or torch.get_num_threads()))
+    size = default_chunk(chunk_size, workers)
     starts = list(range(0, N, size))
-    workers = max(1, min(int(workers or torch.get_num_threads()), len(starts)))
+    workers = min(workers, len(starts))
 
     def run(start: int):
         idx = torch.arange(start, min(N, start + size))
@@ -255,19 +286,20 @@ def _chunk(system, x: Tensor, p: dict[str, Tensor], idx: Tensor, *, steps, dt, m
     its surviving elements (index, final state, recorded states)."""
     st = make_stepper(system, x, p, dt, kernel)
     d = x.shape[1]
-    buf = torch.empty((len(idx), len(record), d), dtype=x.dtype) if record else None
+    buf = torch.empty((len(record), d, len(idx)), dtype=x.dtype) if record else None  # time, coordinate, orbit
     gone, codes, whens, lasts = [], [], [], []
     k, r_i = 0, 0
     while k < steps:
         stop = min(k + min(check_every, max(1, k)), steps)
         if r_i < len(record):
             stop = min(stop, record[r_i])
-        before = st.state()
+        before = st.snapshot()
         st.advance(stop - k)
         inside = st.inside(max_norm)
         if not bool(inside.all()):
             bad = ~inside
-            c, when, last = _replay(system, before[bad], {n: v[bad] for n, v in p.items()}, k, stop, max_norm, dt)
+            c, when, last = _replay(system, st.rows(before, bad), {n: v[bad] for n, v in p.items()}, k, stop,
+                                    max_norm, dt)
             gone.append(idx[bad])
             codes.append(c)
             whens.append(when)
@@ -276,12 +308,12 @@ def _chunk(system, x: Tensor, p: dict[str, Tensor], idx: Tensor, *, steps, dt, m
             idx = idx[inside]
             p = {n: v[inside] for n, v in p.items()}
             if buf is not None:
-                buf = buf[inside]
+                buf = buf[:, :, inside]
         k = stop
         if len(idx) == 0:
             break
         while r_i < len(record) and record[r_i] == k:
-            buf[:, r_i] = st.state()
+            st.record(buf[r_i])
             r_i += 1
     fin = st.state() if len(idx) else x[:0]
     cat = (lambda xs, like: torch.cat(xs) if xs else like)

@@ -59,7 +59,7 @@ from dynlearn.sweep import Batch
 
 from ._basins_attractors import TailAccumulator, identify
 from ._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
-from ._basins_kernels import evolve
+from ._basins_kernels import default_chunk, evolve
 from ._basins_table import describe, lyapunov, stability, wilson
 
 __all__ = ["Basins"]
@@ -107,7 +107,7 @@ class Basins(Analyzer):
     kernel
         ``"auto"`` (a system's registered fast stepper when it has one) or ``"generic"`` (always ``rhs``).
     chunk_size
-        Orbits advanced together (memory / cache trade-off).
+        Orbits advanced together (default: 65536 on one thread, 32000 per worker thread otherwise).
 
     Notes
     -----
@@ -128,7 +128,7 @@ class Basins(Analyzer):
                  tail_every: int | None = None, max_norm: float = 1e6, cells: int = 200, tol: float = 1e-6,
                  max_boundary_points: int = 256, confidence: float = 0.95, lyapunov_steps: int = 1000,
                  lyapunov_tol: float = 0.01, seed: int = 0, precision: str = "float64", kernel: str = "auto",
-                 chunk_size: int = 16384) -> None:
+                 chunk_size: int | None = None) -> None:
         self.resolution = resolution
         self.n_samples = n_samples
         self.sampling = sampling
@@ -163,7 +163,8 @@ class Basins(Analyzer):
             raise bad(f"kernel must be 'auto' or 'generic', got {self.kernel!r}")
         if self.sampling not in ("auto", "grid", "sobol"):
             raise bad(f"sampling must be 'auto', 'grid' or 'sobol', got {self.sampling!r}")
-        for name in ("steps", "tail", "cells", "n_samples", "max_boundary_points", "lyapunov_steps", "chunk_size"):
+        names = ("steps", "tail", "cells", "n_samples", "max_boundary_points", "lyapunov_steps")
+        for name in names + (("chunk_size",) if self.chunk_size is not None else ()):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise bad(f"{name} must be a positive integer, got {v!r}")
@@ -228,7 +229,8 @@ class Basins(Analyzer):
         Xt = torch.as_tensor(X, dtype=self.dtype())
         G = max(1, _GROUP_POINTS // S)
         parts = []
-        with Meter(math.ceil(B * S / self.chunk_size), "basins", show_progress, unit="chunk") as meter:
+        n_chunks = sum(math.ceil(min(G, B - g0) * S / default_chunk(self.chunk_size)) for g0 in range(0, B, G))
+        with Meter(n_chunks, "basins", show_progress, unit="chunk") as meter:
             for g0 in range(0, B, G):
                 parts.append(self._group(ctx, Xt, pairs, range(g0, min(B, g0 + G)), meter))
         return self._assemble(ctx, shape, X, parts)
