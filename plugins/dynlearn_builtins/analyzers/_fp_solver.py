@@ -30,7 +30,13 @@ ROOT, STATIONARY, OUTSIDE, MAX_ITER = 0, 1, 2, 3
 
 
 def take(p: Mapping[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
-    """Parameters ``(B, *event)`` gathered at the owner indices ``idx`` ``(N,)`` -> ``(N, *event)``."""
+    """Parameters ``(B, *event)`` gathered at the owner indices ``idx`` ``(N,)`` -> ``(N, *event)``.
+
+    A single parameter set (``B = 1``) is returned as is: it broadcasts against any number of states, and
+    large parameters (an RNN's weight matrix) are not copied once per state.
+    """
+    if all(v.shape[0] == 1 for v in p.values()):
+        return dict(p)
     return {k: v.index_select(0, idx) for k, v in p.items()}
 
 
@@ -102,10 +108,12 @@ def solve(
     root_xtol: float = 1e-13,
     max_iter: int = 200,
     far: float = 3.0,
+    patience: int = 10,
 ) -> Solution:
     """Minimise ``q = |g|^2/2`` from every state of ``x0`` ``(N, d)``; ``p[k][owner]`` are the states' parameters.
 
-    A state outside ``center +- far * half_width`` (or with a non-finite residual) stops as ``OUTSIDE``.
+    A state outside ``center +- far * half_width`` (or with a non-finite residual) stops as ``OUTSIDE``; one whose
+    ``q`` did not halve over ``patience`` iterations stops as ``STATIONARY`` (a slow valley or a minimum of q).
     """
     N, d = x0.shape
     x = x0.clone()
@@ -116,6 +124,7 @@ def solve(
     ginf_out = torch.full((N,), torch.inf, dtype=x.dtype, device=x.device)
     active = torch.arange(N, device=x.device)
     limit = far * half_width
+    q_ckpt = torch.full((N,), torch.inf, dtype=x.dtype, device=x.device)
     for it in range(max_iter):
         if active.numel() == 0:
             break
@@ -135,6 +144,11 @@ def solve(
         outside |= ~torch.isfinite(step).all(-1)
         root = ~outside & (ginf <= root_tol) & ((n_newton <= root_xtol * scale) | (ginf == 0))
         stalled = ~outside & ~root & (rad <= xtol * scale)
+        if it % patience == 0:
+            # not making progress: q did not halve over the last `patience` iterations (and is not a root)
+            slow = q > 0.5 * q_ckpt.index_select(0, active)
+            stalled |= ~outside & ~root & slow & (ginf > root_tol)
+            q_ckpt[active] = q
         done = outside | root | stalled
         status[active[outside]] = OUTSIDE
         status[active[root]] = ROOT
