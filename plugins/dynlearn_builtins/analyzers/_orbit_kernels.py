@@ -165,25 +165,47 @@ class ExponentAccumulator:
     def __init__(self, shape: tuple[int, ...], m: int, k: int | None = None, dtype=torch.float64) -> None:
         self.m = m
         self.k = m if k is None else min(int(k), m)
-        eye = torch.eye(m, dtype=dtype)[:, : self.k]
-        self.q = eye[:, 0].expand(*shape, m).clone() if (m, self.k) == (2, 2) else eye.expand(*shape, m, self.k).clone()
-        self.logsum = torch.zeros(*shape, self.k, dtype=dtype)
+        if (m, self.k) == (2, 2):  # structure of arrays: contiguous components, no strided reductions
+            self.q0, self.q1 = torch.ones(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+            self.l0, self.l1 = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+        else:
+            self.q = torch.eye(m, dtype=dtype)[:, : self.k].expand(*shape, m, self.k).clone()
+            self._logsum = torch.zeros(*shape, self.k, dtype=dtype)
+
+    @property
+    def logsum(self) -> Tensor:
+        return torch.stack([self.l0, self.l1], -1) if (self.m, self.k) == (2, 2) else self._logsum
+
+    def reset(self) -> None:
+        """Forget the accumulated logs (end of the warm-up), keep the tangent vectors."""
+        if (self.m, self.k) == (2, 2):
+            self.l0.zero_()
+            self.l1.zero_()
+        else:
+            self._logsum.zero_()
 
     def push(self, a: Tensor, moved: Tensor) -> None:
         m, k = self.m, self.k
         if k == 0:
             return
+        if (m, k) == (2, 2):
+            # one tangent vector; the second exponent from ln|det A|
+            c = a.reshape(*a.shape[:-2], 4).movedim(-1, 0).contiguous()
+            a00, a01, a10, a11 = c[0], c[1], c[2], c[3]
+            v0 = a00 * self.q0 + a01 * self.q1
+            v1 = a10 * self.q0 + a11 * self.q1
+            nrm = torch.hypot(v0, v1)
+            lg = _log(nrm)
+            ld = _log((a00 * a11 - a01 * a10).abs()) - lg
+            inv = 1 / nrm.clamp_min(1e-300)
+            self.q0 = torch.where(moved, v0 * inv, self.q0)
+            self.q1 = torch.where(moved, v1 * inv, self.q1)
+            zero = torch.zeros((), dtype=lg.dtype)
+            self.l0 += torch.where(moved, lg, zero)
+            self.l1 += torch.where(moved, ld, zero)
+            return
         if m == 1:
             logs = _log(a[..., 0, 0].abs()).unsqueeze(-1)
-        elif (m, k) == (2, 2):
-            # one tangent vector; the second exponent from ln|det|
-            v = (a * self.q.unsqueeze(-2)).sum(-1)
-            nrm = v.norm(dim=-1)
-            det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
-            l1 = _log(nrm)
-            logs = torch.stack([l1, _log(det.abs()) - l1], -1)
-            newq = v / nrm.clamp_min(1e-300).unsqueeze(-1)
-            self.q = torch.where(moved.unsqueeze(-1), newq, self.q)
         else:
             aq = a @ self.q
             if k <= 4:
@@ -193,7 +215,7 @@ class ExponentAccumulator:
                 r = rr.diagonal(dim1=-2, dim2=-1).abs()
             logs = _log(r)
             self.q = torch.where(moved[..., None, None], newq, self.q)
-        self.logsum = self.logsum + torch.where(moved.unsqueeze(-1), logs, torch.zeros_like(logs))
+        self._logsum = self._logsum + torch.where(moved.unsqueeze(-1), logs, torch.zeros_like(logs))
 
     def exponents(self, n: int, dt: float) -> Tensor:
         """``(..., k)`` exponents sorted in decreasing order."""
@@ -219,7 +241,7 @@ def tangent_run(stepper: Stepper, x: Tensor, code: Tensor, n: int, tail_len: int
     start = warmup + n - tail_len
     for k in range(warmup + n):
         if k == warmup:
-            acc.logsum.zero_()
+            acc.reset()
         nxt, jac = stepper.step_jac(x)
         x, code, moved = _update(x, nxt, code, max_norm)
         acc.push(torch.nan_to_num(jac), moved)

@@ -66,8 +66,8 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, opt: OrbitOpti
         total = warmup + opt.steps
         for it in range(total):
             if it == warmup:
-                acc_t.logsum.zero_()
-                acc_n.logsum.zero_()
+                acc_t.reset()
+                acc_n.reset()
             nxt, jac = stepper.step_jac(x)
             nxt = project(nxt)
             x, code, moved = _update(x, nxt, code, opt.max_norm)
