@@ -96,3 +96,17 @@ def test_full_reproduction(name, tmp_path):
     claims = tree["claims"].to_dataset()
     failed = claims["claim"].values[~claims["passed"].values].tolist()
     assert not failed
+
+
+def test_rerun_recomputes_the_same_store_and_refuses_another(tmp_path):
+    from dynlearn_builtins.reproductions.two_factor import PhaseDiagram, TransverseStability
+
+    from dynlearn_builtins.reproductions import two_factor as mod
+
+    path = tmp_path / "s.zarr"
+    mod._create(path, mod._store_attrs(TransverseStability(quick=True), {}), overwrite=False)
+    mod._create(path, mod._store_attrs(TransverseStability(quick=True), {}), overwrite=False)  # same: recomputed
+    with pytest.raises(dynlearn.StoreError, match="something else"):
+        mod._create(path, mod._store_attrs(PhaseDiagram(quick=True), {}), overwrite=False)
+    mod._create(path, mod._store_attrs(PhaseDiagram(quick=True), {}), overwrite=True)
+    assert dynlearn.store.root_attrs(path)["config"]["name"] == "two-factor-phase"
