@@ -12,6 +12,7 @@ import xarray as xr
 import dynlearn
 from dynlearn.testing import system_checks
 from dynlearn_builtins.analyzers.orbits import Orbits
+from dynlearn_builtins.analyzers.transverse import STABILITY_NAMES
 from dynlearn_builtins.systems.linear_attention import LinearAttention
 from dynlearn_builtins.systems.two_factor import two_factor_map
 from dynlearn_datasets.in_context_regression import InContextRegression
@@ -162,3 +163,13 @@ def test_task_bad_parameters(kwargs, match):
 def test_bad_options(kwargs, match):
     with pytest.raises(dynlearn.ParameterError, match=match):
         LinearAttention(**kwargs)
+
+
+def test_transverse_analysis_of_a_run_is_written_to_its_store(run):
+    la, lrs, path = run
+    res = dynlearn.analyze(path, "transverse", manifold="ellipse", n_states=2, transient=5, steps=64)
+    assert res["transverse_exponent"].dims == ("seed", "lr", "sample", "normal")
+    back = dynlearn.open_store(path)["transverse"].to_dataset()
+    repelling = STABILITY_NAMES.index("repelling")
+    assert (back["manifold_stability"].values == repelling).all()  # E_mu is transversely repelling (mu 0.4, 1.1)
+    assert back.attrs["manifold"] == "ellipse"
