@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from dynlearn import outcome as oc
@@ -346,7 +345,3 @@ def label_attractors(key: Tensor, period: Tensor, has: Tensor, tol: Tensor | flo
     slabel = torch.where(shas, rank.gather(-1, cluster.clamp_max(S - 1)), torch.full_like(cluster, -1))
     labels = torch.empty_like(slabel).scatter_(1, order, slabel)
     return labels, jump.sum(-1)
-
-
-def as_numpy(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -58,7 +58,7 @@ from dynlearn.errors import ParameterError
 from dynlearn.sweep import Batch
 
 from ._orbit_classify import OrbitOptions, classify_orbits, raw_states, resolve_manifold, start_states
-from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, MASKED, NONE, as_numpy, flag_attrs
+from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, MASKED, NONE, flag_attrs
 from ._orbit_refine import find_transitions
 
 __all__ = ["Orbits"]
