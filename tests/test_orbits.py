@@ -242,8 +242,12 @@ def test_diverged_orbits_are_frozen_and_labeled():
      ({"tol": -1.0}, dynlearn.ParameterError, "tol"),
      ({"n_states": 0}, dynlearn.ParameterError, "n_states"),
      ({"refine_dim": "lr"}, dynlearn.ParameterError, "refine_dim 'lr'"),
-     ({"chunk": 0}, dynlearn.ParameterError, "chunk")],
-    ids=["states-dim", "states-nan", "manifold", "steps", "tol", "n_states", "refine_dim", "chunk"],
+     ({"chunk": 0}, dynlearn.ParameterError, "chunk"),
+     ({"seed": -1}, dynlearn.ParameterError, "seed"),
+     ({"n_exponents": 0}, dynlearn.ParameterError, "n_exponents"),
+     ({"refine_dim": "mu", "refine_tol": 0.0}, dynlearn.ParameterError, "refine_tol")],
+    ids=["states-dim", "states-nan", "manifold", "steps", "tol", "n_states", "refine_dim", "chunk", "seed",
+         "n_exponents", "refine_tol"],
 )
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -100,6 +100,8 @@ def raw_states(system: System, states: Any, n_states: int, seed: int) -> Tensor:
         return x
     if not (isinstance(n_states, (int, np.integer)) and n_states >= 1):
         raise ParameterError(f"n_states must be an integer >= 1, got {n_states!r}")
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        raise ParameterError(f"seed must be an integer >= 0, got {seed!r}")
     return system.sample_states(int(n_states), generator=torch.Generator().manual_seed(int(seed)))
 
 
