@@ -39,13 +39,31 @@ def test_store_groups(tree):
     assert float(ell.max_dev.max()) < 1e-5  # far below the 0.5 % bar: bisection tolerance 1e-6
 
 
+def test_store_attrs_and_other_store(tree, tmp_path):
+    from dynlearn.errors import StoreError
+    from dynlearn.store import create_store, root_attrs
+
+    rep = dynlearn.registry.get("reproductions", "two-factor-ellipse")(quick=True)
+    attrs = root_attrs(tree)
+    assert attrs["config"]["name"] == "two-factor-ellipse" and attrs["config"]["quick"] is True
+    assert attrs["config_hash"] == rep.store_attrs()["config_hash"]  # a re-run recomputes this store in place
+    other = tmp_path / "other.zarr"
+    create_store(other, {}, {"config": {"name": "something else"}})
+    with pytest.raises(StoreError, match="overwrite"):
+        rep.run(other)
+
+
 def test_views(tree):
     import holoviews as hv
 
     rep = dynlearn.registry.get("reproductions", "two-factor-ellipse")(quick=True)
     views = rep.views(tree)
-    assert {"basins: basins", "basins: fractions", "boundary vs ellipse"} <= set(views)
+    assert set(views) == {"boundary vs ellipse"}
     hv.render(views["boundary vs ellipse"], backend="bokeh")
+    from dynlearn.views import store_views
+
+    page = store_views(tree)  # what `dynlearn browse` shows: claims, this figure, the basins analyzer's views
+    assert {"claims", "two-factor-ellipse: boundary vs ellipse", "basins: basins", "basins: fractions"} <= set(page)
 
 
 @pytest.mark.slow

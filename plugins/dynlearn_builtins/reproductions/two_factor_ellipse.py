@@ -109,10 +109,38 @@ class EllipseSeparatrix(Reproduction):
     def analyzer(self) -> Basins:
         return Basins(**(QUICK if self.quick else FULL))
 
+    def store_attrs(self) -> dict[str, Any]:
+        """Root attrs with the keys of a training run's (``dynlearn show``): config, its hash, provenance."""
+        import platform
+        import time
+
+        import dynlearn
+        from dynlearn.config import config_hash
+
+        config = {"name": self.name, "description": self.description, "quick": self.quick, "mu": list(MUS),
+                  "basins": self.analyzer().to_config()}
+        return {"version": dynlearn.__version__, "config": config, "config_hash": config_hash(config),
+                "provenance": {"dynlearn": dynlearn.__version__, "torch": torch.__version__,
+                               "numpy": np.__version__, "platform": platform.platform(),
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+
     def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
+        """Recomputes ``out`` if it holds this reproduction with the same settings; another store there is an
+        error unless ``overwrite``."""
+        from dynlearn.errors import StoreError
+        from dynlearn.store import root_attrs
+
         an = self.analyzer()
-        create_store(out, {}, {"reproduction": self.name, "config": {"mu": list(MUS), "basins": an.to_config()}},
-                     overwrite=overwrite)
+        out = Path(out)
+        attrs = self.store_attrs()
+        if out.exists() and not overwrite:
+            try:
+                same = root_attrs(out).get("config_hash") == attrs["config_hash"]
+            except Exception:  # not a dynlearn store
+                same = False
+            if not same:
+                raise StoreError(f"{out} holds something else; use another --out or --overwrite")
+        create_store(out, {}, attrs, overwrite=True)
         basins = an.run("two_factor", grid(mu=list(MUS)), show_progress=show_progress)
         comp = ellipse_comparison(basins)
         write_group(out, "basins", basins, consolidated=False)
@@ -156,10 +184,8 @@ class EllipseSeparatrix(Reproduction):
         import holoviews as hv
         import holoviews.plotting.bokeh  # noqa: F401
 
+        # the /basins group's own views (basin images with E_mu, fractions) are added by the browse page
         out: dict[str, Any] = {}
-        if "basins" in tree.children:
-            for k, v in Basins().views(tree["basins"].to_dataset().load()).items():
-                out[f"basins: {k}"] = v
         if "ellipse" in tree.children:
             e = tree["ellipse"].to_dataset().load()
             mu = e["mu"].values
