@@ -51,7 +51,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynlearn import outcome as oc
 from dynlearn.analyzer import Analyzer
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.progress import Meter
@@ -60,7 +59,7 @@ from dynlearn.sweep import Batch
 from ._basins_attractors import TailAccumulator, identify
 from ._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
 from ._basins_kernels import default_chunk, evolve
-from ._basins_table import describe, lyapunov, stability, wilson
+from ._basins_table import describe, lyapunov, stability
 
 __all__ = ["Basins"]
 
