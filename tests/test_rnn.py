@@ -247,3 +247,19 @@ def test_run_records_accuracy_and_labels():
     assert params["m"].dims == ("epoch", "seed", "neuron", "latent")
     assert params["n"].dims == ("epoch", "seed", "latent", "neuron")
     assert all("long_name" in params[v].attrs for v in params.data_vars)
+
+
+def test_an_analyzer_runs_unchanged_on_the_latent_circuit_of_a_run():
+    """The fixed-point analyzer on a training run sees rnn_latent at every stored epoch. Exact fact: with
+    sum|n| < 15, f(-15) > 0 > f(15), so the flow has a fixed point in the paper's window [-15, 15]."""
+    rnn = LowRankRNN(n_neurons=30)
+    run = dynlearn.train(rnn, epochs=20, seeds=2, sweep={"lr": [0.02, 0.5]}, checkpoint_every=10, dtype="float64")
+    n = run.tree["params"]["n"]
+    assert float(abs(n).sum("neuron").max()) < 15
+    out = dynlearn.get_analyzer("fixed_points")(n_starts=16).run(run.tree)
+    assert {"epoch", "seed", "lr"} <= set(out.dims)
+    assert (out["n_fixed"] >= 1).all()
+    pos = out["position"].isel(point=0).sel(state="kappa")
+    p = run.tree["params"].to_dataset()
+    f = -pos + (np.tanh(pos * p["m"].isel(latent=0) + p["b"]) * p["n"].isel(latent=0)).sum("neuron")
+    assert float(abs(f).max()) < 1e-8
