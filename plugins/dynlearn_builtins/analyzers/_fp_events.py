@@ -1,7 +1,9 @@
 """Event detection on tracks (private helper of the bifurcation analyzer).
 
 Epochs are not a smooth parameter (weights jump between checkpoints), so every event carries its evidence and
-a confidence in [0, 1] (the mean of the evidence items it can check, each 0 or 1):
+a confidence in [0, 1]: 0.5 when the count of fixed points changes as the event requires (0.25 otherwise), plus
+0.5 times the fraction of the other evidence items that hold (those that need a smooth sweep: a pair
+approaching, eigenvalues shrinking, a ghost nearby):
 
 ``saddle_node`` (``annihilation`` / ``birth``)
     two fixed-point tracks of the same line end (start) within one step of each other, close together
@@ -62,6 +64,10 @@ def detect(nodes: pd.DataFrame, n_fixed: np.ndarray, coord: np.ndarray, typical:
     return out.sort_values(["line", "step_before", "event_type"], kind="stable").reset_index(drop=True)
 
 
+def _confidence(count_ok: bool, others: list[bool]) -> float:
+    return (0.5 if count_ok else 0.25) + 0.5 * float(np.mean(others))
+
+
 def _location(nodes: pd.DataFrame, line: int, lo: int, hi: int, coord: np.ndarray) -> float:
     sub = nodes[(nodes.line == line) & (nodes.step > lo) & (nodes.step < hi) & (nodes.n_neutral > 0) & (nodes.cls == 0)]
     if len(sub):
@@ -112,11 +118,11 @@ def _saddle_nodes(nodes, n_fixed, coord, K, *, pair_gate: float, which: str) -> 
         gh = nodes[(nodes.line == p.line) & (nodes.cls == 1) & ((nodes.step - step_ghost).abs() <= 1)]
         gh = gh[[np.linalg.norm(x - mid) <= pair_gate for x in gh.x]] if len(gh) else gh
         depth = float(gh.speed.min()) if len(gh) else np.nan
-        evidence = [change == (-2 if which == "end" else 2), approach, shrink, bool(len(gh))]
+        conf = _confidence(change == (-2 if which == "end" else 2), [approach, shrink, bool(len(gh))])
         rows.append(dict(line=p.line, event_type="saddle_node", subtype="annihilation" if which == "end" else "birth",
                          step_before=before, step_after=after, location=_location(nodes, p.line, before, after, coord),
                          track_a=p.track_a, track_b=p.track_b, count_change=change, pair_distance=p.pair_distance,
-                         eig_a=p.margin_a, eig_b=p.margin_b, q_min_depth=depth, confidence=float(np.mean(evidence)),
+                         eig_a=p.margin_a, eig_b=p.margin_b, q_min_depth=depth, confidence=conf,
                          x=mid))
     return pd.DataFrame(rows)
 
@@ -145,12 +151,12 @@ def _stability_changes(nodes, n_fixed, coord, *, kind: str, gate: float, eig_sca
         line = int(cur.line)
         change = int(n_fixed[line, after]) - int(n_fixed[line, before])
         moved = float(np.linalg.norm(cur.x - pv.x))
-        evidence = [change == 0, moved <= gate / 2, abs(na - nb) == (2 if cplx else 1),
-                    abs(mb) <= eig_scale and abs(ma) <= eig_scale]
+        conf = _confidence(change == 0, [moved <= gate / 2, abs(na - nb) == (2 if cplx else 1),
+                                         abs(mb) <= eig_scale and abs(ma) <= eig_scale])
         rows.append(dict(line=line, event_type="stability_change", subtype=sub, step_before=before, step_after=after,
                          location=_location(nodes, line, before, after, coord), track_a=int(cur.track), track_b=-1,
                          count_change=change, pair_distance=np.nan, eig_a=mb, eig_b=ma, q_min_depth=np.nan,
-                         confidence=float(np.mean(evidence)), x=0.5 * (cur.x + pv.x)))
+                         confidence=conf, x=0.5 * (cur.x + pv.x)))
     return pd.DataFrame(rows)
 
 
@@ -172,6 +178,6 @@ def _ghost_emergence(nodes, n_fixed, coord, typical, sn, *, pair_gate: float) ->
         rows.append(dict(line=g.line, event_type="ghost_emergence", subtype="", step_before=g.step - 1,
                          step_after=g.step, location=0.5 * (float(coord[g.step - 1]) + float(coord[g.step])),
                          track_a=g.track, track_b=-1, count_change=change, pair_distance=np.nan, eig_a=np.nan,
-                         eig_b=np.nan, q_min_depth=g.speed, confidence=float(np.mean([change == 0, bool(slow)])),
+                         eig_b=np.nan, q_min_depth=g.speed, confidence=_confidence(change == 0, [bool(slow)]),
                          x=g.x))
     return pd.DataFrame(rows)

@@ -82,7 +82,7 @@ class Bifurcations(dynlearn.Analyzer):
     requires = ("fixed_points",)
 
     def __init__(self, dim: str | None = None, gate: float = 0.25, pair_gate: float | None = None,
-                 stability_weight: float = 0.1, max_gap: int = 2, eig_scale: float = 0.5,
+                 stability_weight: float = 0.5, max_gap: int = 2, eig_scale: float = 0.5,
                  min_confidence: float = 0.5) -> None:
         self.dim = dim
         self.gate = gate

@@ -182,7 +182,8 @@ class FixedPoints(dynlearn.Analyzer):
         st = self._settings(lo, hi)
         d = system.state_dim
         B = batch.size
-        chunk = self.chunk_size or max(1, int(4e6 // (self.n_starts * (d * d + 8 * d))))
+        n_par = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in batch.params.values())
+        chunk = self.chunk_size or max(1, int(4e6 // (self.n_starts * (d * d + 8 * d + n_par))))
         gen = torch.Generator().manual_seed(int(self.seed))
         warm = self.warm_start if self.warm_start in batch.dims and batch.shape[batch.dims.index(self.warm_start)] > 1 else None
         n_chunks = -(-B // chunk) * (3 if warm else 2)
