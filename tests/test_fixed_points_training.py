@@ -52,3 +52,22 @@ def test_no_bifurcation_event(run):
     # one ghost track per seed spanning every epoch
     tracks = bif.track.isel(point=0).values
     assert np.all(tracks == tracks[:1]) and len(set(tracks[0])) == 2
+
+
+def test_diverged_network_is_masked(run):
+    """Non-finite parameters (a diverged network) are a labeled 'not analysed' entry, not an error."""
+    import xarray as xr
+
+    from dynlearn_builtins.analyzers.fixed_points import FixedPoints
+
+    tree, _, _ = run
+    t = tree.load().copy()
+    params = t["params"].to_dataset()
+    r = params["r"].transpose("epoch", "seed").copy()
+    r[5, 0] = np.nan
+    params["r"] = r
+    t["params"] = xr.DataTree(params)
+    out = FixedPoints(n_starts=8).run(t).transpose("epoch", "seed", ...)
+    assert not bool(out.analysed[5, 0]) and int(out.n_fixed[5, 0]) == -1 and int(out.n_ghost[5, 0]) == -1
+    assert not bool(out.present[5, 0].any()) and np.isnan(out.speed[5, 0]).all()
+    assert int(out.n_ghost[5, 1]) == 1 and bool(out.analysed.sum() == out.analysed.size - 1)
