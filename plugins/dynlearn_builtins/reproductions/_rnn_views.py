@@ -109,14 +109,14 @@ def _fig4(tree: xr.DataTree) -> dict[str, Any]:
             title=f"Fig. 4 — accuracy of the networks stuck at epoch {after} (mean ± s.e.m.); c lowered at the red line")
         rows = []
         ctrl = s.sel(c_low=s["c_low"].values.max())
-        for key in ("learned", "stuck", "learned_then_stuck", "in_zone"):
+        for key in ("left_plateau", "learned", "stuck", "progress_then_stuck", "learned_then_stuck", "in_zone"):
             rows.append((key, int(ctrl[f"n_{key}"]), float(ctrl[f"n_{key}_low"]), float(ctrl[f"n_{key}_high"])))
         out["counts"] = hv.Table(rows, ["quantity"], ["count", "95% low", "95% high"]).opts(
             width=600, height=160, title=f"phase 1 ({after} epochs), {int(s.attrs.get('n_networks', 0))} networks "
                                          "(paper: 74 learned, 54 stuck)")
     if "train" in tree.children and s is not None:
         gn = tree["train"]["grad_norm"].load()
-        lts = s["learned_then_stuck"].sel(c_low=s["c_low"].values.max())
+        lts = s["progress_then_stuck"].sel(c_low=s["c_low"].values.max())
         seeds = gn["seed"].values[lts.values]
         if len(seeds):
             out["gradient norm of learned-then-stuck networks"] = curves_view(

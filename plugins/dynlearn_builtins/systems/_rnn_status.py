@@ -6,6 +6,8 @@ Definitions (ghost-mechanism paper, Fig. 4), from the per-epoch training accurac
 - **stuck at epoch e**: ``a <= threshold`` (0.5) at each of the epochs ``e - window + 1 .. e`` (window 50) — a
   constant output (the no-learning zone) scores exactly 0.5;
 - **learned by epoch e**: ``a >= learned_accuracy`` (1: every output step right) at some epoch ``<= e``;
+- **left the plateau**: ``a > threshold`` at some epoch — better than a constant output (a looser reading of
+  "learned");
 - per network: ``learned`` (at some point), ``stuck`` (at the last epoch), their first epochs, and
   ``learned_then_stuck``.
 
@@ -66,8 +68,9 @@ def learning_status(train: xr.Dataset | xr.DataTree, *, window: int = 50, thresh
     -------
     xr.Dataset
         ``stuck``, ``learned`` (epoch, seed, ...); ``learned_ever``, ``stuck_at_end``, ``learned_then_stuck``,
-        ``first_learned_epoch``, ``first_stuck_epoch``, ``final_accuracy`` (seed, ...); and over the non-seed dims
-        ``n_networks``, ``n_learned``, ``n_stuck`` with Wilson 95% intervals of the fractions.
+        ``first_learned_epoch``, ``first_stuck_epoch``, ``left_plateau``, ``final_accuracy`` (seed, ...); and over
+        the non-seed dims ``n_networks``, ``n_learned``, ``n_stuck``, ``n_left_plateau`` with Wilson 95% intervals
+        of the fractions.
 
     Examples
     --------
@@ -117,6 +120,9 @@ def learning_status(train: xr.Dataset | xr.DataTree, *, window: int = 50, thresh
             "first_stuck_epoch": (net_dims, _epoch_of(ep, _first(stuck)),
                                   {"long_name": "first epoch at which the network was stuck (-1: never)",
                                    "units": "epoch"}),
+            "left_plateau": (net_dims, (a > threshold).any(0),
+                             {"long_name": f"training accuracy > {threshold:g} at some epoch (better than a constant "
+                                           "output)"}),
             "final_accuracy": (net_dims, a[-1], {"long_name": "training accuracy at the last epoch", "units": "1"}),
         },
         coords=coords,
@@ -125,7 +131,8 @@ def learning_status(train: xr.Dataset | xr.DataTree, *, window: int = 50, thresh
     if "seed" in net_dims:
         n = ds.sizes["seed"]
         for key, var, what in (("learned", "learned_ever", "learned at some epoch"),
-                               ("stuck", "stuck_at_end", "stuck at the end")):
+                               ("stuck", "stuck_at_end", "stuck at the end"),
+                               ("left_plateau", "left_plateau", "left the constant-output plateau at some epoch")):
             k = ds[var].sum("seed")
             lo, hi = wilson_interval(k.values, n)
             ds[f"n_{key}"] = k.assign_attrs(long_name=f"number of networks that {what}", units="1")
