@@ -14,6 +14,12 @@ Printed: wall times and their ratio, the number of distinct fixed points each fi
 is among them, and the full analyzer run (its own starting states, classification by eigenvalues) for
 reference. Usage: ``python benchmarks/bench_fixed_points.py [--starts 4096] [--gain 1.5] [--scipy-starts N]``
 (``--scipy-starts`` times the baseline on the first N states and scales it to all of them).
+
+Measured here (2 shared CPU cores, load 4-6, one torch thread, g = 1.5, 4096 states, scipy timed on 512 and
+scaled): batched finder 84 s, scipy loop 91 s (1.1x); 3 distinct fixed points each, every scipy fixed point
+found, largest residual 4e-16 (scipy's own: 5e-10 at its default xtol). The batched finder converges from 85% of
+the states (scipy: 37%) in ~11 dogleg iterations each; each iteration is a batched 100 x 100 LU, which on this
+CPU costs about what scipy's MINPACK spends per state, so the 20x goal is not reached here.
 """
 
 from __future__ import annotations
