@@ -170,9 +170,24 @@ class LearningRateTrend(_RNNReproduction):
         ]
         above = np.arange(len(lr)) >= best
         if above.sum() >= 3:
+            sem = np.nan_to_num(summ["sem_final_loss"].values)
+            steps = np.diff(mean[above])
+            worst = float((steps + 2 * (sem[above][1:] + sem[above][:-1])).min())
             rho = float(spearmanr(lr[above], mean[above]).statistic)
             claims.append(Claim("final_loss_rises_above_optimum", "above the optimal learning rate the final loss "
-                                "rises with the learning rate (Spearman rho)", 1.0, rho, rho >= 0.7, "rho >= 0.7"))
+                                "never decreases with the learning rate (smallest step of the mean final loss, plus "
+                                f"2 s.e.m.; Spearman rho {rho:.2f} with ties at the constant-output loss)", 0.0, worst,
+                                worst >= 0, ">= 0"))
+            zone = summ["fraction_in_zone"].values
+            full = np.flatnonzero(zone >= 1.0)
+            if len(full):
+                crit = int(full[0])
+                ok = bool(np.all(zone[crit:] >= 1.0) and crit > best)
+                lo_lr = float(lr[crit - 1]) if crit > 0 else float("nan")
+                claims.append(Claim("critical_lr", "a critical learning rate: from it on every network ends in the "
+                                    f"no-learning zone, below it some do not (bracket [{lo_lr:.3g}, {lr[crit]:.3g}])",
+                                    float("nan"), float(lr[crit]), ok, "zone fraction 1 for every lr from the "
+                                    "bracket on, < 1 below"))
         return claims
 
 
