@@ -83,3 +83,16 @@ def test_high_lr_event_is_a_birth(tree):
     sn = bif.isel(event=np.nonzero(bif.event_type.values == "saddle_node")[0])
     assert set(sn.subtype.values.tolist()) == {"birth"} and set(sn.lr_at_event.values.tolist()) == {0.03}
     assert np.all(sn.count_change.values == 2)
+
+
+@pytest.fixture(scope="module")
+def full_claims(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fig3full") / "fig3.zarr"
+    return dynlearn.run_reproduction("rnn-fig3", path)["claims"].to_dataset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPRODUCED)
+def test_full_claim(full_claims, name):
+    c = full_claims.sel(claim=name)
+    assert bool(c.passed), f"{name}: measured {float(c.measured)} ({str(c.tolerance.item())})"
