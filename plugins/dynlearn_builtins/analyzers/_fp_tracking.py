@@ -43,8 +43,9 @@ class Tracks:
 
 
 def track(pos: np.ndarray, present: np.ndarray, cls: np.ndarray, code: np.ndarray, *, gate: float,
-          stability_weight: float, max_gap: int) -> Tracks:
-    """Track points ``pos`` ``(L, K, P, d)`` (``present``, class ``cls`` and type ``code`` ``(L, K, P)``)."""
+          stability_weight: float, max_gap: int, on_step=None) -> Tracks:
+    """Track points ``pos`` ``(L, K, P, d)`` (``present``, class ``cls`` and type ``code`` ``(L, K, P)``);
+    ``on_step()`` is called after every step (a progress meter)."""
     L, K, P, d = pos.shape
     T = max(1, P * (max_gap + 2))
     slot_id = np.full((L, T), -1, dtype=np.int64)
@@ -107,6 +108,8 @@ def track(pos: np.ndarray, present: np.ndarray, cls: np.ndarray, code: np.ndarra
         slot_code[li, si] = code[li, k, pi]
         slot_last[li, si] = k
         slot_node[li, si] = node_index[li, k, pi]
+        if on_step is not None:
+            on_step()
     nl, nk, npnt = order[1], order[0], order[2]
     return Tracks(
         node_line=nl, node_step=nk, node_point=npnt, node_track=tid[nl, nk, npnt],

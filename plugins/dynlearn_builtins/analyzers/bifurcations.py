@@ -45,6 +45,7 @@ import xarray as xr
 
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from . import _fp_classify as fc
@@ -135,7 +136,9 @@ class Bifurcations(dynlearn.Analyzer):
         present = f.present.values.reshape(L, K, P).astype(bool)
         code = f.point_type.values.reshape(L, K, P).astype(np.int64)
         cls = (code >= fc.CODE["ghost"]).astype(np.int64)
-        tr = track(pos, present, cls, code, gate=gate, stability_weight=self.stability_weight, max_gap=self.max_gap)
+        with Meter(K, "bifurcations: tracking", show_progress, unit="step") as meter:
+            tr = track(pos, present, cls, code, gate=gate, stability_weight=self.stability_weight,
+                       max_gap=self.max_gap, on_step=meter.update)
         ln, st, pt = tr.node_line, tr.node_step, tr.node_point
         eig_r = f.eig_real.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
         eig_i = f.eig_imag.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
