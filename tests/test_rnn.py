@@ -201,21 +201,28 @@ def test_diverging_and_nan_networks_are_labeled_outcomes():
 
 
 # -- batching ------------------------------------------------------------------------------------------------------------
-def test_batched_training_equals_each_network_alone():
-    """float64: seeds x lr x rank trained as one batch give, per network, the run of that network alone."""
+BATCH_KW = dict(epochs=40, dtype="float64", checkpoint_every=10)
+
+
+@pytest.fixture(scope="module")
+def batched_run():
     rnn = LowRankRNN(n_neurons=16, max_rank=3, readout="linear")
-    kw = dict(epochs=40, dtype="float64", checkpoint_every=10)
-    run = dynlearn.train(rnn, seeds=[0, 5], sweep={"lr": [0.05, 0.3], "rank": [1, 3]}, **kw)
-    loss = run.tree["train"]["loss"]
-    m = run.tree["params"]["m"]
-    for seed, lr, rank in [(0, 0.05, 1), (5, 0.3, 3), (5, 0.05, 3)]:
-        alone = dynlearn.train(rnn, seeds=[seed], hyper={"lr": lr, "rank": rank}, **kw)
-        np.testing.assert_allclose(alone.tree["train"]["loss"].values[:, 0],
-                                   loss.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-10, atol=0)
-        # batched GEMMs may block differently for 1 and for 8 networks: agreement to rounding, not bitwise
-        np.testing.assert_allclose(alone.tree["params"]["m"].values[:, 0],
-                                   m.sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-10, atol=1e-13)
-    assert float(loss.isel(epoch=-1).min()) < float(loss.isel(epoch=0).min())  # it trains
+    return rnn, dynlearn.train(rnn, seeds=[0, 5], sweep={"lr": [0.05, 0.3], "rank": [1, 3]}, **BATCH_KW)
+
+
+@pytest.mark.parametrize("seed, lr, rank", [(0, 0.05, 1), (5, 0.3, 3), (5, 0.05, 3)],
+                         ids=["seed0-lr0.05-rank1", "seed5-lr0.3-rank3", "seed5-lr0.05-rank3"])
+def test_batched_training_equals_each_network_alone(batched_run, seed, lr, rank):
+    """float64: seeds x lr x rank trained as one batch give, per network, the run of that network alone."""
+    rnn, run = batched_run
+    loss = run.tree["train"]["loss"].sel(seed=seed, lr=lr, rank=rank)
+    alone = dynlearn.train(rnn, seeds=[seed], hyper={"lr": lr, "rank": rank}, **BATCH_KW)
+    np.testing.assert_allclose(alone.tree["train"]["loss"].values[:, 0], loss.values, rtol=1e-10, atol=0)
+    # batched GEMMs may block differently for 1 and for 8 networks: agreement to rounding, not bitwise
+    np.testing.assert_allclose(alone.tree["params"]["m"].values[:, 0],
+                               run.tree["params"]["m"].sel(seed=seed, lr=lr, rank=rank).values, rtol=1e-10,
+                               atol=1e-13)
+    assert float(loss.isel(epoch=-1)) < float(loss.isel(epoch=0))  # it trains
 
 
 def test_dynamics_dataset_maps_a_run_to_its_latent_circuit():
