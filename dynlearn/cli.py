@@ -19,6 +19,14 @@ from .errors import DynlearnError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
 
+@app.callback()
+def _global(threads: int = typer.Option(1, help="torch threads for analyzers (training uses train.threads)")) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def _fail(exc: BaseException) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)

@@ -62,6 +62,7 @@ TRAIN_KEYS = {
     "max_norm": (int, float),
     "device": str,
     "schedule": dict,
+    "threads": int,
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seeds": 1,
@@ -73,6 +74,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_norm": 1e8,
     "device": "cpu",
     "schedule": {},
+    "threads": 1,
 }
 
 
@@ -236,6 +238,8 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
     k = train["checkpoint_every"]
     if k < 1 or train["chunk"] % k:
         raise ConfigError(f"train.checkpoint_every must be >= 1 and divide train.chunk ({train['chunk']}), got {k}")
+    if train["threads"] < 0:
+        raise ConfigError(f"train.threads must be >= 0 (0: torch's default), got {train['threads']}")
     if not train["max_norm"] > 0:
         raise ConfigError(f"train.max_norm must be > 0, got {train['max_norm']}")
     train["max_norm"] = float(train["max_norm"])

@@ -290,6 +290,18 @@ class _Runner:
         return theta, opt_state, sched_state
 
     def run(self, overwrite: bool = False) -> RunResult:
+        """Train (or resume) with torch using ``train.threads`` threads (1 by default: the batch of small
+        per-network tensors gains nothing from intra-op threads, and on a busy machine they cost a lot)."""
+        threads = int(self.exp.config["train"].get("threads", 1))
+        saved = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            return self._run(overwrite)
+        finally:
+            torch.set_num_threads(saved)
+
+    def _run(self, overwrite: bool = False) -> RunResult:
         t_start = time.perf_counter()
         theta, opt_state, sched_state = self._fresh()
         hp = {k: v.clone() for k, v in self.hp0.items()}

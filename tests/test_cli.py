@@ -62,7 +62,7 @@ def test_browse_writes_a_standalone_page(ghost_store, tmp_path):
 
 @pytest.mark.parametrize("args,pattern", [
     (["show", "nowhere.zarr"], r"error: no result store at nowhere.zarr"),
-    (["reproduce", "nope"], r"error: unknown reproduction 'nope'; available: .*ghost"),
+    (["reproduce", "nope"], r"error: unknown reproduction 'nope'; available: .*ghost.*"),
     (["analyze", "nowhere.zarr", "fixed_points"], r"error: no result store at nowhere.zarr"),
 ], ids=["show_missing", "unknown_reproduction", "analyze_missing"])
 def test_errors_are_one_line(args, pattern):
