@@ -32,19 +32,9 @@ import torch
 import dynlearn  # noqa: F401  (registers the plugins)
 from dynlearn.reproduce import packaged_experiment
 
-dtrain = sys.modules["dynlearn.train"]
+from _common import dtrain, loop_seconds
+
 warnings.simplefilter("ignore")
-
-
-class _NullWriter:
-    def __init__(self, *a, **k):
-        self.wait_seconds = self.write_seconds = 0.0
-
-    def submit(self, blocks, commit):
-        pass
-
-    def close(self):
-        pass
 
 
 def _experiment(epochs: int, seeds: int | list[int]):
@@ -54,19 +44,6 @@ def _experiment(epochs: int, seeds: int | list[int]):
                   "schedule": {"after": epochs}},  # phase 1 only: c is never lowered
         "sweep": {"c_low": [1.0]},
     })
-
-
-def _loop_seconds(exp, clock=time.perf_counter) -> float:
-    """Time of the training loop alone (store writes replaced by a null writer)."""
-    saved = dtrain.ChunkWriter, dtrain.create_store, dtrain.consolidate, dtrain.open_store
-    dtrain.ChunkWriter = _NullWriter
-    dtrain.create_store = dtrain.consolidate = dtrain.open_store = lambda *a, **k: None
-    try:
-        t0 = clock()
-        dtrain._Runner(exp, Path(tempfile.mkdtemp()) / "null.zarr", None).run()
-        return clock() - t0
-    finally:
-        dtrain.ChunkWriter, dtrain.create_store, dtrain.consolidate, dtrain.open_store = saved
 
 
 def _paper_style_seconds(n_nets: int, epochs: int, N: int = 100, steps: int = 40, lr: float = 0.02) -> float:
@@ -117,11 +94,11 @@ def main() -> None:
         t_store.append(time.perf_counter() - t0)
         cpu_store.append(time.process_time() - c0)
         c0 = time.process_time()
-        t_loop.append(_loop_seconds(full))
+        t_loop.append(loop_seconds(full))
         cpu_loop.append(time.process_time() - c0)
         short = max(1, args.single_epochs // 4)
-        t_long = sum(_loop_seconds(_experiment(args.single_epochs, [s])) for s in range(args.single_nets))
-        t_short = sum(_loop_seconds(_experiment(short, [s])) for s in range(args.single_nets))
+        t_long = sum(loop_seconds(_experiment(args.single_epochs, [s])) for s in range(args.single_nets))
+        t_short = sum(loop_seconds(_experiment(short, [s])) for s in range(args.single_nets))
         per_epoch = max(t_long - t_short, 0.0) / (args.single_epochs - short) / args.single_nets
         per_run = max(t_short / args.single_nets - per_epoch * short, 0.0)
         t_single.append((per_epoch, per_run))

@@ -19,41 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-import sys
 import warnings
 
-import dynlearn
+import torch
+
 from dynlearn.reproduce import packaged_experiment
 
-dtrain = sys.modules["dynlearn.train"]  # the module (``dynlearn.train`` is also the function)
+from _common import dtrain, loop_seconds
+
 warnings.simplefilter("ignore")
-
-
-class _NullWriter:
-    def __init__(self, *a, **k):
-        self.wait_seconds = self.write_seconds = 0.0
-
-    def submit(self, blocks, commit):
-        pass
-
-    def close(self):
-        pass
-
-
-def _loop_seconds(exp) -> float:
-    """Wall time of the training loop alone (store writes replaced by a null writer)."""
-    saved = dtrain.ChunkWriter, dtrain.create_store, dtrain.consolidate, dtrain.open_store
-    dtrain.ChunkWriter = _NullWriter
-    dtrain.create_store = dtrain.consolidate = dtrain.open_store = lambda *a, **k: None
-    try:
-        t0 = time.perf_counter()
-        dtrain._Runner(exp, Path(tempfile.mkdtemp()) / "null.zarr", None).run()
-        return time.perf_counter() - t0
-    finally:
-        dtrain.ChunkWriter, dtrain.create_store, dtrain.consolidate, dtrain.open_store = saved
 
 
 def main() -> None:
@@ -74,7 +48,7 @@ def main() -> None:
         t_store.append(time.perf_counter() - t0)
         blocked.append(res.write_fraction)
         writer_s.append(res.seconds_writing)
-        t_null.append(_loop_seconds(exp))
+        t_null.append(loop_seconds(exp))
     t_store_min, t_null_min = min(t_store), min(t_null)
 
     # one network at a time (same loop, batch of one), on fewer epochs, scaled to the full sweep
@@ -86,7 +60,7 @@ def main() -> None:
         one = packaged_experiment("ghost", {"train": {"epochs": args.single_epochs, "seeds": [seeds[i % len(seeds)]],
                                                       "chunk": args.single_epochs},
                                             "sweep": {"lr": [lrs[(7 * i) % len(lrs)]]}})
-        t_one += _loop_seconds(one)
+        t_one += loop_seconds(one)
     t_single = t_one / n_single * len(lrs) * len(seeds) * args.epochs / args.single_epochs
 
     report = {
