@@ -1,0 +1,211 @@
+"""From a fitted batch of eigenfunctions to labeled data: separatrix points, psi on a grid, validation, optimal
+perturbations, training curves (all with every sweep dim kept)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ._koopman_fit import Fitted, classifier
+from ._koopman_locate import nearest_zero, zero_set
+from ._koopman_net import BatchedMLP
+
+Tensor = torch.Tensor
+
+__all__ = ["STATUS", "build_dataset", "perturbation_dataset", "locate", "perturb"]
+
+#: per-sweep-element status codes (CF flags)
+STATUS = ("ok", "single_attractor", "invalid_parameters", "nan")
+
+
+def _status_attrs() -> dict:
+    return {"long_name": "fit status", "flag_values": list(range(len(STATUS))), "flag_meanings": " ".join(STATUS),
+            "units": "1"}
+
+
+def _chunks(n: int, size: int):
+    for s in range(0, n, size):
+        yield slice(s, min(n, s + size))
+
+
+def locate(net: BatchedMLP, n_points: int, n_candidates: int, lo: Tensor, hi: Tensor, extra: Tensor,
+           g: torch.Generator, chunk: int = 8) -> tuple[Tensor, Tensor]:
+    """Separatrix points ``(B, n_points, d)`` of every network (chunked over networks to bound memory)."""
+    B, d = net.n_networks, lo.shape[0]
+    cand = lo + (hi - lo) * torch.rand(B, n_candidates, d, generator=g, dtype=torch.float64)
+    cand = torch.cat([cand, extra], dim=1)
+    pts, counts = [], []
+    for sl in _chunks(B, chunk):
+        p, c = zero_set(net.select(sl), cand[sl], n_points, lo=lo, hi=hi)
+        pts.append(p)
+        counts.append(c)
+    return torch.cat(pts), torch.cat(counts)
+
+
+def _origins(fit: Fitted, n: int, lo: Tensor, hi: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """States to perturb: the two attractors (finite centroids inside the box), then sampled states well inside
+    each class (``|psi| > 1/2``), alternating between the classes. Returns states ``(B, n, d)`` and classes."""
+    st = fit.settled
+    B = st.x0.shape[0]
+    cen = st.centroid                                              # (B, 2, d)
+    cen_ok = torch.isfinite(cen).all(-1) & ((cen >= lo) & (cen <= hi)).all(-1)
+    with torch.no_grad():
+        deep = fit.net(st.x0).abs() > 0.5
+    picks = []
+    for cls in (-1, 1):
+        w = ((st.label == cls) & deep).to(torch.float64) + 1e-9 * (st.label == cls) + 1e-12
+        picks.append(torch.multinomial(w, n, replacement=True, generator=g))
+    states, classes = [], []
+    for k in range(n):
+        side = k % 2
+        s = st.x0[torch.arange(B), picks[side][:, k]]
+        if k < 2:
+            s = torch.where(cen_ok[:, side].unsqueeze(-1), torch.nan_to_num(cen[:, side]), s)
+        states.append(s)
+        classes.append(torch.full((B,), -1 if side == 0 else 1))
+    return torch.stack(states, 1), torch.stack(classes, 1)
+
+
+def perturb(fit: Fitted, system, p64, horizon: float, origins: Tensor, separatrix: Tensor, margin: float):
+    """Smallest perturbations of ``origins (B, m, d)`` onto psi's zero set, checked by simulation.
+
+    Returns ``delta (B, m, d)``, ``crossed (B, m)`` (``x0 + (1 + margin) delta`` ends in the other class) and
+    ``stays (B, m)`` (``x0 + (1 - margin) delta`` does not), and the simulated class of the origins.
+    """
+    B, m, d = origins.shape
+    sep = torch.nan_to_num(separatrix, nan=1e30)
+    j = torch.cdist(origins, sep).argmin(-1)
+    start = separatrix.gather(1, j.unsqueeze(-1).expand(B, m, d))
+    target = nearest_zero(fit.net, origins, torch.nan_to_num(start))
+    delta = torch.where(torch.isfinite(start).all(-1, keepdim=True), target - origins, torch.nan)
+    label = classifier(system, fit.settled, p64, horizon)
+    with torch.no_grad():
+        both = torch.cat([origins, origins + (1 + margin) * torch.nan_to_num(delta),
+                          origins + (1 - margin) * torch.nan_to_num(delta)], dim=1)
+        lab = label(both)
+    c0, c_after, c_before = lab[:, :m], lab[:, m:2 * m], lab[:, 2 * m:]
+    finite = torch.isfinite(delta).all(-1)
+    return delta, finite & (c_after != c0), finite & (c_before == c0), c0
+
+
+def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
+    system = batch.system
+    B, d = batch.size, system.state_dim
+    names = list(system.state_names)
+    lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
+    p64 = system.expand_params(batch.params, 1)
+    active = fit.active
+    act = lambda t: torch.where(active.view(B, *([1] * (t.dim() - 1))), t, torch.nan)  # noqa: E731
+
+    sep, n_roots = locate(fit.net, an.n_points, an.n_candidates, lo, hi, fit.settled.x0, g)
+    sep = act(sep)
+    origins, _ = _origins(fit, an.n_perturb, lo, hi, g)
+    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, torch.nan_to_num(sep, nan=torch.nan),
+                                        an.perturb_margin)
+    delta = act(delta)
+
+    status = torch.zeros(B, dtype=torch.int8)
+    status = torch.where((fit.settled.n_attractors < 2) | ~active, torch.tensor(1, dtype=torch.int8), status)
+    status = torch.where(~batch.valid, torch.tensor(2, dtype=torch.int8), status)
+    bad = ~torch.isfinite(fit.curves.loss[:, -1]) & active
+    status = torch.where(bad, torch.tensor(3, dtype=torch.int8), status)
+
+    cs, cp = act(fit.crossing_sim), act(fit.crossing_psi)
+    both = torch.isfinite(cs).all(-1) & torch.isfinite(cp).all(-1)
+    err = torch.where(both, (cp - cs).norm(dim=-1), torch.nan)
+    ssr = torch.where(both, ((cp - cs) ** 2).sum(-1), 0.0).sum(1)
+    mean = torch.where(both.unsqueeze(-1), cs, 0.0).sum(1) / both.sum(1).clamp_min(1).unsqueeze(-1)
+    sst = torch.where(both, ((cs - mean.unsqueeze(1)) ** 2).sum(-1), 0.0).sum(1)
+    r2 = torch.where(both.sum(1) >= 2, 1 - ssr / sst.clamp_min(1e-300), torch.nan)
+    r2 = torch.where(active, r2, torch.nan)
+
+    X = batch.to_xarray
+    state_c = {"state": ("state", np.array(names, dtype=object))}
+    L = system.state_units
+    data = {
+        "separatrix": X(sep, ("point", "state"), attrs={"long_name": "points on psi's zero set (estimated separatrix)",
+                                                      "units": L}, coords=state_c),
+        "n_roots": X(n_roots, (), attrs={"long_name": "zero-set points found before subsampling", "units": "1"}),
+        "eigenvalue": X(act(fit.eigenvalue), (), attrs={"long_name": "Koopman eigenvalue lambda of psi",
+                                                       "units": f"1/{system.time_units}" if system.kind == "flow" else "1"}),
+        "candidate_error": X(fit.cand_error, ("candidate",), coords={"candidate": ("candidate", fit.candidates.numpy())},
+                             attrs={"long_name": "90% quantile of the crossing distance, per eigenvalue candidate "
+                                                 "(NaN candidate: learned eigenvalue)", "units": L}),
+        "r2": X(r2, (), attrs={"long_name": "R^2 of psi's crossings against crossings found by simulation",
+                               "units": "1"}),
+        "crossing": X(cs, ("curve", "state"), coords=state_c,
+                      attrs={"long_name": "separatrix crossing by simulation (bisection of the basin label along a "
+                                          "random curve)", "units": L}),
+        "crossing_psi": X(cp, ("curve", "state"), coords=state_c,
+                          attrs={"long_name": "first sign change of psi along the same curve", "units": L}),
+        "crossing_error": X(err, ("curve",), attrs={"long_name": "distance between psi's and the simulated crossing",
+                                                    "units": L}),
+        "attractor": X(fit.settled.centroid, ("side", "state"),
+                       coords={**state_c, "side": ("side", np.array(["minus", "plus"], dtype=object))},
+                       attrs={"long_name": "mean final state of the class psi -> -1 / +1 (NaN: diverged)", "units": L}),
+        "n_attractors": X(fit.settled.n_attractors, (), attrs={"long_name": "attractors found by simulation "
+                                                               "(divergence counts as one)", "units": "1"}),
+        "perturb_origin": X(origins, ("target", "state"), coords=state_c,
+                            attrs={"long_name": "state to push across the separatrix", "units": L}),
+        "perturbation": X(delta, ("target", "state"), coords=state_c,
+                          attrs={"long_name": "smallest perturbation onto psi's zero set", "units": L}),
+        "perturbation_norm": X(delta.norm(dim=-1), ("target",),
+                               attrs={"long_name": "Euclidean norm of the smallest perturbation", "units": L}),
+        "crossed": X(crossed & active.unsqueeze(1), ("target",),
+                     attrs={"long_name": f"origin + (1 + {an.perturb_margin:g}) perturbation ends in the other class "
+                                         "(simulated)"}),
+        "stays": X(stays & active.unsqueeze(1), ("target",),
+                   attrs={"long_name": f"origin + (1 - {an.perturb_margin:g}) perturbation stays in its class "
+                                       "(simulated)"}),
+        "origin_class": X(c0, ("target",), attrs={"long_name": "simulated class of the origin (-1 / +1)", "units": "1"}),
+        "status": X(status, (), attrs=_status_attrs()),
+    }
+    steps = np.asarray(fit.curves.step, dtype=np.int64)
+    for key, long in (("loss", "training loss"), ("residual", "normalised eigen-equation residual"),
+                      ("anchor", "anchor loss (psi = +-1 on the attractors)"), ("eigenvalue", "eigenvalue lambda")):
+        data[f"train_{key}"] = X(getattr(fit.curves, key), ("step",), coords={"step": ("step", steps)},
+                                 attrs={"long_name": long, "units": "1"})
+    grid = _grid(an, fit.net, lo, hi, names, d)
+    if grid is not None:
+        vals, coords, gdims = grid
+        data["psi"] = X(act(vals), gdims, coords=coords, attrs={"long_name": "Koopman eigenfunction psi", "units": "1"})
+    ds = xr.Dataset(data)
+    ds.attrs["separatrix_method"] = "zero set of a neural Koopman eigenfunction (Dabholkar & Barak)"
+    return ds
+
+
+def _grid(an, net: BatchedMLP, lo: Tensor, hi: Tensor, names: list[str], d: int):
+    n = an._grid_size(d)
+    if not n:
+        return None
+    axes = [torch.linspace(float(lo[i]), float(hi[i]), n, dtype=torch.float64) for i in range(d)]
+    mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(1, -1, d)
+    B = net.n_networks
+    out = []
+    with torch.no_grad():
+        for sl in _chunks(B, 16):
+            out.append(net.select(sl)(mesh.expand(sl.stop - sl.start, -1, -1)))
+    vals = torch.cat(out).reshape(B, *([n] * d))
+    gdims = tuple(f"grid_{nm}" for nm in names)
+    coords = {gd: (gd, ax.numpy(), {"long_name": f"grid coordinate {nm}"}) for gd, ax, nm in zip(gdims, axes, names)}
+    return vals, coords, gdims
+
+
+def perturbation_dataset(an, states: Tensor, p64, system, fit: Fitted, separatrix: Tensor, batch) -> xr.Dataset:
+    """Optimal perturbations of user-given states ``(m, d)`` for every sweep element."""
+    B = batch.size
+    origins = states.to(torch.float64).unsqueeze(0).expand(B, -1, -1).contiguous()
+    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, separatrix, an.perturb_margin)
+    X = batch.to_xarray
+    state_c = {"state": ("state", np.array(list(system.state_names), dtype=object))}
+    L = system.state_units
+    return xr.Dataset({
+        "perturbation": X(delta, ("target", "state"), coords=state_c,
+                          attrs={"long_name": "smallest perturbation onto psi's zero set", "units": L}),
+        "perturbation_norm": X(delta.norm(dim=-1), ("target",), attrs={"long_name": "norm of the perturbation",
+                                                                       "units": L}),
+        "crossed": X(crossed, ("target",), attrs={"long_name": "perturbed state ends in the other class (simulated)"}),
+        "stays": X(stays, ("target",), attrs={"long_name": "slightly smaller perturbation does not cross (simulated)"}),
+        "origin_class": X(c0, ("target",), attrs={"long_name": "simulated class of the state (-1 / +1)", "units": "1"}),
+    })

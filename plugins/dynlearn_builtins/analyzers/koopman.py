@@ -1,0 +1,295 @@
+r"""Separatrices as zero sets of neural Koopman eigenfunctions (Dabholkar & Barak), and optimal perturbations.
+
+For a flow :math:`\dot x = f(x)` with two attractors, a Koopman eigenfunction with a real eigenvalue
+:math:`\lambda > 0`,
+
+.. math:: \nabla\phi(x)\cdot f(x) = \lambda\,\phi(x) \qquad(\text{maps: } \phi(F(x)) = \lambda\,\phi(x),\ \lambda>1),
+
+grows like :math:`e^{\lambda t}` (:math:`\lambda^k`) along every trajectory not on the separatrix, so it must vanish
+exactly on the separatrix and change sign across it. The analyzer learns the *squashed* eigenfunction
+:math:`\psi = \phi/\sqrt{1+\phi^2} \in (-1, 1)`, which obeys
+
+.. math:: \nabla\psi\cdot f = \lambda(\psi - \psi^3), \qquad
+          \psi(F(x)) = g_\lambda(\psi(x)) = \frac{\lambda\psi}{\sqrt{1 + (\lambda^2-1)\psi^2}},
+
+is bounded (the divergence of :math:`\phi` near attractors, or of a map's orbits to infinity, becomes
+:math:`\psi\to\pm1`), and equals :math:`\pm 1` on the two attractors. Example: for :math:`x' = x - x^3,\ y'=-y`,
+:math:`\psi(x, y) = x` solves the squashed equation with :math:`\lambda = 1` exactly.
+
+Pipeline (batched over every sweep element; see the private ``_koopman_*`` modules):
+
+1. simulate sampled states to find the two classes: two attractors, or bounded vs diverged for maps;
+2. train a small tanh MLP per sweep element on the eigen-equation residual normalised by its value against
+   shuffled samples (so :math:`\psi \equiv` const cannot win), with :math:`\nabla\psi\cdot f` by forward-mode
+   differentiation, maps over ``map_steps`` iterations (:math:`g_\lambda^k = g_{\lambda^k}`), plus anchors
+   :math:`\psi = \pm 1` at the attractors; :math:`\lambda` learned (flows) or selected among candidates (maps);
+3. validate against simulation: along random curves between the classes, the first crossing of the simulated
+   basin label vs the first sign change of :math:`\psi` (R², distances); the best eigenvalue candidate wins;
+4. locate the zero set (bisection along segments joining samples of opposite sign, Newton projection), evaluate
+   :math:`\psi` on a grid (state dim ≤ 3), and find the smallest perturbation :math:`\delta` moving chosen
+   states onto the zero set (:math:`\min|\delta|` s.t. :math:`\psi(x_0+\delta)=0`), checked by simulating
+   :math:`x_0 + (1\pm\epsilon)\delta`.
+
+Along an ordered sweep dim (``warm_start``, default ``epoch``) each slice starts from the previous slice's
+networks, so the separatrix is followed through training.
+
+References
+----------
+K. V. Dabholkar, O. Barak, *Finding separatrices of dynamical flows with deep Koopman eigenfunctions*,
+arXiv:2505.15231 (2025).
+
+Examples
+--------
+>>> import dynlearn
+>>> an = KoopmanSeparatrix(steps=150, width=16, n_samples=128, n_curves=16, n_perturb=2, grid_size=0)
+>>> out = an.run("bistable", dynlearn.grid(a=[0.0]))
+>>> out.separatrix.dims
+('a', 'point', 'state')
+>>> bool(abs(out.separatrix.sel(state="x")).max() < 0.2)     # the separatrix is x = 0
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import xarray as xr
+
+from dynlearn.analyzer import Analyzer
+from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.sweep import Batch
+
+from ._koopman_fit import Fitted, fit_batch
+from ._koopman_train import TrainConfig
+
+__all__ = ["KoopmanSeparatrix"]
+
+
+class KoopmanSeparatrix(Analyzer):
+    """Separatrix finder: zero set of a learned Koopman eigenfunction; smallest perturbations across it.
+
+    Parameters
+    ----------
+    width, depth
+        Hidden width and number of tanh layers of each network.
+    steps, batch_size, lr
+        Adam steps, states per step, initial learning rate (cosine decay to 2%).
+    eigenvalue
+        ``None`` (default: learned for flows; candidates ``[2, 4, 8]`` for maps), a number (fixed), ``"learn"``,
+        or a list of fixed candidates trained side by side, the best per sweep element kept by validation.
+    eigenvalue_init
+        Starting value of a learned eigenvalue.
+    map_steps
+        Maps: iterations ``k`` in the residual ``psi(F^k x) - g_{lambda^k}(psi(x))``.
+    anchor_weight, balance_weight
+        Weights of the attractor anchors ``psi = +-1`` and of the reference code's balance term.
+    trajectory_fraction, refine_fraction, refine_start
+        Fractions of each batch drawn from simulated trajectories and near the current zero set (after
+        ``refine_start`` of the steps).
+    n_samples, horizon, cluster_tol
+        Sampled states simulated to find the attractors; horizon in characteristic times (flows) or iterations
+        (maps), ``None``: 30 / 200; clustering distance as a fraction of the domain diagonal.
+    n_points, n_candidates, grid_size
+        Separatrix points returned, random candidates they are found from, grid points per axis for ``psi``
+        (``None``: 201 / 101 / 41 in 1/2/3-D, ``0``: no grid; never above 3-D).
+    n_curves
+        Random curves used for validation.
+    n_perturb, perturb_margin
+        States perturbed across the separatrix (the two attractors, then sampled states) and the relative margin
+        of the simulated check.
+    warm_start, warm_steps
+        Ordered sweep dim along which networks are warm-started, and the steps for each later slice
+        (``None``: ``steps // 3``).
+    train_dtype
+        ``"float32"`` (training) or ``"float64"``; locating and validation always run in float64.
+    random_state
+        Seed of every random draw.
+
+    Attributes
+    ----------
+    result_ : xr.Dataset
+        The last result (after :meth:`fit`).
+    """
+
+    name: ClassVar[str] = "koopman_separatrix"
+    description: ClassVar[str] = "separatrix as the zero set of a neural Koopman eigenfunction; optimal perturbations"
+    kinds: ClassVar[tuple[str, ...]] = ("flow", "map")
+
+    def __init__(self, width: int = 32, depth: int = 2, steps: int = 3000, batch_size: int = 512, lr: float = 1e-2,
+                 eigenvalue: float | str | list[float] | None = None, eigenvalue_init: float | None = None,
+                 map_steps: int = 4, balance_sampling: bool = True, anchor_weight: float = 1.0, balance_weight: float = 0.0,
+                 trajectory_fraction: float = 0.2, refine_fraction: float = 0.3, refine_start: float = 0.5,
+                 n_samples: int = 512, horizon: float | None = None, cluster_tol: float = 0.02,
+                 n_points: int = 256, n_candidates: int = 2048, grid_size: int | None = None, n_curves: int = 64,
+                 n_perturb: int = 8, perturb_margin: float = 0.01, warm_start: str | None = "epoch",
+                 select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32", random_state: int = 0) -> None:
+        self.width = width
+        self.depth = depth
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.eigenvalue = eigenvalue
+        self.eigenvalue_init = eigenvalue_init
+        self.map_steps = map_steps
+        self.balance_sampling = balance_sampling
+        self.anchor_weight = anchor_weight
+        self.balance_weight = balance_weight
+        self.trajectory_fraction = trajectory_fraction
+        self.refine_fraction = refine_fraction
+        self.refine_start = refine_start
+        self.n_samples = n_samples
+        self.horizon = horizon
+        self.cluster_tol = cluster_tol
+        self.n_points = n_points
+        self.n_candidates = n_candidates
+        self.grid_size = grid_size
+        self.n_curves = n_curves
+        self.n_perturb = n_perturb
+        self.perturb_margin = perturb_margin
+        self.warm_start = warm_start
+        self.select_fraction = select_fraction
+        self.warm_steps = warm_steps
+        self.train_dtype = train_dtype
+        self.random_state = random_state
+
+    # -- option resolution --------------------------------------------------------------------------------------
+    def _check(self) -> None:
+        for key in ("width", "depth", "steps", "batch_size", "n_samples", "n_points", "n_candidates", "n_curves",
+                    "map_steps"):
+            v = getattr(self, key)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ParameterError(f"koopman_separatrix: option {key!r} must be a positive integer, got {v!r}")
+        for key in ("trajectory_fraction", "refine_fraction", "refine_start", "select_fraction"):
+            v = getattr(self, key)
+            if not 0 <= v <= 1:
+                raise ParameterError(f"koopman_separatrix: option {key!r} must be in [0, 1], got {v!r}")
+        if self.trajectory_fraction + self.refine_fraction >= 1:
+            raise ParameterError("koopman_separatrix: trajectory_fraction + refine_fraction must be < 1")
+        if self.train_dtype not in ("float32", "float64"):
+            raise ParameterError(f"koopman_separatrix: train_dtype must be 'float32' or 'float64', got {self.train_dtype!r}")
+        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
+            raise ParameterError(f"koopman_separatrix: lr must be a positive number, got {self.lr!r}")
+
+    def dtype_name(self) -> str:
+        return self.train_dtype
+
+    def _candidates(self, system) -> list[float]:
+        ev = self.eigenvalue
+        low = 0.0 if system.kind == "flow" else 1.0
+        if ev is None:
+            ev = "learn"
+        if isinstance(ev, str):
+            if ev != "learn":
+                raise ParameterError(f"koopman_separatrix: eigenvalue must be a number, a list or 'learn', got {ev!r}")
+            if not self._eigenvalue_init(system) > low:
+                raise ParameterError(f"koopman_separatrix: eigenvalue_init must be > {low:g} for a {system.kind}")
+            return [float("nan")]
+        vals = [ev] if np.ndim(ev) == 0 else list(ev)
+        for v in vals:
+            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > low):
+                kind = "flows need lambda > 0" if system.kind == "flow" else "maps need lambda > 1"
+                raise ParameterError(f"koopman_separatrix: eigenvalue {v!r} is invalid ({kind})")
+        return [float(v) for v in vals]
+
+    def _eigenvalue_init(self, system) -> float:
+        if self.eigenvalue_init is None:
+            return 1.0 if system.kind == "flow" else 2.0
+        return float(self.eigenvalue_init)
+
+    def _horizon(self, system) -> float:
+        if self.horizon is not None:
+            if not self.horizon > 0:
+                raise ParameterError(f"koopman_separatrix: horizon must be > 0, got {self.horizon!r}")
+            return float(self.horizon)
+        return 30.0 if system.kind == "flow" else 200.0
+
+    def _grid_size(self, d: int) -> int:
+        if d > 3:
+            return 0
+        if self.grid_size is None:
+            return {1: 201, 2: 101, 3: 41}[d]
+        return int(self.grid_size)
+
+    def _warm_steps(self) -> int:
+        return int(self.warm_steps) if self.warm_steps is not None else max(1, self.steps // 3)
+
+    def _warm_order(self, batch: Batch) -> list[torch.Tensor] | None:
+        """Index groups of the flat batch, one per position along the warm-start dim (in order)."""
+        if not self.warm_start or self.warm_start not in batch.dims:
+            return None
+        axis = batch.dims.index(self.warm_start)
+        pos = np.indices(batch.shape)[axis].reshape(-1)
+        return [torch.as_tensor(np.nonzero(pos == e)[0]) for e in range(batch.shape[axis])]
+
+    def _train_config(self, system) -> TrainConfig:
+        learn = any(np.isnan(c) for c in self._candidates(system))
+        return TrainConfig(steps=int(self.steps), batch_size=int(self.batch_size), lr=float(self.lr),
+                           learn_eigenvalue=learn, anchor_weight=float(self.anchor_weight),
+                           balance_weight=float(self.balance_weight),
+                           trajectory_fraction=float(self.trajectory_fraction),
+                           refine_fraction=float(self.refine_fraction), refine_start=float(self.refine_start),
+                           log_every=max(1, int(self.steps) // 100), map_steps=int(self.map_steps),
+                           balance_sampling=bool(self.balance_sampling))
+
+    # -- scikit-learn style ----------------------------------------------------------------------------------------
+    def fit(self, source: Any, params: Any = None, *, show_progress: bool | None = None) -> "KoopmanSeparatrix":
+        """Train the eigenfunctions on ``source`` (System / name / run / store) over the sweep ``params``."""
+        self.result_ = self.run(source, params, show_progress=show_progress)
+        return self
+
+    def transform(self, states: Any) -> xr.Dataset:
+        """``psi`` of every fitted sweep element at ``states`` (array ``(m, d)``): Dataset with dims
+        ``(*sweep, sample)``."""
+        self._check_fitted()
+        x = self._states(states)
+        batch = self.batch_
+        with torch.no_grad():
+            vals = self.fitted_.net(x.unsqueeze(0).expand(batch.size, -1, -1).contiguous())
+        vals = torch.where(self.fitted_.active.unsqueeze(1), vals, torch.nan)
+        psi = batch.to_xarray(vals, ("sample",), attrs={"long_name": "Koopman eigenfunction psi", "units": "1"})
+        return xr.Dataset({"psi": psi})
+
+    def optimal_perturbation(self, states: Any) -> xr.Dataset:
+        """Smallest perturbations moving ``states`` (``(m, d)``) onto psi's zero set, checked by simulation."""
+        from ._koopman_output import perturbation_dataset
+
+        self._check_fitted()
+        x = self._states(states)
+        sep = torch.as_tensor(self.result_["separatrix"].values.reshape(self.batch_.size, -1, x.shape[-1]))
+        system = self.batch_.system
+        p64 = system.expand_params(self.batch_.params, 1)
+        return perturbation_dataset(self, x, p64, system, self.fitted_, sep, self.batch_)
+
+    def _states(self, states: Any) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(states, dtype=float), dtype=torch.float64)
+        d = self.batch_.system.state_dim
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        if x.dim() != 2 or x.shape[-1] != d:
+            raise ShapeError(f"koopman_separatrix: states must have shape (m, {d}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ParameterError("koopman_separatrix: states contain NaN or infinite values")
+        return x
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "fitted_"):
+            raise ParameterError("koopman_separatrix: call fit() (or run()) before transform/optimal_perturbation")
+
+    # -- Analyzer entry -------------------------------------------------------------------------------------------
+    def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
+        from ._koopman_output import build_dataset
+
+        self._check()
+        fitted: Fitted = fit_batch(self, batch, show_progress)
+        g = torch.Generator().manual_seed(int(self.random_state) + 1)
+        out = build_dataset(self, batch, fitted, g)
+        self.fitted_, self.batch_, self.result_ = fitted, batch, out
+        return out
+
+    def views(self, result: xr.Dataset) -> dict[str, Any]:
+        from ._koopman_views import koopman_views
+
+        return koopman_views(result)
