@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -231,12 +231,19 @@ SYSTEM_CHECKS: tuple[Callable[[System], None], ...] = (
 )
 
 
-def system_checks(system: System | type[System] | str) -> Iterator[Callable[[], None]]:
-    """One zero-argument callable per check (for ``pytest.mark.parametrize``), named after the check."""
-    for chk in SYSTEM_CHECKS:
-        fn = functools.partial(lambda c: c(_instance(system)), chk)
+def _named_checks(checks, args) -> list[Callable[[], None]]:
+    """Zero-argument callables ``check(*args())``, each named after its check (for ``pytest.mark.parametrize``)."""
+    out = []
+    for chk in checks:
+        fn = functools.partial(lambda c: c(*args()), chk)
         fn.__name__ = chk.__name__.lstrip("_")  # type: ignore[attr-defined]
-        yield fn
+        out.append(fn)
+    return out
+
+
+def system_checks(system: System | type[System] | str) -> list[Callable[[], None]]:
+    """One zero-argument callable per check (for ``pytest.mark.parametrize``), named after the check."""
+    return _named_checks(SYSTEM_CHECKS, lambda: (_instance(system),))
 
 
 def check_system(system: System | type[System] | str) -> None:
@@ -323,12 +330,9 @@ def analyzer_checks(
     analyzer: Analyzer | type[Analyzer] | str,
     system: System | str | Mapping[str, Any] | None = None,
     params: xr.Dataset | None = None,
-) -> Iterator[Callable[[], None]]:
+) -> list[Callable[[], None]]:
     """One zero-argument callable per analyzer check (for ``pytest.mark.parametrize``)."""
-    for chk in ANALYZER_CHECKS:
-        fn = functools.partial(lambda c: c(*_analyzer_args(analyzer, system, params)), chk)
-        fn.__name__ = chk.__name__.lstrip("_")  # type: ignore[attr-defined]
-        yield fn
+    return _named_checks(ANALYZER_CHECKS, lambda: _analyzer_args(analyzer, system, params))
 
 
 def _analyzer_args(analyzer, system, params):
