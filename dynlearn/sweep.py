@@ -181,6 +181,8 @@ def flatten(
             n = sizes[d] if d in decl.shape else shape[sweep_dims.index(d)]
             arr = arr.expand_dims({d: n})
         values = np.asarray(arr.transpose(*sweep_dims, *decl.shape).values, dtype=float).reshape(B, *ev)
+        if not values.flags.writeable:  # read-only views (broadcast coords, zarr) cannot be shared with torch
+            values = values.copy()
         t = torch.as_tensor(values, dtype=dtype, device=device)
         bad = ~torch.isfinite(t).reshape(B, -1).all(dim=1)
         if bad.any():
