@@ -93,10 +93,28 @@ class _RNNReproduction(Reproduction):
     experiment = ""
     quick_overrides: dict[str, Any] = {}
 
-    def _train(self, out: Path, overwrite: bool, show_progress: bool | None) -> tuple[xr.DataTree, dict]:
+    #: store the latent flow at a few epochs (the browse page's latent-circuit view)
+    store_latent_flow = True
+
+    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
+        """Train (or resume) the experiment, then store /status, /latent_flow and /summary and check the claims."""
         exp = packaged_experiment(self.experiment, self.quick_overrides if self.quick else None)
         run_experiment(exp, out, overwrite=overwrite, show_progress=show_progress)
-        return open_store(out), exp.config
+        tree = open_store(out)
+        train = tree["train"].to_dataset().load()
+        status = learning_status(train)
+        summ = self._summarize(train, status, exp.config)
+        write_group(out, "status", status, consolidated=False)
+        if self.store_latent_flow:
+            write_group(out, "latent_flow", latent_flow(tree), consolidated=False)
+        write_group(out, "summary", summ)
+        return self._claims(summ)
+
+    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
+        raise NotImplementedError
+
+    def _claims(self, summ: xr.Dataset) -> list[Claim]:
+        return self.claims(summ, full=not self.quick)
 
     def views(self, tree: xr.DataTree) -> dict[str, Any]:
         from ._rnn_views import reproduction_views
@@ -112,14 +130,10 @@ class LearningRateTrend(_RNNReproduction):
     experiment = "rnn-s1"
     quick_overrides = QUICK_S1
 
-    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
-        tree, _ = self._train(out, overwrite, show_progress)
-        train = tree["train"].to_dataset().load()
-        status = learning_status(train)
-        summ = self.summary(train, status)
-        write_group(out, "status", status, consolidated=False)
-        write_group(out, "latent_flow", latent_flow(tree), consolidated=False)
-        write_group(out, "summary", summ)
+    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
+        return self.summary(train, status)
+
+    def _claims(self, summ: xr.Dataset) -> list[Claim]:
         return self.claims(summ)
 
     @staticmethod
@@ -199,16 +213,8 @@ class ConfidenceRecovery(_RNNReproduction):
     experiment = "rnn-fig4"
     quick_overrides = QUICK_FIG4
 
-    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
-        tree, cfg = self._train(out, overwrite, show_progress)
-        after = int(cfg["train"]["schedule"]["after"])
-        train = tree["train"].to_dataset().load()
-        status = learning_status(train)
-        summ = self.summary(train, after)
-        write_group(out, "status", status, consolidated=False)
-        write_group(out, "latent_flow", latent_flow(tree), consolidated=False)
-        write_group(out, "summary", summ)
-        return self.claims(summ, full=not self.quick)
+    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
+        return self.summary(train, int(config["train"]["schedule"]["after"]))
 
     @staticmethod
     def summary(train: xr.Dataset, after: int) -> xr.Dataset:
@@ -318,14 +324,10 @@ class SloppyRanks(_RNNReproduction):
     experiment = "rnn-s2"
     quick_overrides = QUICK_S2
 
-    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
-        tree, _ = self._train(out, overwrite, show_progress)
-        train = tree["train"].to_dataset().load()
-        status = learning_status(train)
-        summ = self.summary(train, status)
-        write_group(out, "status", status, consolidated=False)
-        write_group(out, "summary", summ)
-        return self.claims(summ, full=not self.quick)
+    store_latent_flow = False
+
+    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
+        return self.summary(train, status)
 
     @staticmethod
     def summary(train: xr.Dataset, status: xr.Dataset) -> xr.Dataset:
