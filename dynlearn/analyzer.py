@@ -63,7 +63,18 @@ class Analyzer:
     requires: ClassVar[tuple[str, ...]] = ()
 
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in init_options(self, Analyzer).items()}
+        """Constructor options (sklearn convention) as plain data: arrays as lists, a Manifold by its name."""
+        import numpy as np
+
+        from .system import Manifold
+
+        out = init_options(self, Analyzer)
+        for k, v in out.items():
+            if isinstance(v, np.ndarray):
+                out[k] = v.tolist()
+            elif isinstance(v, Manifold):
+                out[k] = v.name  # a user Manifold is recorded by name
+        return out
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.get_params()}

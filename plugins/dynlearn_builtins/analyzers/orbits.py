@@ -150,14 +150,6 @@ class Orbits(Analyzer):
         self.n_exponents = n_exponents
         self.chunk = chunk
 
-    def get_params(self) -> dict[str, Any]:
-        out = super().get_params()
-        if out.get("manifold") is not None and not isinstance(out["manifold"], str):
-            out["manifold"] = out["manifold"].name  # a user Manifold is recorded by name
-        if isinstance(out.get("states"), np.ndarray):
-            out["states"] = out["states"].tolist()
-        return out
-
     def options(self, kind: str) -> OrbitOptions:
         transient, steps = DEFAULT_BUDGET[kind]
         opt = OrbitOptions(

@@ -137,14 +137,6 @@ class TransverseStability(Analyzer):
         self.flow_step = flow_step
         self.chunk = chunk
 
-    def get_params(self) -> dict[str, Any]:
-        out = super().get_params()
-        if isinstance(out.get("manifold"), Manifold):
-            out["manifold"] = out["manifold"].name  # a user Manifold is recorded by name
-        if isinstance(out.get("states"), np.ndarray):
-            out["states"] = out["states"].tolist()
-        return out
-
     def options(self, kind: str) -> OrbitOptions:
         transient, steps = DEFAULT_BUDGET[kind]
         opt = OrbitOptions(
