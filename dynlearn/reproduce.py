@@ -7,7 +7,7 @@ the tolerance and whether it holds. ``dynlearn reproduce NAME`` prints that tabl
 
 For developers: subclass :class:`Reproduction`, implement ``run(out, show_progress) -> None`` writing groups
 into the store and returning the list of :class:`Claim` (written for you as ``/claims``).
-Stores that hold no training run are made with :func:`dynlearn.store.create_store` (no groups) first.
+Stores that hold no training run are made with :meth:`Reproduction.create_store` first.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from importlib import resources
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -95,6 +96,34 @@ class Reproduction:
     def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
         """Write the reproduction's groups into the store ``out``; return its claims."""
         raise NotImplementedError
+
+    def create_store(self, out: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+        """Create the store of a reproduction that trains nothing (analyses only), with a training run's root attrs.
+
+        The root attrs (``config`` = name, description, ``quick`` and ``settings``; its hash; version;
+        provenance) are what ``dynlearn show`` reads. An existing store of this reproduction with the same settings
+        is recomputed (nothing of an analysis can be resumed); any other store there is a
+        :class:`~dynlearn.errors.StoreError` unless ``overwrite``.
+        """
+        from . import __version__
+        from .config import config_hash
+        from .errors import StoreError
+        from .store import create_store, root_attrs
+        from .train import _provenance
+
+        out = Path(out)
+        config = {"name": self.name, "description": self.description, "quick": self.quick, **settings}
+        attrs = {"version": __version__, "config": config, "config_hash": config_hash(config),
+                 "provenance": _provenance()}
+        if out.exists() and not overwrite:
+            try:
+                same = root_attrs(out).get("config_hash") == attrs["config_hash"]
+            except Exception:  # not a dynlearn store
+                same = False
+            if not same:
+                raise StoreError(f"{out} holds something else; use another --out or --overwrite")
+        create_store(out, {}, attrs, overwrite=True)
+        return out
 
     def views(self, tree: xr.DataTree) -> dict[str, Any]:
         """holoviews figures of this reproduction's groups (shown by ``dynlearn browse``); none by default."""

@@ -101,12 +101,12 @@ def test_full_reproduction(name, tmp_path):
 def test_rerun_recomputes_the_same_store_and_refuses_another(tmp_path):
     from dynlearn_builtins.reproductions.two_factor import PhaseDiagram, TransverseStability
 
-    from dynlearn_builtins.reproductions import two_factor as mod
-
     path = tmp_path / "s.zarr"
-    mod._create(path, mod._store_attrs(TransverseStability(quick=True), {}), overwrite=False)
-    mod._create(path, mod._store_attrs(TransverseStability(quick=True), {}), overwrite=False)  # same: recomputed
+    TransverseStability(quick=True).create_store(path, {})
+    TransverseStability(quick=True).create_store(path, {})  # same reproduction and settings: recomputed
     with pytest.raises(dynlearn.StoreError, match="something else"):
-        mod._create(path, mod._store_attrs(PhaseDiagram(quick=True), {}), overwrite=False)
-    mod._create(path, mod._store_attrs(PhaseDiagram(quick=True), {}), overwrite=True)
+        PhaseDiagram(quick=True).create_store(path, {})
+    with pytest.raises(dynlearn.StoreError, match="something else"):
+        TransverseStability(quick=True).create_store(path, {"other": 1})  # other settings
+    PhaseDiagram(quick=True).create_store(path, {}, overwrite=True)
     assert dynlearn.store.root_attrs(path)["config"]["name"] == "two-factor-phase"

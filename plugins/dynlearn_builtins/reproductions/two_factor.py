@@ -31,7 +31,7 @@ from scipy.optimize import brentq
 
 from dynlearn.reproduce import Claim, Reproduction
 from dynlearn.simulate import simulate
-from dynlearn.store import create_store, write_group
+from dynlearn.store import write_group
 from dynlearn.sweep import grid
 
 from ..analyzers._orbit_kernels import APERIODIC, CHAOTIC, DIVERGED, OSCILLATING, PERIODIC
@@ -45,36 +45,6 @@ __all__ = ["PhaseDiagram", "TransverseStability", "slice_doubling_points", "elli
            "balanced_cycle_exponent"]
 
 FEIGENBAUM_DELTA = 4.669201609102990
-
-
-def _store_attrs(rep: Reproduction, settings: dict[str, Any]) -> dict[str, Any]:
-    """Root attrs of a reproduction store (same keys as a training run's: config, hash, version, provenance)."""
-    import platform
-    import time
-
-    import dynlearn
-    from dynlearn.config import config_hash
-
-    config = {"name": rep.name, "description": rep.description, "quick": rep.quick, **settings}
-    return {"version": dynlearn.__version__, "config": config, "config_hash": config_hash(config),
-            "provenance": {"dynlearn": dynlearn.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                           "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-
-
-def _create(out: Path, attrs: dict[str, Any], overwrite: bool) -> None:
-    """Create the store; an existing store of the same reproduction and settings is recomputed (nothing of it
-    can be resumed), another store is an error unless ``overwrite``."""
-    from dynlearn.errors import StoreError
-    from dynlearn.store import root_attrs
-
-    if out.exists() and not overwrite:
-        try:
-            same = root_attrs(out).get("config_hash") == attrs["config_hash"]
-        except Exception:  # not a dynlearn store
-            same = False
-        if not same:
-            raise StoreError(f"{out} holds something else; use another --out or --overwrite")
-    create_store(out, {}, attrs, overwrite=True)
 
 
 # -- exact references -------------------------------------------------------------------------------------------
@@ -173,7 +143,7 @@ class PhaseDiagram(Reproduction):
         out = Path(out)
         budget = dict(transient=3000, steps=1000, refine_tol=1e-3) if quick else dict(
             transient=20000, steps=4000, refine_tol=1e-5)
-        _create(out, _store_attrs(self, {"orbits": budget}), overwrite)
+        self.create_store(out, {"orbits": budget}, overwrite=overwrite)
         system = TwoFactorMap()
         orb = Orbits(states=[[0.1, 0.1]], refine_dim="mu", **budget)
         phase = orb.run(system, grid(mu=_phase_grid(quick)), show_progress=show_progress)
@@ -317,7 +287,7 @@ class TransverseStability(Reproduction):
     def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
         quick = self.quick
         out = Path(out)
-        _create(out, _store_attrs(self, {}), overwrite)
+        self.create_store(out, {}, overwrite=overwrite)
         system = TwoFactorMap()
         mus = np.array([0.25, 0.5, 1.0, 1.5, 1.75, 1.95]) if quick else np.round(np.arange(0.05, 1.96, 0.05), 6)
         ell = TransverseAnalyzer(manifold="ellipse", n_states=32 if quick else 64, transient=50,

@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 
 from dynlearn.reproduce import Claim, Reproduction
-from dynlearn.store import create_store, write_group
+from dynlearn.store import write_group
 from dynlearn.sweep import grid
 
 from ..analyzers.basins import Basins
@@ -109,38 +109,11 @@ class EllipseSeparatrix(Reproduction):
     def analyzer(self) -> Basins:
         return Basins(**(QUICK if self.quick else FULL))
 
-    def store_attrs(self) -> dict[str, Any]:
-        """Root attrs with the keys of a training run's (``dynlearn show``): config, its hash, provenance."""
-        import platform
-        import time
-
-        import dynlearn
-        from dynlearn.config import config_hash
-
-        config = {"name": self.name, "description": self.description, "quick": self.quick, "mu": list(MUS),
-                  "basins": self.analyzer().to_config()}
-        return {"version": dynlearn.__version__, "config": config, "config_hash": config_hash(config),
-                "provenance": {"dynlearn": dynlearn.__version__, "torch": torch.__version__,
-                               "numpy": np.__version__, "platform": platform.platform(),
-                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-
     def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
         """Recomputes ``out`` if it holds this reproduction with the same settings; another store there is an
         error unless ``overwrite``."""
-        from dynlearn.errors import StoreError
-        from dynlearn.store import root_attrs
-
         an = self.analyzer()
-        out = Path(out)
-        attrs = self.store_attrs()
-        if out.exists() and not overwrite:
-            try:
-                same = root_attrs(out).get("config_hash") == attrs["config_hash"]
-            except Exception:  # not a dynlearn store
-                same = False
-            if not same:
-                raise StoreError(f"{out} holds something else; use another --out or --overwrite")
-        create_store(out, {}, attrs, overwrite=True)
+        out = self.create_store(out, {"mu": list(MUS), "basins": an.to_config()}, overwrite=overwrite)
         basins = an.run("two_factor", grid(mu=list(MUS)), show_progress=show_progress)
         comp = ellipse_comparison(basins)
         write_group(out, "basins", basins, consolidated=False)
