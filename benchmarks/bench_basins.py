@@ -61,32 +61,30 @@ def numpy_basins(a0: np.ndarray, b0: np.ndarray, mu: float, steps: int) -> np.nd
 def numba_kernels():
     import numba
 
+    def escape_steps(a0, b0, mu, steps, max_norm, out, i):
+        a, b, k = a0[i], b0[i], steps
+        for j in range(steps):
+            r = mu * (a * b - 1.0)
+            a, b = a - r * b, b - r * a
+            if not (abs(a) <= max_norm and abs(b) <= max_norm):
+                k = j + 1
+                break
+        out[i] = k
+
+    one = numba.njit(cache=False)(escape_steps)
+
     @numba.njit(cache=False)
     def serial(a0, b0, mu, steps, max_norm):
         out = np.empty(a0.size, np.int64)
         for i in range(a0.size):
-            a, b, k = a0[i], b0[i], steps
-            for j in range(steps):
-                r = mu * (a * b - 1.0)
-                a, b = a - r * b, b - r * a
-                if not (abs(a) <= max_norm and abs(b) <= max_norm):
-                    k = j + 1
-                    break
-            out[i] = k
+            one(a0, b0, mu, steps, max_norm, out, i)
         return out
 
     @numba.njit(parallel=True, cache=False)
     def parallel(a0, b0, mu, steps, max_norm):
         out = np.empty(a0.size, np.int64)
         for i in numba.prange(a0.size):
-            a, b, k = a0[i], b0[i], steps
-            for j in range(steps):
-                r = mu * (a * b - 1.0)
-                a, b = a - r * b, b - r * a
-                if not (abs(a) <= max_norm and abs(b) <= max_norm):
-                    k = j + 1
-                    break
-            out[i] = k
+            one(a0, b0, mu, steps, max_norm, out, i)
         return out
 
     return numba, serial, parallel
