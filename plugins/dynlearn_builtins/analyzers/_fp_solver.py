@@ -60,23 +60,129 @@ class Solution:
     n_iter: Tensor
 
 
-def _dogleg(g: Tensor, J: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
-    """Dogleg step inside ``radius`` and the Newton step length (inf where J is singular)."""
-    newton, info = torch.linalg.solve_ex(J, -g.unsqueeze(-1))
-    newton = newton.squeeze(-1)
-    n_newton = newton.norm(dim=-1)
-    ok_newton = (info == 0) & torch.isfinite(n_newton)
-    n_newton = torch.where(ok_newton, n_newton, torch.full_like(n_newton, torch.inf))
-    newton = torch.where(ok_newton.unsqueeze(-1), newton, torch.zeros_like(newton))
-    grad = (J.transpose(-1, -2) @ g.unsqueeze(-1)).squeeze(-1)  # grad q = J^T g
-    jg = (J @ grad.unsqueeze(-1)).squeeze(-1)
-    g2 = (grad * grad).sum(-1)
-    jg2 = (jg * jg).sum(-1)
+#: Jacobian entries per sub-batch of the dense linear algebra (16 MiB in float64): the Jacobians, products and
+#: LU factorisations of a sub-batch stay in cache-sized memory however many states run
+BLOCK_ENTRIES = 2**21
+
+
+class KnownRoots:
+    """Roots already found by :func:`solve` (position, owner, ``q``, ``|g|_inf`` and the LU factors of ``dg/dx``).
+
+    A running state ``x`` whose nearest known root ``r`` (same owner) is within ``try_radius`` is *merged* into
+    it when one chord step with ``r``'s factorisation contracts the distance tenfold:
+    ``|x - J(r)^-1 g(x) - r| <= kappa |x - r|`` (``kappa = 0.1``). The chord map ``x -> x - J(r)^-1 g(x)``
+    fixes ``r`` and, contracting this strongly, takes ``x`` to ``r``, as Newton's method from ``x`` would. The
+    state then stops as a copy of ``r`` instead of repeating the polish (the deduplication would drop it
+    anyway). Next to a double root (a fold) the chord map contracts by about 1/2 only, so states near
+    nearly coincident roots are not merged.
+    """
+
+    def __init__(self, d: int, like: Tensor, cap: int = 2**24) -> None:
+        self.x = like.new_zeros(0, d)
+        self.owner = torch.zeros(0, dtype=torch.int64, device=like.device)
+        self.q = like.new_zeros(0)
+        self.ginf = like.new_zeros(0)
+        self.lu = like.new_zeros(0, d, d)
+        self.piv = torch.zeros(0, d, dtype=torch.int32, device=like.device)
+        self.cap = max(1, cap // (d * d))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def _nearest(self, x: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
+        D = torch.cdist(x, self.x, compute_mode="donot_use_mm_for_euclid_dist")
+        D = torch.where(owner.unsqueeze(1) == self.owner.unsqueeze(0), D, torch.inf)
+        return D.min(1)
+
+    def add(self, x: Tensor, owner: Tensor, q: Tensor, ginf: Tensor, lu: Tensor, piv: Tensor) -> None:
+        """Register new roots (copies of known ones, equal to rounding, are skipped)."""
+        if x.shape[0] == 0 or len(self) >= self.cap:
+            return
+        tol = 1e-8 * (1 + x.abs().amax(-1))
+        new = self._nearest(x, owner)[0] > tol if len(self) else torch.ones_like(tol, dtype=torch.bool)
+        D = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+        same = (D <= tol.unsqueeze(1)) & (owner.unsqueeze(1) == owner.unsqueeze(0))
+        new &= ~torch.tril(same, diagonal=-1).any(1)  # first of each group of coincident new roots
+        k = new.nonzero().squeeze(-1)[: self.cap - len(self)]
+        for name, v in (("x", x), ("owner", owner), ("q", q), ("ginf", ginf), ("lu", lu), ("piv", piv)):
+            setattr(self, name, torch.cat([getattr(self, name), v[k]]))
+
+    def match(self, x: Tensor, g: Tensor, owner: Tensor, try_radius: float, root_xtol: float,
+              kappa: float = 0.1) -> tuple[Tensor, Tensor]:
+        """States ``x`` ``(n, d)`` (residuals ``g``) to merge, and the index of their root."""
+        merged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if len(self) == 0 or x.shape[0] == 0:
+            return merged, merged.long()
+        dist, j = self._nearest(x, owner)
+        cand = ((dist <= try_radius) & torch.isfinite(g).all(-1)).nonzero().squeeze(-1)
+        if cand.numel():
+            jc, xc = j[cand], x[cand]
+            chord = torch.linalg.lu_solve(self.lu[jc], self.piv[jc], -g[cand].unsqueeze(-1)).squeeze(-1)
+            err = (xc + chord - self.x[jc]).norm(dim=-1)
+            merged[cand] = torch.isfinite(err) & (err <= kappa * dist[cand] + root_xtol * (1 + xc.abs().amax(-1)))
+        return merged, j
+
+
+@dataclass
+class _Step:
+    step: Tensor  # (n, d) dogleg step
+    j_step: Tensor  # (n, d) J @ step
+    n_newton: Tensor  # (n,) Newton step length (inf where not computed or J singular)
+    near: Tensor  # states with |g|_inf <= root_tol (candidate roots)
+    lu: Tensor  # their LU factors and pivots
+    piv: Tensor
+
+
+def _dogleg(system, x: Tensor, p: Mapping[str, Tensor], g: Tensor, radius: Tensor, ginf: Tensor,
+            root_tol: float, chunk: int) -> _Step:
+    """Dogleg steps inside ``radius`` for states ``x`` ``(n, d)`` with residuals ``g``.
+
+    The dense linear algebra runs on sub-batches of ``chunk`` states (Jacobian, ``J^T g``, ``J J^T g``, LU), so
+    it stays in cache. The Newton step ``-J^-1 g`` (the LU, the expensive part) is computed only where it can
+    matter: where the Cauchy point lies inside the trust region (otherwise the step is steepest descent to the
+    boundary; the Cauchy step is never longer than the Newton step) and where ``|g|_inf <= root_tol`` (the
+    root test needs the Newton step's length). ``J s`` is assembled from the vectors of the dogleg path.
+    """
+    n, d = x.shape
     tiny = torch.finfo(g.dtype).tiny
+    grad, jg = torch.empty_like(g), torch.empty_like(g)
+    newton = torch.zeros_like(g)
+    n_newton = torch.full((n,), torch.inf, dtype=g.dtype, device=g.device)
+    eye = torch.eye(d, dtype=g.dtype, device=g.device)
+    near = (ginf <= root_tol).nonzero().squeeze(-1)
+    lus, pivs = [g.new_zeros(0, d, d)], [torch.zeros(0, d, dtype=torch.int32, device=g.device)]
+    for c0 in range(0, n, chunk):
+        c1 = min(n, c0 + chunk)
+        J = system.jacobian(x[c0:c1], take(p, torch.arange(c0, c1, device=x.device)))
+        if system.kind == "map":
+            J = J - eye
+        # matrix-vector products as row vector times matrix (much faster than batched J @ v on CPU)
+        gr = (g[c0:c1].unsqueeze(-2) @ J).squeeze(-2)  # grad q = J^T g
+        jgr = (gr.unsqueeze(-2) @ J.transpose(-1, -2)).squeeze(-2)
+        grad[c0:c1], jg[c0:c1] = gr, jgr
+        g2, jg2 = (gr * gr).sum(-1), (jgr * jgr).sum(-1)
+        steep = (g2 / jg2.clamp(min=tiny) * g2.sqrt() >= radius[c0:c1]) | (jg2 <= tiny)
+        near_c = ginf[c0:c1] <= root_tol
+        rows = (~steep | near_c).nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            continue
+        lu, piv, info = torch.linalg.lu_factor_ex(J if rows.numel() == c1 - c0 else J.index_select(0, rows))
+        s = torch.linalg.lu_solve(lu, piv, -g[c0 + rows].unsqueeze(-1)).squeeze(-1)
+        ns = s.norm(dim=-1)
+        ok = (info == 0) & torch.isfinite(ns)
+        newton[c0 + rows] = torch.where(ok.unsqueeze(-1), s, torch.zeros_like(s))
+        n_newton[c0 + rows] = torch.where(ok, ns, torch.full_like(ns, torch.inf))
+        keep = near_c[rows].nonzero().squeeze(-1)
+        if keep.numel():
+            lus.append(lu[keep])
+            pivs.append(piv[keep])
+    ok_newton = torch.isfinite(n_newton)
+    g2, jg2 = (grad * grad).sum(-1), (jg * jg).sum(-1)
     alpha = g2 / jg2.clamp(min=tiny)
-    cauchy = -alpha.unsqueeze(-1) * grad
     n_cauchy = alpha * g2.sqrt()
+    use_steep = (n_cauchy >= radius) | (jg2 <= tiny)
     n_grad = g2.sqrt().clamp(min=tiny)
+    cauchy = -alpha.unsqueeze(-1) * grad
     steepest = -(radius / n_grad).unsqueeze(-1) * grad
     # dogleg: the point of the path cauchy -> newton at distance radius
     diff = newton - cauchy
@@ -86,12 +192,27 @@ def _dogleg(g: Tensor, J: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
     tau = ((-b + (b * b - 4 * a * c).clamp(min=0).sqrt()) / (2 * a)).clamp(0, 1)
     dog = cauchy + tau.unsqueeze(-1) * diff
     use_newton = ok_newton & (n_newton <= radius)
-    use_steep = (n_cauchy >= radius) | (jg2 <= tiny)
     use_cauchy = ~ok_newton & ~use_steep
-    step = torch.where(use_newton.unsqueeze(-1), newton,
-                       torch.where(use_steep.unsqueeze(-1), steepest,
-                                   torch.where(use_cauchy.unsqueeze(-1), cauchy, dog)))
-    return step, n_newton
+    # J s along the path: J newton = -g, J cauchy = -alpha J grad
+    j_cauchy = -alpha.unsqueeze(-1) * jg
+    j_dog = j_cauchy + tau.unsqueeze(-1) * (-g - j_cauchy)
+    j_steep = -(radius / n_grad).unsqueeze(-1) * jg
+
+    def pick(nw: Tensor, st: Tensor, ca: Tensor, dg: Tensor) -> Tensor:
+        return torch.where(use_newton.unsqueeze(-1), nw, torch.where(use_steep.unsqueeze(-1), st,
+                           torch.where(use_cauchy.unsqueeze(-1), ca, dg)))
+
+    return _Step(pick(newton, steepest, cauchy, dog), pick(-g, j_steep, j_cauchy, j_dog), n_newton, near,
+                 torch.cat(lus), torch.cat(pivs))
+
+
+def _block_order(owner: Tensor) -> Tensor:
+    """Order of the states in which the first ones hold the first starts of every owner."""
+    N = owner.numel()
+    o_sorted, order = torch.sort(owner, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(N, device=owner.device) - torch.searchsorted(o_sorted, o_sorted, side="left")
+    return torch.argsort(rank * (int(owner.max()) + 1) + owner, stable=True)
 
 
 def solve(
@@ -109,72 +230,124 @@ def solve(
     max_iter: int = 200,
     far: float = 3.0,
     patience: int = 10,
+    chunk: int | None = None,
+    merge: bool = True,
 ) -> Solution:
     """Minimise ``q = |g|^2/2`` from every state of ``x0`` ``(N, d)``; ``p[k][owner]`` are the states' parameters.
 
     A state outside ``center +- far * half_width`` (or with a non-finite residual) stops as ``OUTSIDE``; one whose
     ``q`` did not halve over ``patience`` iterations stops as ``STATIONARY`` (a slow valley or a minimum of q).
+    Dense linear algebra runs on sub-batches of ``chunk`` states (default ``BLOCK_ENTRIES / d^2``). With
+    ``merge``, a state entering the contraction region of a root already found for its owner stops as a copy
+    of it (see :class:`KnownRoots`); to find the roots early, when there are more than ``chunk`` states, a
+    first batch of ``chunk`` states (the first starts of every owner) runs before all the others.
     """
     N, d = x0.shape
     x = x0.clone()
-    status = torch.full((N,), MAX_ITER, dtype=torch.int8, device=x.device)
-    n_iter = torch.zeros(N, dtype=torch.int64, device=x.device)
-    radius = torch.full((N,), float(radius0), dtype=x.dtype, device=x.device)
-    q_out = torch.full((N,), torch.inf, dtype=x.dtype, device=x.device)
-    ginf_out = torch.full((N,), torch.inf, dtype=x.dtype, device=x.device)
-    active = torch.arange(N, device=x.device)
-    limit = far * half_width
-    q_ckpt = torch.full((N,), torch.inf, dtype=x.dtype, device=x.device)
+    out = Solution(x, torch.full((N,), torch.inf, dtype=x.dtype, device=x.device),
+                   torch.full((N,), torch.inf, dtype=x.dtype, device=x.device),
+                   torch.full((N,), MAX_ITER, dtype=torch.int8, device=x.device),
+                   torch.zeros(N, dtype=torch.int64, device=x.device))
+    known = KnownRoots(d, x) if merge else None
+    chunk = chunk or max(1, BLOCK_ENTRIES // (d * d))
+    kw = dict(center=center, limit=far * half_width, radius0=radius0, root_tol=root_tol, xtol=xtol,
+              root_xtol=root_xtol, max_iter=max_iter, patience=patience, chunk=chunk)
+    if merge and N > 2 * chunk:
+        order = _block_order(owner)
+        _solve_batch(system, out, order[:chunk], p, owner, known, **kw)
+        _solve_batch(system, out, order[chunk:], p, owner, known, **kw)
+    elif N:
+        _solve_batch(system, out, torch.arange(N, device=x.device), p, owner, known, **kw)
+    return out
+
+
+def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], owner: Tensor,
+                 known: KnownRoots | None, *, center: Tensor, limit: Tensor, radius0: float, root_tol: float,
+                 xtol: float, root_xtol: float, max_iter: int, patience: int, chunk: int) -> None:
+    """Run :func:`solve`'s iterations on the states ``ids`` (one batch), writing into ``out``."""
+    x, dtype, dev = out.x, out.x.dtype, out.x.device
+    n = ids.numel()
+    own = owner.index_select(0, ids)
+    pb = take(p, own)
+    xb = x.index_select(0, ids)
+    radius = torch.full((n,), float(radius0), dtype=dtype, device=dev)
+    q_ckpt = torch.full((n,), torch.inf, dtype=dtype, device=dev)
+    status = torch.full((n,), MAX_ITER, dtype=torch.int8, device=dev)
+    q_out = torch.full((n,), torch.inf, dtype=dtype, device=dev)
+    ginf_out = q_out.clone()
+    n_iter = torch.zeros(n, dtype=torch.int64, device=dev)
+    active = torch.arange(n, device=dev)
+    tiny = torch.finfo(dtype).tiny
     for it in range(max_iter):
         if active.numel() == 0:
             break
-        xa = x.index_select(0, active)
-        pa = take(p, owner.index_select(0, active))
-        g, J = residual_jacobian(system, xa, pa)
+        xa = xb.index_select(0, active)
+        pa = take(pb, active)
+        g = system.residual(xa, pa)
         q = 0.5 * (g * g).sum(-1)
         ginf = g.abs().amax(-1)
         q_out[active] = q
         ginf_out[active] = ginf
         n_iter[active] = it
-        scale = 1 + xa.abs().amax(-1)
         outside = ~torch.isfinite(q) | ((xa - center).abs() > limit).any(-1)
-        gf = torch.where(outside[:, None], torch.zeros_like(g), g)
+        status[active[outside]] = OUTSIDE
+        done = outside
+        if known is not None and len(known):
+            merged, j = known.match(xa, g, own.index_select(0, active), radius0, root_xtol)
+            merged &= ~outside
+            if bool(merged.any()):
+                m, jm = active[merged], j[merged]
+                xb[m] = known.x[jm]
+                q_out[m], ginf_out[m] = known.q[jm], known.ginf[jm]
+                status[m] = ROOT
+                done = done | merged
+        if bool(done.any()):
+            live = (~done).nonzero().squeeze(-1)
+            if live.numel() == 0:
+                active = active[:0]
+                break
+            active, xa, g, q, ginf = active[live], xa[live], g[live], q[live], ginf[live]
+            pa = take(pb, active)
         rad = radius.index_select(0, active)
-        step, n_newton = _dogleg(gf, J, rad)
-        outside |= ~torch.isfinite(step).all(-1)
-        root = ~outside & (ginf <= root_tol) & ((n_newton <= root_xtol * scale) | (ginf == 0))
-        stalled = ~outside & ~root & (rad <= xtol * scale)
+        st = _dogleg(system, xa, pa, g, rad, ginf, root_tol, chunk)
+        scale = 1 + xa.abs().amax(-1)
+        bad = ~torch.isfinite(st.step).all(-1)
+        status[active[bad]] = OUTSIDE
+        root = ~bad & (ginf <= root_tol) & ((st.n_newton <= root_xtol * scale) | (ginf == 0))
+        stalled = ~bad & ~root & (rad <= xtol * scale)
         if it % patience == 0:
             # not making progress: q did not halve over the last `patience` iterations (and is not a root)
             slow = q > 0.5 * q_ckpt.index_select(0, active)
-            stalled |= ~outside & ~root & slow & (ginf > root_tol)
+            stalled |= ~bad & ~root & slow & (ginf > root_tol)
             q_ckpt[active] = q
-        done = outside | root | stalled
-        status[active[outside]] = OUTSIDE
         status[active[root]] = ROOT
         status[active[stalled]] = STATIONARY
-        # trial step for the states still running
-        keep = ~done
+        if known is not None and st.near.numel():
+            r = root[st.near] & torch.isfinite(st.n_newton[st.near])  # roots with an LU factorisation
+            rn = st.near[r]
+            known.add(xa[rn], own[active[rn]], q[rn], ginf[rn], st.lu[r], st.piv[r])
+        keep = ~(bad | root | stalled)
         if not bool(keep.any()):
             active = active[:0]
             break
-        idx = active[keep]
-        xk, gk, Jk, qk = xa[keep], g[keep], J[keep], q[keep]
-        sk, rk = step[keep], rad[keep]
+        kidx = keep.nonzero().squeeze(-1)
+        idx = active[kidx]
+        xk, gk, qk = xa[kidx], g[kidx], q[kidx]
+        sk, jsk, rk = st.step[kidx], st.j_step[kidx], rad[kidx]
         x_new = xk + sk
-        g_new = system.residual(x_new, take(pa, keep.nonzero().squeeze(-1)))
+        g_new = system.residual(x_new, take(pa, kidx))
         q_new = 0.5 * (g_new * g_new).sum(-1)
-        lin = gk + (Jk @ sk.unsqueeze(-1)).squeeze(-1)
+        lin = gk + jsk
         pred = qk - 0.5 * (lin * lin).sum(-1)
         actual = qk - q_new
-        ratio = actual / pred.clamp(min=torch.finfo(x.dtype).tiny)
+        ratio = actual / pred.clamp(min=tiny)
         accept = torch.isfinite(q_new) & (actual > 0) & (ratio > 1e-4)
         n_step = sk.norm(dim=-1)
         new_rad = torch.where(ratio < 0.25, 0.25 * n_step, rk)
         new_rad = torch.where((ratio > 0.75) & accept, torch.maximum(rk, 2 * n_step), new_rad)
         new_rad = torch.where(torch.isfinite(q_new), new_rad, 0.25 * n_step).clamp(max=4 * radius0)
         radius[idx] = new_rad
-        x[idx] = torch.where(accept.unsqueeze(-1), x_new, xk)
+        xb[idx] = torch.where(accept.unsqueeze(-1), x_new, xk)
         # a negligible accepted change that is not a root: stationary point of q (candidate ghost)
         g_new_inf = g_new.abs().amax(-1)
         tiny_step = accept & (n_step <= xtol * (1 + xk.abs().amax(-1))) & (g_new_inf > root_tol)
@@ -184,12 +357,13 @@ def solve(
         n_iter[idx[tiny_step]] = it + 1
         active = idx[~tiny_step]
     if active.numel():
-        xa = x.index_select(0, active)
-        g = system.residual(xa, take(p, owner.index_select(0, active)))
+        xa = xb.index_select(0, active)
+        g = system.residual(xa, take(pb, active))
         q_out[active] = 0.5 * (g * g).sum(-1)
         ginf_out[active] = g.abs().amax(-1)
         n_iter[active] = max_iter
-    return Solution(x, q_out, ginf_out, status, n_iter)
+    x[ids] = xb
+    out.q[ids], out.g_inf[ids], out.status[ids], out.n_iter[ids] = q_out, ginf_out, status, n_iter
 
 
 def grad_q(system, x: Tensor, p: Mapping[str, Tensor], create_graph: bool = False) -> tuple[Tensor, Tensor]:
