@@ -41,11 +41,12 @@ arXiv:2505.15231 (2025).
 Examples
 --------
 >>> import dynlearn
->>> an = KoopmanSeparatrix(steps=150, width=16, n_samples=128, n_curves=16, n_perturb=2, grid_size=0)
->>> out = an.run("bistable", dynlearn.grid(a=[0.0]))
+>>> an = KoopmanSeparatrix(steps=400, lr=0.02, width=16, batch_size=256, n_samples=128, n_curves=16,
+...                        n_perturb=2, n_points=64, n_candidates=512, grid_size=0, random_state=0)
+>>> out = an.run("bistable", dynlearn.grid(a=[0.0]), show_progress=False)
 >>> out.separatrix.dims
 ('a', 'point', 'state')
->>> bool(abs(out.separatrix.sel(state="x")).max() < 0.2)     # the separatrix is x = 0
+>>> bool(abs(out.separatrix.sel(state="x")).max() < 0.15)    # the separatrix is x = 0 (measured: 0.03)
 True
 """
 
@@ -105,6 +106,9 @@ class KoopmanSeparatrix(Analyzer):
         (``None``: ``steps // 3``).
     train_dtype
         ``"float32"`` (training) or ``"float64"``; locating and validation always run in float64.
+    threads
+        torch intra-op threads while analysing (``None``: leave as is). The networks are small: extra threads gain
+        little and lose a lot on a busy machine (default 1).
     random_state
         Seed of every random draw.
 
@@ -125,7 +129,9 @@ class KoopmanSeparatrix(Analyzer):
                  n_samples: int = 512, horizon: float | None = None, cluster_tol: float = 0.02,
                  n_points: int = 256, n_candidates: int = 2048, grid_size: int | None = None, n_curves: int = 64,
                  n_perturb: int = 8, perturb_margin: float = 0.01, warm_start: str | None = "epoch",
-                 select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32", random_state: int = 0) -> None:
+                 select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32",
+                 threads: int | None = 1,
+                 random_state: int = 0) -> None:
         self.width = width
         self.depth = depth
         self.steps = steps
@@ -153,6 +159,7 @@ class KoopmanSeparatrix(Analyzer):
         self.select_fraction = select_fraction
         self.warm_steps = warm_steps
         self.train_dtype = train_dtype
+        self.threads = threads
         self.random_state = random_state
 
     # -- option resolution --------------------------------------------------------------------------------------
@@ -170,6 +177,8 @@ class KoopmanSeparatrix(Analyzer):
             raise ParameterError("koopman_separatrix: trajectory_fraction + refine_fraction must be < 1")
         if self.train_dtype not in ("float32", "float64"):
             raise ParameterError(f"koopman_separatrix: train_dtype must be 'float32' or 'float64', got {self.train_dtype!r}")
+        if self.threads is not None and (not isinstance(self.threads, (int, np.integer)) or self.threads < 1):
+            raise ParameterError(f"koopman_separatrix: threads must be a positive integer or None, got {self.threads!r}")
         if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
             raise ParameterError(f"koopman_separatrix: lr must be a positive number, got {self.lr!r}")
 
@@ -283,9 +292,15 @@ class KoopmanSeparatrix(Analyzer):
         from ._koopman_output import build_dataset
 
         self._check()
-        fitted: Fitted = fit_batch(self, batch, show_progress)
-        g = torch.Generator().manual_seed(int(self.random_state) + 1)
-        out = build_dataset(self, batch, fitted, g)
+        saved = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+        try:
+            fitted: Fitted = fit_batch(self, batch, show_progress)
+            g = torch.Generator().manual_seed(int(self.random_state) + 1)
+            out = build_dataset(self, batch, fitted, g)
+        finally:
+            torch.set_num_threads(saved)
         self.fitted_, self.batch_, self.result_ = fitted, batch, out
         return out
 
