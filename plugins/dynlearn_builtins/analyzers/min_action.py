@@ -70,7 +70,7 @@ class MinAction(Analyzer):
     description: ClassVar[str] = "minimum geometric-action (Freidlin-Wentzell) transition path between attractors"
     kinds: ClassVar[tuple[str, ...]] = ("flow",)
 
-    def __init__(self, n_nodes: int = 101, iters: int = 5000, dt: float = 0.01, tol: float = 1e-8,
+    def __init__(self, n_nodes: int = 101, iters: int = 10000, dt: float = 0.01, tol: float = 1e-8,
                  bend: float = 0.1, start: list[float] | None = None, end: list[float] | None = None,
                  n_samples: int = 256, horizon: float = 30.0, cluster_tol: float = 0.02,
                  random_state: int = 0) -> None:
