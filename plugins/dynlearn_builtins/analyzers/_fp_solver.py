@@ -64,17 +64,25 @@ class Solution:
 #: LU factorisations of a sub-batch stay in cache-sized memory however many states run
 BLOCK_ENTRIES = 2**21
 
+#: states within this many initial trust radii of a known root try the chord iteration towards it (KnownRoots)
+MERGE_RADIUS = 16.0
+#: up to this many distinct known roots, chord steps run as one matrix product per root
+GROUPS = 64
+
 
 class KnownRoots:
-    """Roots already found by :func:`solve` (position, owner, ``q``, ``|g|_inf`` and the LU factors of ``dg/dx``).
+    """Roots already found by :func:`solve` (position, owner, ``q``, ``|g|_inf`` and the inverse of ``dg/dx``).
 
     A running state ``x`` whose nearest known root ``r`` (same owner) is within ``try_radius`` is *merged* into
-    it when one chord step with ``r``'s factorisation contracts the distance tenfold:
-    ``|x - J(r)^-1 g(x) - r| <= kappa |x - r|`` (``kappa = 0.1``). The chord map ``x -> x - J(r)^-1 g(x)``
-    fixes ``r`` and, contracting this strongly, takes ``x`` to ``r``, as Newton's method from ``x`` would. The
-    state then stops as a copy of ``r`` instead of repeating the polish (the deduplication would drop it
-    anyway). Next to a double root (a fold) the chord map contracts by about 1/2 only, so states near
-    nearly coincident roots are not merged.
+    it when the chord iteration with ``r``'s inverse Jacobian, ``y_{k+1} = y_k - J(r)^-1 g(y_k)`` from ``y_0 = x``,
+    contracts towards ``r`` at every step, ``|y_{k+1} - r| <= capture |y_k - r|`` (``capture = 1/2``), and
+    reaches ``|y_k - r| <= kappa |x - r|`` (``kappa = 1e-3``) within ``max_chord`` steps. The chord map fixes
+    every root and, contracting like this, takes ``x`` to ``r``: ``x`` lies in ``r``'s basin of the chord
+    method, a root-finding iteration in its own right. The state then stops as a copy of ``r`` instead of
+    repeating the Newton iterations with fresh LU factorisations (the deduplication would drop it anyway); a
+    chord step costs a residual and a matrix-vector product. A state that the chord iteration does not capture
+    keeps running unchanged. Next to a double root (a fold) chord and Newton steps contract by about 1/2 only,
+    so states near nearly coincident roots are not merged.
     """
 
     def __init__(self, d: int, like: Tensor, cap: int = 2**24) -> None:
@@ -82,8 +90,7 @@ class KnownRoots:
         self.owner = torch.zeros(0, dtype=torch.int64, device=like.device)
         self.q = like.new_zeros(0)
         self.ginf = like.new_zeros(0)
-        self.lu = like.new_zeros(0, d, d)
-        self.piv = torch.zeros(0, d, dtype=torch.int32, device=like.device)
+        self.inv = like.new_zeros(0, d, d)
         self.cap = max(1, cap // (d * d))
 
     def __len__(self) -> int:
@@ -104,22 +111,47 @@ class KnownRoots:
         same = (D <= tol.unsqueeze(1)) & (owner.unsqueeze(1) == owner.unsqueeze(0))
         new &= ~torch.tril(same, diagonal=-1).any(1)  # first of each group of coincident new roots
         k = new.nonzero().squeeze(-1)[: self.cap - len(self)]
-        for name, v in (("x", x), ("owner", owner), ("q", q), ("ginf", ginf), ("lu", lu), ("piv", piv)):
-            setattr(self, name, torch.cat([getattr(self, name), v[k]]))
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        inv = torch.linalg.lu_solve(lu[k], piv[k], eye.expand(k.numel(), -1, -1))
+        for name, v in (("x", x[k]), ("owner", owner[k]), ("q", q[k]), ("ginf", ginf[k]), ("inv", inv)):
+            setattr(self, name, torch.cat([getattr(self, name), v]))
 
-    def match(self, x: Tensor, g: Tensor, owner: Tensor, try_radius: float, root_xtol: float,
-              kappa: float = 0.1) -> tuple[Tensor, Tensor]:
-        """States ``x`` ``(n, d)`` (residuals ``g``) to merge, and the index of their root."""
+    def _solve(self, j: Tensor, v: Tensor) -> Tensor:
+        """``J(r_j)^-1 v`` for rows ``v`` ``(n, d)``: one matrix product per distinct root when there are few
+        (no copies of the inverses), a batched product of gathered inverses otherwise."""
+        roots = torch.unique(j)
+        if roots.numel() > GROUPS:
+            return (self.inv[j] @ v.unsqueeze(-1)).squeeze(-1)
+        out = torch.empty_like(v)
+        for r in roots.tolist():
+            rows = (j == r).nonzero().squeeze(-1)
+            out[rows] = v[rows] @ self.inv[r].T
+        return out
+
+    def match(self, system, x: Tensor, g: Tensor, p: Mapping[str, Tensor], owner: Tensor, try_radius: float,
+              root_xtol: float, capture: float = 0.5, kappa: float = 1e-3, max_chord: int = 12
+              ) -> tuple[Tensor, Tensor]:
+        """States ``x`` ``(n, d)`` (residuals ``g``, parameters ``p``) to merge, and the index of their root."""
         merged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if len(self) == 0 or x.shape[0] == 0:
             return merged, merged.long()
         dist, j = self._nearest(x, owner)
-        cand = ((dist <= try_radius) & torch.isfinite(g).all(-1)).nonzero().squeeze(-1)
-        if cand.numel():
-            jc, xc = j[cand], x[cand]
-            chord = torch.linalg.lu_solve(self.lu[jc], self.piv[jc], -g[cand].unsqueeze(-1)).squeeze(-1)
-            err = (xc + chord - self.x[jc]).norm(dim=-1)
-            merged[cand] = torch.isfinite(err) & (err <= kappa * dist[cand] + root_xtol * (1 + xc.abs().amax(-1)))
+        live = ((dist <= try_radius) & torch.isfinite(g).all(-1)).nonzero().squeeze(-1)
+        y, gy, d_prev = x[live], g[live], dist[live]
+        for _ in range(max_chord):
+            if live.numel() == 0:
+                break
+            jl = j[live]
+            y = y - self._solve(jl, gy)
+            d_new = (y - self.x[jl]).norm(dim=-1)
+            floor = root_xtol * (1 + y.abs().amax(-1))
+            ok = torch.isfinite(d_new) & (d_new <= capture * d_prev + floor)
+            done = ok & (d_new <= kappa * dist[live] + floor)
+            merged[live[done]] = True
+            go = (ok & ~done).nonzero().squeeze(-1)
+            live, y, d_prev = live[go], y[go], d_new[go]
+            if live.numel():
+                gy = system.residual(y, take(p, live))
         return merged, j
 
 
@@ -230,13 +262,15 @@ def solve(
     max_iter: int = 200,
     far: float = 3.0,
     patience: int = 10,
+    warmup: int = 10,
     chunk: int | None = None,
     merge: bool = True,
 ) -> Solution:
     """Minimise ``q = |g|^2/2`` from every state of ``x0`` ``(N, d)``; ``p[k][owner]`` are the states' parameters.
 
     A state outside ``center +- far * half_width`` (or with a non-finite residual) stops as ``OUTSIDE``; one whose
-    ``q`` did not halve over ``patience`` iterations stops as ``STATIONARY`` (a slow valley or a minimum of q).
+    ``q`` did not halve over ``patience`` iterations (checked every ``patience`` iterations from iteration
+    ``warmup`` on) stops as ``STATIONARY`` (a slow valley or a minimum of q).
     Dense linear algebra runs on sub-batches of ``chunk`` states (default ``BLOCK_ENTRIES / d^2``). With
     ``merge``, a state entering the contraction region of a root already found for its owner stops as a copy
     of it (see :class:`KnownRoots`); to find the roots early, when there are more than ``chunk`` states, a
@@ -251,7 +285,7 @@ def solve(
     known = KnownRoots(d, x) if merge else None
     chunk = chunk or max(1, BLOCK_ENTRIES // (d * d))
     kw = dict(center=center, limit=far * half_width, radius0=radius0, root_tol=root_tol, xtol=xtol,
-              root_xtol=root_xtol, max_iter=max_iter, patience=patience, chunk=chunk)
+              root_xtol=root_xtol, max_iter=max_iter, patience=patience, warmup=warmup, chunk=chunk)
     if merge and N > 2 * chunk:
         order = _block_order(owner)
         _solve_batch(system, out, order[:chunk], p, owner, known, **kw)
@@ -263,7 +297,7 @@ def solve(
 
 def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], owner: Tensor,
                  known: KnownRoots | None, *, center: Tensor, limit: Tensor, radius0: float, root_tol: float,
-                 xtol: float, root_xtol: float, max_iter: int, patience: int, chunk: int) -> None:
+                 xtol: float, root_xtol: float, max_iter: int, patience: int, warmup: int, chunk: int) -> None:
     """Run :func:`solve`'s iterations on the states ``ids`` (one batch), writing into ``out``."""
     x, dtype, dev = out.x, out.x.dtype, out.x.device
     n = ids.numel()
@@ -293,7 +327,8 @@ def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], ow
         status[active[outside]] = OUTSIDE
         done = outside
         if known is not None and len(known):
-            merged, j = known.match(xa, g, own.index_select(0, active), radius0, root_xtol)
+            merged, j = known.match(system, xa, g, pa, own.index_select(0, active), MERGE_RADIUS * radius0,
+                                     root_xtol)
             merged &= ~outside
             if bool(merged.any()):
                 m, jm = active[merged], j[merged]
@@ -315,9 +350,9 @@ def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], ow
         status[active[bad]] = OUTSIDE
         root = ~bad & (ginf <= root_tol) & ((st.n_newton <= root_xtol * scale) | (ginf == 0))
         stalled = ~bad & ~root & (rad <= xtol * scale)
-        if it % patience == 0:
+        if (it - warmup) % patience == 0:
             # not making progress: q did not halve over the last `patience` iterations (and is not a root)
-            slow = q > 0.5 * q_ckpt.index_select(0, active)
+            slow = (q > 0.5 * q_ckpt.index_select(0, active)) & (it >= warmup)
             stalled |= ~bad & ~root & slow & (ginf > root_tol)
             q_ckpt[active] = q
         status[active[root]] = ROOT
