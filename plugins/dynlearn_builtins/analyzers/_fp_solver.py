@@ -112,7 +112,7 @@ class KnownRoots:
         new &= ~torch.tril(same, diagonal=-1).any(1)  # first of each group of coincident new roots
         k = new.nonzero().squeeze(-1)[: self.cap - len(self)]
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        inv = torch.linalg.lu_solve(lu[k], piv[k], eye.expand(k.numel(), -1, -1))
+        inv = torch.linalg.lu_solve(lu[k], piv[k], eye.expand(k.numel(), -1, -1), adjoint=True)
         for name, v in (("x", x[k]), ("owner", owner[k]), ("q", q[k]), ("ginf", ginf[k]), ("inv", inv)):
             setattr(self, name, torch.cat([getattr(self, name), v]))
 
@@ -161,8 +161,26 @@ class _Step:
     j_step: Tensor  # (n, d) J @ step
     n_newton: Tensor  # (n,) Newton step length (inf where not computed or J singular)
     near: Tensor  # states with |g|_inf <= root_tol (candidate roots)
-    lu: Tensor  # their LU factors and pivots
+    lu: Tensor  # LU factors and pivots of their (dg/dx)^T (see _lu_transposed)
     piv: Tensor
+
+
+def _lu_transposed(J: Tensor, rows: Tensor, is_map: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """LU factors of ``A^T`` for ``A = J[rows]`` (``J[rows] - I`` for maps), factorised in place in a fresh copy.
+
+    A row-major ``A`` is the column-major ``A^T`` LAPACK works on, so factorising ``A^T`` in place needs neither
+    a transposed copy nor a second buffer; solve ``A s = b`` with ``lu_solve(..., adjoint=True)``.
+    """
+    if is_map and rows.numel() == J.shape[0]:
+        A = J - torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
+    else:
+        A = J.index_select(0, rows)  # a copy: the system's Jacobian is never written to
+        if is_map:
+            A.diagonal(dim1=-2, dim2=-1).sub_(1)
+    At = A.mT
+    piv = torch.empty(A.shape[:-1], dtype=torch.int32, device=A.device)
+    info = torch.empty(A.shape[:-2], dtype=torch.int32, device=A.device)
+    return torch.linalg.lu_factor_ex(At, out=(At, piv, info))
 
 
 def _dogleg(system, x: Tensor, p: Mapping[str, Tensor], g: Tensor, radius: Tensor, ginf: Tensor,
@@ -180,17 +198,19 @@ def _dogleg(system, x: Tensor, p: Mapping[str, Tensor], g: Tensor, radius: Tenso
     grad, jg = torch.empty_like(g), torch.empty_like(g)
     newton = torch.zeros_like(g)
     n_newton = torch.full((n,), torch.inf, dtype=g.dtype, device=g.device)
-    eye = torch.eye(d, dtype=g.dtype, device=g.device)
+    is_map = system.kind == "map"
     near = (ginf <= root_tol).nonzero().squeeze(-1)
     lus, pivs = [g.new_zeros(0, d, d)], [torch.zeros(0, d, dtype=torch.int32, device=g.device)]
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
-        J = system.jacobian(x[c0:c1], take(p, torch.arange(c0, c1, device=x.device)))
-        if system.kind == "map":
-            J = J - eye
-        # matrix-vector products as row vector times matrix (much faster than batched J @ v on CPU)
-        gr = (g[c0:c1].unsqueeze(-2) @ J).squeeze(-2)  # grad q = J^T g
+        J = system.jacobian(x[c0:c1], take(p, torch.arange(c0, c1, device=x.device)))  # J_F for maps
+        gc = g[c0:c1]
+        # matrix-vector products as row vector times matrix (much faster than batched J @ v on CPU); for maps
+        # dg/dx = J_F - I is applied as J_F v - v, so J_F - I is formed only where it is factorised
+        gr = (gc.unsqueeze(-2) @ J).squeeze(-2)  # grad q = (dg/dx)^T g
+        gr = gr - gc if is_map else gr
         jgr = (gr.unsqueeze(-2) @ J.transpose(-1, -2)).squeeze(-2)
+        jgr = jgr - gr if is_map else jgr
         grad[c0:c1], jg[c0:c1] = gr, jgr
         g2, jg2 = (gr * gr).sum(-1), (jgr * jgr).sum(-1)
         steep = (g2 / jg2.clamp(min=tiny) * g2.sqrt() >= radius[c0:c1]) | (jg2 <= tiny)
@@ -198,8 +218,8 @@ def _dogleg(system, x: Tensor, p: Mapping[str, Tensor], g: Tensor, radius: Tenso
         rows = (~steep | near_c).nonzero().squeeze(-1)
         if rows.numel() == 0:
             continue
-        lu, piv, info = torch.linalg.lu_factor_ex(J if rows.numel() == c1 - c0 else J.index_select(0, rows))
-        s = torch.linalg.lu_solve(lu, piv, -g[c0 + rows].unsqueeze(-1)).squeeze(-1)
+        lu, piv, info = _lu_transposed(J, rows, is_map)
+        s = torch.linalg.lu_solve(lu, piv, -gc[rows].unsqueeze(-1), adjoint=True).squeeze(-1)
         ns = s.norm(dim=-1)
         ok = (info == 0) & torch.isfinite(ns)
         newton[c0 + rows] = torch.where(ok.unsqueeze(-1), s, torch.zeros_like(s))
