@@ -9,6 +9,14 @@ Claims (paper, Fig. 3 and text):
 
 - low learning rate: exactly one fixed point in ``kappa in [-15, 15]`` at every epoch; the loss drops abruptly;
   a ghost emerges *before* the drop (``ghost_epoch - drop_epoch < 0``); no saddle-node bifurcation;
+
+  Not reproduced here, and why: the loss falls in two steps. It first jumps in one epoch from ~1 to ~0.45 when
+  the single fixed point crosses the readout threshold ``kappa* = 1`` (the output switches on, too early); no
+  slow point exists then. Tens to a few hundred epochs later the loss falls below 10% of its initial value (the
+  delay is learned) and only around then does a local minimum of ``|f|`` form. A brute-force scan of ``f(kappa)``
+  (3001 points) at every 10th epoch of 32 seeds at lr in {0.01, 0.02} (27 networks learned) found no slow
+  minimum before the first jump in any network, at any slowness threshold from 5% to 50% of the median speed;
+  where one formed, it was first seen 0-20 epochs after the loss reached 10%.
 - high learning rate: a saddle-node bifurcation (a pair of fixed points is born), after which the gradient is
   practically zero (median gradient norm after the event below ``1e-6``): the no-learning zone.
 
