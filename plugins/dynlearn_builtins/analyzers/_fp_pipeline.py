@@ -93,10 +93,12 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
     owner = torch.arange(B, device=starts.device).repeat_interleave(S)[flat_idx]
     x0 = starts.reshape(-1, d)[flat_idx]
     center = (st.lo + st.hi) / 2
-    # without slow points only roots matter: a state whose q does not halve in 3 iterations (after 10) is not
-    # heading into a root's Newton basin and stops early (with slow points it may be descending into a ghost)
+    # without slow points only roots matter: after 10 iterations, a state whose q does not drop tenfold in 3
+    # iterations is not in a root's Newton basin and stops (with slow points it may be descending into a ghost:
+    # it runs until q does not halve in 10 iterations)
     sol = solve(system, x0, p, owner, center=center, half_width=st.width / 2, radius0=0.25 * float(st.width.mean()),
-                root_tol=st.root_tol, max_iter=st.max_iter, patience=10 if st.slow_points else 3)
+                root_tol=st.root_tol, max_iter=st.max_iter, patience=10 if st.slow_points else 3,
+                stall=0.5 if st.slow_points else 0.1)
 
     def scatter(v, fill):
         out = torch.full((B * S, *v.shape[1:]), fill, dtype=v.dtype, device=v.device)

@@ -60,12 +60,14 @@ class Solution:
     n_iter: Tensor
 
 
-#: Jacobian entries per sub-batch of the dense linear algebra (16 MiB in float64): the Jacobians, products and
+#: Jacobian entries per sub-batch of the dense linear algebra (4 MiB in float64): the Jacobians, products and
 #: LU factorisations of a sub-batch stay in cache-sized memory however many states run
-BLOCK_ENTRIES = 2**21
+BLOCK_ENTRIES = 2**19
 
 #: states within this many initial trust radii of a known root try the chord iteration towards it (KnownRoots)
 MERGE_RADIUS = 16.0
+#: states run first (the first starts of every owner) to find roots the others can merge into
+FIRST_BATCH = 256
 #: up to this many distinct known roots, chord steps run as one matrix product per root
 GROUPS = 64
 
@@ -283,14 +285,15 @@ def solve(
     far: float = 3.0,
     patience: int = 10,
     warmup: int = 10,
+    stall: float = 0.5,
     chunk: int | None = None,
     merge: bool = True,
 ) -> Solution:
     """Minimise ``q = |g|^2/2`` from every state of ``x0`` ``(N, d)``; ``p[k][owner]`` are the states' parameters.
 
     A state outside ``center +- far * half_width`` (or with a non-finite residual) stops as ``OUTSIDE``; one whose
-    ``q`` did not halve over ``patience`` iterations (checked every ``patience`` iterations from iteration
-    ``warmup`` on) stops as ``STATIONARY`` (a slow valley or a minimum of q).
+    ``q`` did not drop below ``stall`` times its value ``patience`` iterations before (checked every ``patience``
+    iterations from iteration ``warmup`` on) stops as ``STATIONARY`` (a slow valley or a minimum of q).
     Dense linear algebra runs on sub-batches of ``chunk`` states (default ``BLOCK_ENTRIES / d^2``). With
     ``merge``, a state entering the contraction region of a root already found for its owner stops as a copy
     of it (see :class:`KnownRoots`); to find the roots early, when there are more than ``chunk`` states, a
@@ -303,13 +306,15 @@ def solve(
                    torch.full((N,), MAX_ITER, dtype=torch.int8, device=x.device),
                    torch.zeros(N, dtype=torch.int64, device=x.device))
     known = KnownRoots(d, x) if merge else None
-    chunk = chunk or max(1, BLOCK_ENTRIES // (d * d))
+    chunk = chunk or max(1, int(BLOCK_ENTRIES) // (d * d))
     kw = dict(center=center, limit=far * half_width, radius0=radius0, root_tol=root_tol, xtol=xtol,
-              root_xtol=root_xtol, max_iter=max_iter, patience=patience, warmup=warmup, chunk=chunk)
-    if merge and N > 2 * chunk:
+              root_xtol=root_xtol, max_iter=max_iter, patience=patience, warmup=warmup, stall=stall,
+              chunk=chunk)
+    first = max(chunk, int(FIRST_BATCH))
+    if merge and N > 2 * first:
         order = _block_order(owner)
-        _solve_batch(system, out, order[:chunk], p, owner, known, **kw)
-        _solve_batch(system, out, order[chunk:], p, owner, known, **kw)
+        _solve_batch(system, out, order[:first], p, owner, known, **kw)
+        _solve_batch(system, out, order[first:], p, owner, known, **kw)
     elif N:
         _solve_batch(system, out, torch.arange(N, device=x.device), p, owner, known, **kw)
     return out
@@ -317,7 +322,8 @@ def solve(
 
 def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], owner: Tensor,
                  known: KnownRoots | None, *, center: Tensor, limit: Tensor, radius0: float, root_tol: float,
-                 xtol: float, root_xtol: float, max_iter: int, patience: int, warmup: int, chunk: int) -> None:
+                 xtol: float, root_xtol: float, max_iter: int, patience: int, warmup: int, stall: float,
+                 chunk: int) -> None:
     """Run :func:`solve`'s iterations on the states ``ids`` (one batch), writing into ``out``."""
     x, dtype, dev = out.x, out.x.dtype, out.x.device
     n = ids.numel()
@@ -371,8 +377,8 @@ def _solve_batch(system, out: Solution, ids: Tensor, p: Mapping[str, Tensor], ow
         root = ~bad & (ginf <= root_tol) & ((st.n_newton <= root_xtol * scale) | (ginf == 0))
         stalled = ~bad & ~root & (rad <= xtol * scale)
         if (it - warmup) % patience == 0:
-            # not making progress: q did not halve over the last `patience` iterations (and is not a root)
-            slow = (q > 0.5 * q_ckpt.index_select(0, active)) & (it >= warmup)
+            # not making progress: q did not drop `stall`-fold over the last `patience` iterations (not a root)
+            slow = (q > stall * q_ckpt.index_select(0, active)) & (it >= warmup)
             stalled |= ~bad & ~root & slow & (ginf > root_tol)
             q_ckpt[active] = q
         status[active[root]] = ROOT
