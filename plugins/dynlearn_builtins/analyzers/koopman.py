@@ -85,8 +85,9 @@ class KoopmanSeparatrix(Analyzer):
         Starting value of a learned eigenvalue.
     map_steps
         Maps: iterations ``k`` in the residual ``psi(F^k x) - g_{lambda^k}(psi(x))``.
-    anchor_weight, balance_weight
-        Weights of the attractor anchors ``psi = +-1`` and of the reference code's balance term.
+    anchor_weight, balance_weight, sign_weight
+        Weights of the attractor anchors ``psi = +-1``, of the reference code's balance term, and of the sign
+        term ``relu(-label psi(x0))^2`` on the simulated samples (only wrong-side samples count).
     trajectory_fraction, refine_fraction, refine_start
         Fractions of each batch drawn from simulated trajectories and near the current zero set (after
         ``refine_start`` of the steps).
@@ -130,8 +131,7 @@ class KoopmanSeparatrix(Analyzer):
                  n_points: int = 256, n_candidates: int = 2048, grid_size: int | None = None, n_curves: int = 64,
                  n_perturb: int = 8, perturb_margin: float = 0.01, warm_start: str | None = "epoch",
                  select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32",
-                 threads: int | None = 1,
-                 random_state: int = 0) -> None:
+                 threads: int | None = 1, sign_weight: float = 0.0, random_state: int = 0) -> None:
         self.width = width
         self.depth = depth
         self.steps = steps
@@ -160,6 +160,7 @@ class KoopmanSeparatrix(Analyzer):
         self.warm_steps = warm_steps
         self.train_dtype = train_dtype
         self.threads = threads
+        self.sign_weight = sign_weight
         self.random_state = random_state
 
     # -- option resolution --------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ class KoopmanSeparatrix(Analyzer):
                            trajectory_fraction=float(self.trajectory_fraction),
                            refine_fraction=float(self.refine_fraction), refine_start=float(self.refine_start),
                            log_every=max(1, int(self.steps) // 100), map_steps=int(self.map_steps),
-                           balance_sampling=bool(self.balance_sampling))
+                           balance_sampling=bool(self.balance_sampling), sign_weight=float(self.sign_weight))
 
     # -- scikit-learn style ----------------------------------------------------------------------------------------
     def fit(self, source: Any, params: Any = None, *, show_progress: bool | None = None) -> "KoopmanSeparatrix":

@@ -1,0 +1,260 @@
+"""``dynlearn reproduce koopman``: separatrices as zero sets of neural Koopman eigenfunctions, against exact ones.
+
+The ``koopman_separatrix`` analyzer (Dabholkar & Barak, arXiv:2505.15231) is run, without being told any of the
+answers, on systems whose separatrix is known exactly, and its zero set is compared with it:
+
+- ``bistable`` (``a = 0``: the line ``x = 0``; ``a = 0.5``: the parabola ``x = a y^2``) and ``bistable_3d``
+  (the paraboloid ``x = a (y^2 + z^2)``, ``a = 0.3``): max distance <= 1% of the domain side (0.04);
+- the two-factor map at ``mu in {0.8, 1.5}``: the Chebyshev ellipse ``E_mu`` separates bounded from divergent
+  training; max distance <= 2% of its minor semi-axis ``B / sqrt(2)`` (in the ``(a, b)`` plane);
+- the 1-D latent circuit of a rank-one RNN (``rnn_latent`` with two neurons, ``tau k' = -k + 3 tanh(k + 0.3)``):
+  the separatrix is the unstable fixed point (root by Brent's method); the ``basins`` analyzer's boundary on
+  the same system agrees (both within 1% of the domain ``[-15, 15]``);
+- optimal perturbations: from the attractors ``(+-1, 0)`` of ``bistable`` the true minimal distance to the
+  separatrix is 1 (for ``a <= 1/2``); the found ``|delta|`` is within 5% and ``x0 + 1.05 delta`` crosses in
+  simulation while ``x0 + 0.95 delta`` does not;
+- a 100-D flow (``bistable`` embedded by a random rotation ``Q``, 98 extra stable directions): separatrix
+  ``(Q^T x)_0 = 0``. The analyzer runs there (labeled output, no grid), but the learned zero set is NOT accurate
+  (max ``|(Q^T x)_0|`` ~ 1 at 3000 steps: the residual is small on the samples while ``psi`` is not the
+  eigenfunction; the built-in validation shows it with a low ``r2``). Recorded in ``/errors`` (bound NaN: not a
+  claim) as a known limit.
+
+Groups: one per case with the analyzer's output (``/bistable``, ``/bistable_3d``, ``/two_factor``,
+``/rnn_latent``, ``/rnn_latent_basins``, ``/embedded_100d``), ``/errors`` (per case: measured error, its bound,
+training time) and ``/claims``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from dynlearn.params import Param
+from dynlearn.reproduce import Claim, Reproduction
+from dynlearn.store import write_group
+from dynlearn.sweep import grid
+from dynlearn.system import FlowSystem
+
+from ..analyzers.basins import Basins
+from ..analyzers.koopman import KoopmanSeparatrix
+from ..systems.rnn import LatentCircuit
+from ..systems.two_factor import ellipse_axes, ellipse_point
+
+__all__ = ["KoopmanSeparatrices", "Bistable100", "latent_circuit", "latent_roots"]
+
+_SMALL = dict(n_samples=128, n_curves=16, n_points=64, n_candidates=512, batch_size=256, lr=0.02)
+QUICK: dict[str, dict[str, Any]] = {
+    "bistable": dict(_SMALL, width=16, steps=800, grid_size=0, n_perturb=2),
+    "bistable_3d": dict(_SMALL, width=32, steps=1000, grid_size=0),
+    "two_factor": dict(_SMALL, width=32, depth=3, steps=2000, grid_size=0, n_perturb=4),
+    "rnn_latent": dict(_SMALL, width=16, steps=400),
+    "embedded_100d": dict(_SMALL, width=32, steps=300, horizon=300.0, n_curves=8, n_perturb=2),
+}
+FULL: dict[str, dict[str, Any]] = {
+    "bistable": dict(width=32, steps=3000, n_perturb=2),
+    "bistable_3d": dict(width=32, steps=3000),
+    "two_factor": dict(width=32, depth=3, steps=3000),
+    "rnn_latent": dict(width=32, steps=3000),
+    "embedded_100d": dict(width=32, steps=3000, horizon=300.0, lr=0.01),
+}
+BISTABLE_A = (0.0, 0.5)
+BISTABLE_3D_A = 0.3
+MUS = (0.8, 1.5)
+PERTURB_MARGIN = 0.05
+
+
+class Bistable100(FlowSystem):
+    """``bistable`` embedded in 100-D: ``u = Q^T x``, ``u0' = u0 - u0^3``, ``u_i' = -c (1 + i / 100) u_i``.
+
+    ``Q`` is a fixed random rotation (seed 3); the separatrix is the hyperplane ``u0 = 0``.
+    """
+
+    name = "bistable_100d"
+    description = "bistable flow embedded in 100-D by a random rotation, with 98 extra stable directions"
+    state_names = tuple(f"x{i}" for i in range(100))
+    parameters = {"c": Param(1.0, description="rate of the stable directions", low=0, low_inclusive=False)}
+    domain_bounds = ([-1.0] * 100, [1.0] * 100)
+    Q = torch.linalg.qr(torch.randn(100, 100, generator=torch.Generator().manual_seed(3), dtype=torch.float64))[0]
+
+    def rhs(self, x, p):
+        Q = self.Q.to(x.dtype)
+        u = x @ Q
+        rates = p["c"].unsqueeze(-1) * (1 + torch.arange(100, dtype=x.dtype) / 100)
+        du = torch.cat([u[..., :1] - u[..., :1] ** 3, -rates[..., 1:] * u[..., 1:]], -1)
+        return du @ Q.T
+
+
+def latent_circuit() -> LatentCircuit:
+    """Two-neuron rank-one RNN: ``tau dk/dt = -k + 3 tanh(k + 0.3)`` (two stable fixed points, one unstable)."""
+    return LatentCircuit(n_neurons=2, rank=1, m=[[1.0], [1.0]], n=[[1.5, 1.5]], b=[0.3, 0.3])
+
+
+def latent_roots() -> tuple[float, float, float]:
+    """(unstable, lower stable, upper stable) fixed points of ``tau k' = -k + 3 tanh(k + 0.3)`` (Brent's method)."""
+    from scipy.optimize import brentq
+
+    g = lambda k: -k + 3 * math.tanh(k + 0.3)  # noqa: E731
+    return brentq(g, -2.0, 1.0), brentq(g, -4.0, -1.0), brentq(g, 1.0, 4.0)
+
+
+def _finite(points: np.ndarray) -> np.ndarray:
+    return points[np.isfinite(points).all(-1)]
+
+
+def _curve_distance(points: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    if len(points) == 0:
+        return np.array([np.inf])
+    return np.sqrt(((points[:, None, :] - curve[None]) ** 2).sum(-1)).min(1)
+
+
+def parabola_error(points: np.ndarray, a: float) -> float:
+    """Max distance of ``points`` to ``x = a y^2`` (densely sampled, spacing 1e-4)."""
+    y = np.linspace(-3, 3, 60001)
+    return float(_curve_distance(_finite(points), np.stack([a * y**2, y], -1)).max())
+
+
+def paraboloid_error(points: np.ndarray, a: float) -> float:
+    """Max first-order distance ``|s| / |grad s|`` to ``x = a (y^2 + z^2)`` (exact up to O(s^2))."""
+    p = _finite(points)
+    if len(p) == 0:
+        return math.inf
+    x, y, z = p.T
+    return float((np.abs(x - a * (y**2 + z**2)) / np.sqrt(1 + 4 * a * a * (y**2 + z**2))).max())
+
+
+def ellipse_error(points: np.ndarray, mu: float) -> float:
+    """Max distance to ``E_mu`` divided by its minor semi-axis ``B / sqrt(2)`` in the ``(a, b)`` plane."""
+    theta = torch.linspace(0, 2 * math.pi, 40001, dtype=torch.float64)
+    d = _curve_distance(_finite(points), ellipse_point(theta, mu).numpy())
+    return float(d.max() / (ellipse_axes(mu)[1] / math.sqrt(2)))
+
+
+class KoopmanSeparatrices(Reproduction):
+    """Zero sets of neural Koopman eigenfunctions vs exact separatrices (flows, a map, an RNN, 100-D)."""
+
+    name = "koopman"
+    description = "separatrices as zero sets of neural Koopman eigenfunctions, against exact ones"
+    paper = "K. V. Dabholkar, O. Barak, Finding separatrices of dynamical flows with deep Koopman eigenfunctions, " \
+            "arXiv:2505.15231 (2025)"
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        return QUICK if self.quick else FULL
+
+    def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
+        cfg = self.settings()
+        out = self.create_store(out, {"analyzer": cfg}, overwrite=overwrite)
+        rows: list[tuple[str, str, float, float, float]] = []   # case, description, error, bound, seconds
+
+        def analyse(key: str, source, params, **extra):
+            an = KoopmanSeparatrix(**{**cfg[key], **extra})
+            t = time.perf_counter()
+            res = an.run(source, params, show_progress=show_progress)
+            return res, time.perf_counter() - t
+
+        bi, t_bi = analyse("bistable", "bistable", grid(a=list(BISTABLE_A)), perturb_margin=PERTURB_MARGIN)
+        write_group(out, "bistable", bi)
+        for a in BISTABLE_A:
+            rows.append((f"bistable_a={a:g}", f"bistable (a={a:g}): max distance to x = a y^2",
+                         parabola_error(bi.separatrix.sel(a=a).values, a), 0.04, t_bi))
+        b3, t_b3 = analyse("bistable_3d", "bistable_3d", grid(a=[BISTABLE_3D_A]), perturb_margin=PERTURB_MARGIN)
+        write_group(out, "bistable_3d", b3)
+        rows.append(("bistable_3d", f"bistable_3d (a={BISTABLE_3D_A:g}): max distance to x = a (y^2 + z^2)",
+                     paraboloid_error(b3.separatrix.isel(a=0).values, BISTABLE_3D_A), 0.04, t_b3))
+        tf, t_tf = analyse("two_factor", "two_factor", grid(mu=list(MUS)), perturb_margin=PERTURB_MARGIN)
+        write_group(out, "two_factor", tf)
+        for mu in MUS:
+            rows.append((f"two_factor_mu={mu:g}", f"two-factor map (mu={mu:g}): max distance to E_mu / minor "
+                         "semi-axis", ellipse_error(tf.separatrix.sel(mu=mu).values, mu), 0.02, t_tf))
+        lc = latent_circuit()
+        k0 = latent_roots()[0]
+        rl, t_rl = analyse("rnn_latent", lc, None, grid_size=None)
+        write_group(out, "rnn_latent", rl)
+        k_psi = _finite(rl.separatrix.values)[:, 0]
+        rows.append(("rnn_latent", "rnn_latent (1-D): |psi's zero - unstable fixed point|",
+                     float(np.abs(k_psi - k0).max()) if len(k_psi) else math.inf, 0.3, t_rl))
+        t = time.perf_counter()
+        bas = Basins(resolution=600, steps=400, dt=1.0).run(lc, show_progress=show_progress)
+        t_bas = time.perf_counter() - t
+        write_group(out, "rnn_latent_basins", bas)
+        between = ((bas.boundary_basin_a != bas.boundary_basin_b) & (bas.boundary_basin_a > 0)).values
+        k_bas = bas.boundary_state.values[between][:, 0]
+        agree = abs(float(k_bas.mean()) - float(k_psi.mean())) if len(k_bas) and len(k_psi) else math.inf
+        rows.append(("rnn_latent_basins", "rnn_latent (1-D): |psi's zero - basins analyzer's boundary|", agree, 0.3,
+                     t_bas))
+        em, t_em = analyse("embedded_100d", Bistable100(), grid(c=[1.0]))
+        write_group(out, "embedded_100d", em)
+        u0 = _finite(em.separatrix.isel(c=0).values) @ Bistable100.Q[:, 0].numpy()
+        rows.append(("embedded_100d", "bistable embedded in 100-D: max |(Q^T x)_0| on psi's zero set (known limit, "
+                     "not a claim)", float(np.abs(u0).max()) if len(u0) else math.inf, math.nan, t_em))
+        errors = xr.Dataset(
+            {"error": ("case", np.array([r[2] for r in rows]), {"long_name": "measured separatrix error (see "
+                                                                "description)", "units": "state units or 1"}),
+             "bound": ("case", np.array([r[3] for r in rows]), {"long_name": "must-show bound", "units": "same"}),
+             "seconds": ("case", np.array([r[4] for r in rows]), {"long_name": "analysis wall time (all sweep "
+                                                                  "elements of the group together)", "units": "s"}),
+             "description": ("case", np.array([r[1] for r in rows], dtype=object), {"long_name": "what is measured"})},
+            coords={"case": ("case", np.array([r[0] for r in rows], dtype=object))},
+        )
+        write_group(out, "errors", errors)
+        return self.claims(errors, bi, b3, tf)
+
+    @staticmethod
+    def claims(errors: xr.Dataset, bi: xr.Dataset, b3: xr.Dataset, tf: xr.Dataset) -> list[Claim]:
+        out = []
+        for case in errors["case"].values:
+            e = errors.sel(case=case)
+            if not np.isfinite(float(e["bound"])):
+                continue
+            err, bound = float(e["error"]), float(e["bound"])
+            out.append(Claim(f"separatrix_{case}", str(e["description"].values), 0.0, err, bool(err <= bound),
+                             f"<= {bound:g}", "1" if case.startswith("two_factor") else "state"))
+        for a in BISTABLE_A:
+            r = bi.sel(a=a)
+            norms = r.perturbation_norm.values
+            rel = float(np.abs(norms - 1.0).max())
+            out.append(Claim(f"perturbation_minimal_a={a:g}", f"bistable (a={a:g}): smallest perturbation from the "
+                             "attractors (+-1, 0) vs the true distance 1: max relative error", 0.0, rel,
+                             bool(rel <= PERTURB_MARGIN), f"<= {PERTURB_MARGIN:g}", "1"))
+            ok = bool(r.crossed.values.all() and r.stays.values.all())
+            out.append(Claim(f"perturbation_crosses_a={a:g}", f"bistable (a={a:g}): x0 + 1.05 delta ends in the other "
+                             "basin and x0 + 0.95 delta does not (simulated), all perturbed states", 1.0,
+                             float(ok), ok, "all", "1"))
+        for name, r in (("bistable_3d", b3), ("two_factor", tf)):
+            ok = bool(r.crossed.values.all())
+            out.append(Claim(f"perturbation_crosses_{name}", f"{name}: x0 + 1.05 delta ends in the other class "
+                             "(simulated), all perturbed states, all sweep elements", 1.0, float(ok), ok, "all", "1"))
+        return out
+
+    def views(self, tree: xr.DataTree) -> dict[str, Any]:
+        import holoviews as hv
+        import holoviews.plotting.bokeh  # noqa: F401
+
+        out: dict[str, Any] = {}
+        if "errors" in tree.children:
+            e = tree["errors"].to_dataset().load()
+            keep = np.isfinite(e["bound"].values)
+            ratio = e["error"].values[keep] / e["bound"].values[keep]
+            cases = [str(c) for c in e["case"].values[keep]]
+            out["error / bound"] = (
+                hv.Bars((cases, ratio), "case", "error / bound")
+                * hv.HLine(1.0).opts(color="red", line_dash="dashed")
+            ).opts(title="separatrix error relative to its must-show bound (red: bound)", width=700, height=320,
+                   xrotation=30)
+        if "two_factor" in tree.children:
+            tf = tree["two_factor"].to_dataset().load()
+            theta = torch.linspace(0, 2 * math.pi, 721, dtype=torch.float64)
+            frames = {}
+            for mu in tf["mu"].values:
+                e = ellipse_point(theta, float(mu)).numpy()
+                pts = _finite(tf.separatrix.sel(mu=mu).values)
+                frames[float(mu)] = (hv.Curve((e[:, 0], e[:, 1]), "a", "b", label="E_mu (exact)")
+                                     * hv.Scatter((pts[:, 0], pts[:, 1]), "a", "b", label="psi = 0").opts(size=4)
+                                     ).opts(width=460, height=420, title="psi's zero set vs the Chebyshev ellipse")
+            out["two-factor zero set vs E_mu"] = hv.HoloMap(frames, kdims=["mu"])
+        return out
