@@ -504,8 +504,38 @@ def dedupe(x: Tensor, q: Tensor, keep: Tensor, tol: float | Tensor) -> Tensor:
 
     Two candidates closer than ``tol`` belong to the same point (connected components of that graph, found by
     min-label propagation with pointer jumping, batched over ``B``); each component keeps its lowest-``q``
-    member. Returns the new ``keep`` mask.
+    member. Exact copies (states merged into the same known root) are collapsed to their first member before
+    the pairwise distances, which then cover the distinct candidates only. Returns the new ``keep`` mask.
     """
+    B, S, d = x.shape
+    flat = keep.reshape(-1).nonzero().squeeze(-1)
+    if flat.numel() < 2:
+        return keep
+    owner = flat // S
+    rows = torch.cat([owner.to(x.dtype).unsqueeze(-1), x.reshape(-1, d)[flat]], -1)
+    uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
+    if uniq.shape[0] == flat.numel():
+        return _dedupe(x, q, keep, tol)
+    pos = torch.arange(flat.numel(), device=x.device)
+    first = torch.full((uniq.shape[0],), flat.numel(), dtype=pos.dtype, device=x.device)
+    first = first.scatter_reduce(0, inv, pos, "amin")
+    rep = flat[first.sort().values]  # representatives, grouped by owner (flat indices are owner-major)
+    b = rep // S
+    count = torch.bincount(b, minlength=B)
+    slot = torch.arange(rep.numel(), device=x.device) - (count.cumsum(0) - count)[b]
+    P = int(count.max())
+    xs = x.new_zeros(B, P, d)
+    qs = torch.full((B, P), torch.inf, dtype=q.dtype, device=q.device)
+    ks = torch.zeros(B, P, dtype=torch.bool, device=x.device)
+    xs[b, slot], qs[b, slot], ks[b, slot] = x.reshape(-1, d)[rep], q.reshape(-1)[rep], True
+    kept = _dedupe(xs, qs, ks, tol)
+    out = torch.zeros(B * S, dtype=torch.bool, device=x.device)
+    out[rep] = kept[b, slot]
+    return out.reshape(B, S)
+
+
+def _dedupe(x: Tensor, q: Tensor, keep: Tensor, tol: float | Tensor) -> Tensor:
+    """:func:`dedupe` on all pairs of candidates."""
     B, S, _ = x.shape
     if S == 0:
         return keep
