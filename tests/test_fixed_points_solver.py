@@ -53,7 +53,12 @@ def run(problem, monkeypatch, *, merge: bool, groups: int = 64):
     monkeypatch.setattr(_fp_solver, "GROUPS", groups)
     factorised = []
     lu = _fp_solver._lu_transposed
-    monkeypatch.setattr(_fp_solver, "_lu_transposed", lambda J, rows, m: factorised.append(rows.numel()) or lu(J, rows, m))
+
+    def counting_lu(J, rows, is_map):
+        factorised.append(rows.numel())
+        return lu(J, rows, is_map)
+
+    monkeypatch.setattr(_fp_solver, "_lu_transposed", counting_lu)
     p = {"W": torch.as_tensor(W), "b": torch.as_tensor(b)}
     owner = torch.arange(2).repeat_interleave(N_STARTS)
     sol = _fp_solver.solve(SmallRNN(), torch.as_tensor(starts).reshape(-1, D), p, owner,

@@ -4,8 +4,8 @@ All functions work on a flat batch of states ``x`` of shape ``(N, d)`` whose par
 ``(N, *event)`` (see :func:`take`), so one call serves every sweep entry and every starting state at once.
 
 - :func:`solve`: Powell's dogleg trust-region method on ``q(x) = |g(x)|^2 / 2`` (``g`` = the system's residual:
-  ``f(x)`` for flows, ``F(x) - x`` for maps). Each step combines the Newton step ``-J^-1 g`` (batched
-  ``torch.linalg.solve_ex`` on the system's Jacobian) with the steepest-descent (Cauchy) step of ``q`` inside a
+  ``f(x)`` for flows, ``F(x) - x`` for maps). Each step combines the Newton step ``-J^-1 g`` (batched LU of
+  the system's Jacobian, where needed) with the steepest-descent (Cauchy) step of ``q`` inside a
   per-state trust radius, so it converges quadratically to simple roots and still descends into local minima
   of ``q`` that are not roots (ghosts), where ``J`` is singular. States stop on a root (``|g|_inf`` below the
   tolerance and a negligible Newton step), on a negligible trust-scaled change (a stationary point of ``q``),
@@ -13,8 +13,9 @@ All functions work on a flat batch of states ``x`` of shape ``(N, d)`` whose par
   per-iteration cost shrinks as states finish.
 - :func:`refine_minima`: Newton's method on ``grad q = J^T g = 0`` with the exact Hessian of ``q`` (autograd),
   for the few candidate minima that are not roots; also tells local minima from saddles of ``q``.
-- :func:`dedupe`: batched duplicate removal (connected components of the "closer than tol" graph inside each
-  sweep entry, keeping the lowest-``q`` copy), without a Python loop over entries.
+- :func:`dedupe` (in ``_fp_dedupe``, re-exported): batched duplicate removal (connected components of the
+  "closer than tol" graph inside each sweep entry, keeping the lowest-``q`` copy), without a Python loop over
+  entries.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
+from ._fp_dedupe import dedupe  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
 
@@ -295,9 +298,10 @@ def solve(
     ``q`` did not drop below ``stall`` times its value ``patience`` iterations before (checked every ``patience``
     iterations from iteration ``warmup`` on) stops as ``STATIONARY`` (a slow valley or a minimum of q).
     Dense linear algebra runs on sub-batches of ``chunk`` states (default ``BLOCK_ENTRIES / d^2``). With
-    ``merge``, a state entering the contraction region of a root already found for its owner stops as a copy
-    of it (see :class:`KnownRoots`); to find the roots early, when there are more than ``chunk`` states, a
-    first batch of ``chunk`` states (the first starts of every owner) runs before all the others.
+    ``merge``, a state that the chord iteration of a root already found for its owner captures stops as a
+    copy of it (see :class:`KnownRoots`); to find the roots early, when there are more than twice
+    ``max(chunk, FIRST_BATCH)`` states, a first batch of that many (the first starts of every owner) runs
+    before all the others.
     """
     N, d = x0.shape
     x = x0.clone()
@@ -497,66 +501,3 @@ def refine_minima(
     scale = ev.abs().amax(-1).clamp(min=torch.finfo(x.dtype).tiny)
     is_min = (ev[..., 0] > 1e-10 * scale) & torch.isfinite(q)
     return x, q, is_min
-
-
-def dedupe(x: Tensor, q: Tensor, keep: Tensor, tol: float | Tensor) -> Tensor:
-    """Duplicate removal inside each row: ``x`` ``(B, S, d)``, ``q`` ``(B, S)``, ``keep`` ``(B, S)`` candidates.
-
-    Two candidates closer than ``tol`` belong to the same point (connected components of that graph, found by
-    min-label propagation with pointer jumping, batched over ``B``); each component keeps its lowest-``q``
-    member. Exact copies (states merged into the same known root) are collapsed to their first member before
-    the pairwise distances, which then cover the distinct candidates only. Returns the new ``keep`` mask.
-    """
-    B, S, d = x.shape
-    flat = keep.reshape(-1).nonzero().squeeze(-1)
-    if flat.numel() < 2:
-        return keep
-    owner = flat // S
-    rows = torch.cat([owner.to(x.dtype).unsqueeze(-1), x.reshape(-1, d)[flat]], -1)
-    uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
-    if uniq.shape[0] == flat.numel():
-        return _dedupe(x, q, keep, tol)
-    pos = torch.arange(flat.numel(), device=x.device)
-    first = torch.full((uniq.shape[0],), flat.numel(), dtype=pos.dtype, device=x.device)
-    first = first.scatter_reduce(0, inv, pos, "amin")
-    rep = flat[first.sort().values]  # representatives, grouped by owner (flat indices are owner-major)
-    b = rep // S
-    count = torch.bincount(b, minlength=B)
-    slot = torch.arange(rep.numel(), device=x.device) - (count.cumsum(0) - count)[b]
-    P = int(count.max())
-    xs = x.new_zeros(B, P, d)
-    qs = torch.full((B, P), torch.inf, dtype=q.dtype, device=q.device)
-    ks = torch.zeros(B, P, dtype=torch.bool, device=x.device)
-    xs[b, slot], qs[b, slot], ks[b, slot] = x.reshape(-1, d)[rep], q.reshape(-1)[rep], True
-    kept = _dedupe(xs, qs, ks, tol)
-    out = torch.zeros(B * S, dtype=torch.bool, device=x.device)
-    out[rep] = kept[b, slot]
-    return out.reshape(B, S)
-
-
-def _dedupe(x: Tensor, q: Tensor, keep: Tensor, tol: float | Tensor) -> Tensor:
-    """:func:`dedupe` on all pairs of candidates."""
-    B, S, _ = x.shape
-    if S == 0:
-        return keep
-    tol = torch.as_tensor(tol, dtype=x.dtype, device=x.device)
-    tol = tol.reshape(-1, 1, 1) if tol.dim() else tol
-    dist = torch.cdist(x, x)
-    adj = (dist <= tol) & keep.unsqueeze(1) & keep.unsqueeze(2)
-    # order by q so the component label (its smallest index) is its lowest-q member
-    qk = torch.where(keep, q, torch.full_like(q, torch.inf))
-    order = torch.argsort(qk, dim=1, stable=True)
-    rank = torch.argsort(order, dim=1)
-    big = torch.full((B, S), S, dtype=torch.int64, device=x.device)
-    label = torch.where(keep, rank, big)
-    while True:
-        nb = torch.where(adj, label.unsqueeze(1), big.unsqueeze(1)).amin(-1)
-        new = torch.minimum(label, nb)
-        # pointer jumping: label <- label of the member ranked `label`
-        by_rank = torch.gather(new, 1, order)  # labels listed by rank
-        jumped = torch.gather(by_rank, 1, new.clamp(max=S - 1))
-        new = torch.where(keep, torch.minimum(new, jumped), big)
-        if torch.equal(new, label):
-            break
-        label = new
-    return keep & (label == rank)
