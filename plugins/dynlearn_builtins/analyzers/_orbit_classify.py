@@ -51,6 +51,14 @@ class OrbitOptions:
     flow_step: float
     n_exponents: int | None = None
 
+    @classmethod
+    def build(cls, budget: tuple[int, int], transient: int | None, steps: int | None, **kw) -> OrbitOptions:
+        """Checked options; ``transient`` / ``steps`` left ``None`` take the ``budget`` defaults."""
+        opt = cls(transient=budget[0] if transient is None else transient,
+                  steps=budget[1] if steps is None else steps, **kw)
+        opt.check()
+        return opt
+
     def check(self) -> None:
         for name in ("transient", "max_period", "record"):
             v = getattr(self, name)

@@ -151,15 +151,12 @@ class Orbits(Analyzer):
         self.chunk = chunk
 
     def options(self, kind: str) -> OrbitOptions:
-        transient, steps = DEFAULT_BUDGET[kind]
-        opt = OrbitOptions(
-            transient=transient if self.transient is None else self.transient,
-            steps=steps if self.steps is None else self.steps,
-            max_period=DEFAULT_MAX_PERIOD[kind] if self.max_period is None else self.max_period, tol=self.tol, lyap_tol=self.lyap_tol, max_norm=self.max_norm,
-            record=self.record, flow_time=self.flow_time, flow_step=self.flow_step, n_exponents=self.n_exponents,
+        return OrbitOptions.build(
+            DEFAULT_BUDGET[kind], self.transient, self.steps,
+            max_period=DEFAULT_MAX_PERIOD[kind] if self.max_period is None else self.max_period, tol=self.tol,
+            lyap_tol=self.lyap_tol, max_norm=self.max_norm, record=self.record, flow_time=self.flow_time,
+            flow_step=self.flow_step, n_exponents=self.n_exponents,
         )
-        opt.check()
-        return opt
 
     # -- analysis ---------------------------------------------------------------------------------------------
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:

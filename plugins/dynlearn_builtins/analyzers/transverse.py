@@ -138,14 +138,11 @@ class TransverseStability(Analyzer):
         self.chunk = chunk
 
     def options(self, kind: str) -> OrbitOptions:
-        transient, steps = DEFAULT_BUDGET[kind]
-        opt = OrbitOptions(
-            transient=transient if self.transient is None else self.transient,
-            steps=steps if self.steps is None else self.steps,
-            max_period=self.max_period, tol=self.period_tol, lyap_tol=self.lyap_tol, max_norm=self.max_norm,
-            record=1, flow_time=self.flow_time, flow_step=self.flow_step,
+        opt = OrbitOptions.build(
+            DEFAULT_BUDGET[kind], self.transient, self.steps, max_period=self.max_period, tol=self.period_tol,
+            lyap_tol=self.lyap_tol, max_norm=self.max_norm, record=1, flow_time=self.flow_time,
+            flow_step=self.flow_step,
         )
-        opt.check()
         if not (isinstance(self.tol, (int, float)) and np.isfinite(self.tol) and self.tol >= 0):
             raise ParameterError(f"tol must be a finite number >= 0, got {self.tol!r}")
         if not (isinstance(self.chunk, (int, np.integer)) and self.chunk >= 1):
