@@ -299,17 +299,12 @@ def test_views_build(bistable):
 
 # -- full size ---------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("mu", [0.8, 1.5])
-def test_two_factor_full_size(mu):
-    out = KoopmanSeparatrix(width=32, depth=3, steps=3000).run("two_factor", dynlearn.grid(mu=[mu]))
-    minor = ellipse_axes(mu)[1] / math.sqrt(2)
-    assert distance_to_ellipse(_finite(out.separatrix.isel(mu=0).values), mu).max() <= 0.02 * minor
-
-
-@pytest.mark.slow
-def test_bistable_full_size():
-    out = KoopmanSeparatrix().run("bistable", dynlearn.grid(a=[0.0, 0.25, 0.5]))
-    for a in (0.0, 0.25, 0.5):
-        r = out.sel(a=a)
-        assert distance_to_parabola(_finite(r.separatrix.values), a).max() <= 0.04
-        assert r.crossed.values.all()
+def test_full_reproduction(tmp_path):
+    tree = dynlearn.run_reproduction("koopman", tmp_path / "full.zarr", quick=False)
+    claims = tree["claims"].to_dataset()
+    failed = claims["claim"].values[~claims["passed"].values].tolist()
+    assert not failed, failed
+    two = tree["two_factor"].to_dataset()
+    for mu in (0.8, 1.5):
+        minor = ellipse_axes(mu)[1] / math.sqrt(2)
+        assert distance_to_ellipse(_finite(two.separatrix.sel(mu=mu).values), mu).max() <= 0.02 * minor
