@@ -17,8 +17,8 @@ answers, on systems whose separatrix is known exactly, and its zero set is compa
   ``(Q^T x)_0 = 0``. The analyzer runs there (labeled output, no grid), but the zero set is NOT within 1%: the
   eigen-residual alone reaches small values on the samples with a ``psi`` that is not the eigenfunction (many
   stable directions leave room for spurious solutions); the sign term on simulated samples (``sign_weight=1``)
-  brings the max ``|(Q^T x)_0|`` from ~0.9 to 0.18 (median 0.06, R^2 0.94, 2000 steps, 2048 samples). Recorded in
-  ``/errors`` (bound NaN: not a claim) as a known limit.
+  brings the max ``|(Q^T x)_0|`` from ~0.9 to 0.18-0.6 depending on the run (quick: 0.23; full: 0.63). Recorded
+  in ``/errors`` (bound NaN: not a claim) as a known limit.
 
 Groups: one per case with the analyzer's output (``/bistable``, ``/bistable_3d``, ``/two_factor``,
 ``/rnn_latent``, ``/rnn_latent_basins``, ``/embedded_100d``), ``/errors`` (per case: measured error, its bound,
