@@ -131,7 +131,8 @@ def residual_terms(system, net: BatchedMLP, x: Tensor, p: Mapping[str, Tensor], 
 def train_psi(system, p: Mapping[str, Tensor], net: BatchedMLP, raw_lam: Tensor, *, lo: Tensor, hi: Tensor,
               pool: Tensor, anchors: Tensor, labels: Tensor, active: Tensor, cfg: TrainConfig,
               generator: torch.Generator, meter: Meter | None = None, start: int = 0, stop: int | None = None,
-              opt_state: dict[str, Tensor] | None = None, starts: Tensor | None = None) -> tuple[BatchedMLP, Tensor, Curves, dict[str, Tensor]]:
+              opt_state: dict[str, Tensor] | None = None,
+              starts: Tensor | None = None) -> tuple[BatchedMLP, Tensor, Curves, dict[str, Tensor]]:
     """Train ``net`` (``B`` networks) in place; returns the trained net, the raw eigenvalue parameter, curves.
 
     Parameters
