@@ -16,6 +16,7 @@ import torch
 
 from dynlearn.progress import Meter
 
+from ._koopman_adapt import boundary_samples
 from ._koopman_attractors import Settled, attractor_classes, settle
 from ._koopman_locate import first_crossing
 from ._koopman_net import BatchedMLP
@@ -45,12 +46,13 @@ class Fitted:
 
 def classifier(system, st: Settled, p: dict[str, Tensor], horizon: float):
     """``label(x (B, ..., d)) -> (B, ...)`` in {-1, +1}: simulate, then diverged -> +1 when that class exists,
-    else the label of the nearest labelled final state (1-NN)."""
+    else the label of the nearest labelled final state (1-NN). ``label(x, settled=True)`` also returns the
+    :class:`Settled` simulation (states flattened to ``(B, n, d)``)."""
     has_div = ((st.label == 1) & (st.code != 0)).any(1)
     ref, ref_lab = st.final, st.label
     ref_ok = (ref_lab != 0) & (st.code == 0)
 
-    def label(x: Tensor) -> Tensor:
+    def label(x: Tensor, settled: bool = False):
         shape = x.shape[:-1]
         B, d = shape[0], x.shape[-1]
         flat = x.reshape(B, -1, d)
@@ -61,7 +63,7 @@ def classifier(system, st: Settled, p: dict[str, Tensor], horizon: float):
         nn = torch.where(nn == 0, -1, nn)
         lab = torch.where(has_div.unsqueeze(1), torch.where(s.code != 0, 1, -1), nn)
         lab = torch.where(~has_div.unsqueeze(1) & (s.code != 0), 1, lab)
-        return lab.reshape(shape)
+        return (lab.reshape(shape), s) if settled else lab.reshape(shape)
 
     return label
 
@@ -124,18 +126,14 @@ def fit_batch(an, batch, show_progress) -> Fitted:
     # validation curves and their crossings by simulation (independent of the networks)
     ends = _validation_curves(st, an.n_curves, lo64, hi64, g)
     start_lab = torch.full(ends.shape[:2], -1, dtype=torch.int64)
-    cross_sim, _ = first_crossing(classifier(system, st, p64, horizon), ends[:, :, 0], ends[:, :, 1], ends[:, :, 2],
-                                  start_lab)
+    label_fn = classifier(system, st, p64, horizon)
+    cross_sim, _ = first_crossing(label_fn, ends[:, :, 0], ends[:, :, 1], ends[:, :, 2], start_lab)
+    pool, anchors, starts, extra = _training_states(an, system, st, x0, p64, horizon, label_fn, lo64, hi64, g)
 
     cands = an._candidates(system)
     K = len(cands)
     tdtype = torch.float32 if an.dtype_name() == "float32" else torch.float64
     cfg = an._train_config(system)
-    pool = st.path[1:].permute(1, 0, 2, 3).reshape(B, -1, d)
-    span = (hi64 - lo64).abs().max()
-    good = torch.isfinite(pool).all(-1) & ((pool - (lo64 + hi64) / 2).abs() <= 2 * span).all(-1)
-    pool = pool[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), pool, x0[:, :1])
-    anchors = torch.nan_to_num(st.final, nan=0.0, posinf=1e6, neginf=-1e6)
     center, scale = (lo64 + hi64) / 2, (hi64 - lo64) / 2
     compact = 3.0 if system.kind == "map" else None
     lo, hi = lo64.to(tdtype), hi64.to(tdtype)
@@ -157,8 +155,14 @@ def fit_batch(an, batch, show_progress) -> Fitted:
             def data(rep: int, idx=idx):
                 r = (lambda t: t[idx].repeat_interleave(rep, dim=0))  # noqa: E731
                 return dict(p={k: r(v).to(tdtype) for k, v in p64.items()}, pool=r(pool).to(tdtype),
-                            anchors=r(anchors).to(tdtype), labels=r(labels), active=r(active),
-                            starts=r(st.x0).to(tdtype))
+                            anchors=r(anchors).to(tdtype), labels=torch.cat([labels[idx], flip(idx) * extra[idx]], 1)
+                            .repeat_interleave(rep, dim=0),
+                            active=r(active), starts=r(starts).to(tdtype))
+
+            def flip(idx: Tensor) -> Tensor:
+                """-1 for rows whose labels ``_align`` flipped (the boundary labels follow), else +1."""
+                flipped = ((labels[idx].to(torch.int64) * st.label[idx].to(torch.int64)) < 0).any(1, keepdim=True)
+                return torch.where(flipped, -1, 1).to(extra.dtype)
 
             if gi > 0:
                 prev = order[gi - 1]
@@ -202,6 +206,30 @@ def fit_batch(an, batch, show_progress) -> Fitted:
     curves = _gather_curves(curve_parts, B)
     return Fitted(net64, lam, torch.tensor(cands, dtype=torch.float64), chosen, cand_error, st, active, curves,
                   cross_sim, cross_psi, ends)
+
+
+def _training_states(an, system, st: Settled, x0: Tensor, p64, horizon: float, label_fn, lo64: Tensor, hi64: Tensor,
+                     g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Residual pool (trajectory states), anchors (final states), sign-term states and the labels of the extra
+    (boundary) states beyond ``st``'s own samples (``(B, 0)`` without boundary sampling)."""
+    B, d = x0.shape[0], x0.shape[-1]
+    pool = st.path[1:].permute(1, 0, 2, 3).reshape(B, -1, d)
+    span = (hi64 - lo64).abs().max()
+    good = torch.isfinite(pool).all(-1) & ((pool - (lo64 + hi64) / 2).abs() <= 2 * span).all(-1)
+    pool = pool[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), pool, x0[:, :1])
+    anchors = torch.nan_to_num(st.final, nan=0.0, posinf=1e6, neginf=-1e6)
+    starts, extra = st.x0, torch.zeros(B, 0, dtype=st.label.dtype)
+    if an._boundary(system):
+        ends = _validation_curves(st, int(an.n_boundary), lo64, hi64, g)
+        bd = boundary_samples(system, label_fn, st, ends, p64, horizon=horizon, noise=float(an.boundary_noise),
+                              n_noisy=int(an.boundary_copies), lo=lo64, hi=hi64, g=g)
+        good = torch.isfinite(bd.path).all(-1) & ((bd.path - (lo64 + hi64) / 2).abs() <= 2 * span).all(-1)
+        path = bd.path[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), bd.path, x0[:, :1])
+        pool = torch.cat([pool, path], 1)
+        anchors = torch.cat([anchors, bd.final], 1)
+        starts = torch.cat([starts, bd.x0], 1)
+        extra = bd.label.to(st.label.dtype)
+    return pool, anchors, starts, extra
 
 
 def _rep(t: Tensor, K: int) -> Tensor:

@@ -57,6 +57,7 @@ class TrainConfig:
     map_steps: int = 1
     balance_sampling: bool = False
     sign_weight: float = 0.0
+    n_anchor: int = 128
 
 
 @dataclass
@@ -170,7 +171,7 @@ def train_psi(system, p: Mapping[str, Tensor], net: BatchedMLP, raw_lam: Tensor,
     stop = cfg.steps if stop is None else stop
     lab_f = labels.to(dtype)
     lab_mask = ((labels != 0) & active.unsqueeze(1)).to(dtype)
-    n_anchor = min(anchors.shape[1], 128)
+    n_anchor = min(anchors.shape[1], cfg.n_anchor)
     refine_from = int(cfg.refine_start * cfg.steps)
     refine: Tensor | None = _near_zero(net, B, n_ref, lo, hi, generator) if n_ref and start > refine_from else None
     curves = Curves([], [], [], [], [])

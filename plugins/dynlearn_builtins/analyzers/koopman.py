@@ -131,7 +131,9 @@ class KoopmanSeparatrix(Analyzer):
                  n_points: int = 256, n_candidates: int = 2048, grid_size: int | None = None, n_curves: int = 64,
                  n_perturb: int = 8, perturb_margin: float = 0.01, warm_start: str | None = "epoch",
                  select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32",
-                 threads: int | None = 1, sign_weight: float = 0.0, random_state: int = 0) -> None:
+                 threads: int | None = 1, sign_weight: float | None = None, boundary: bool | None = None,
+                 n_boundary: int = 32, boundary_noise: float = 0.05, boundary_copies: int = 6,
+                 random_state: int = 0) -> None:
         self.width = width
         self.depth = depth
         self.steps = steps
@@ -161,12 +163,16 @@ class KoopmanSeparatrix(Analyzer):
         self.train_dtype = train_dtype
         self.threads = threads
         self.sign_weight = sign_weight
+        self.boundary = boundary
+        self.n_boundary = n_boundary
+        self.boundary_noise = boundary_noise
+        self.boundary_copies = boundary_copies
         self.random_state = random_state
 
     # -- option resolution --------------------------------------------------------------------------------------
     def _check(self) -> None:
         for key in ("width", "depth", "steps", "batch_size", "n_samples", "n_points", "n_candidates", "n_curves",
-                    "map_steps"):
+                    "map_steps", "n_boundary", "boundary_copies"):
             v = getattr(self, key)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"koopman_separatrix: option {key!r} must be a positive integer, got {v!r}")
@@ -180,6 +186,10 @@ class KoopmanSeparatrix(Analyzer):
             raise ParameterError(f"koopman_separatrix: train_dtype must be 'float32' or 'float64', got {self.train_dtype!r}")
         if self.threads is not None and (not isinstance(self.threads, (int, np.integer)) or self.threads < 1):
             raise ParameterError(f"koopman_separatrix: threads must be a positive integer or None, got {self.threads!r}")
+        if self.sign_weight is not None and not (np.isfinite(self.sign_weight) and self.sign_weight >= 0):
+            raise ParameterError(f"koopman_separatrix: sign_weight must be >= 0 or None, got {self.sign_weight!r}")
+        if not (np.isfinite(self.boundary_noise) and self.boundary_noise >= 0):
+            raise ParameterError(f"koopman_separatrix: boundary_noise must be >= 0, got {self.boundary_noise!r}")
         if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
             raise ParameterError(f"koopman_separatrix: lr must be a positive number, got {self.lr!r}")
 
@@ -223,6 +233,18 @@ class KoopmanSeparatrix(Analyzer):
             return {1: 201, 2: 101, 3: 41}[d]
         return int(self.grid_size)
 
+    def _boundary(self, system) -> bool:
+        """Boundary sampling on? (``boundary=None``: for state dimension > 3)."""
+        from ._koopman_adapt import auto_adaptive
+
+        return auto_adaptive(self.boundary, system.state_dim)
+
+    def _sign_weight(self, system) -> float:
+        """``sign_weight=None``: 1 with boundary sampling (its labelled states act through the sign term), else 0."""
+        if self.sign_weight is not None:
+            return float(self.sign_weight)
+        return 1.0 if self._boundary(system) else 0.0
+
     def _warm_steps(self) -> int:
         return int(self.warm_steps) if self.warm_steps is not None else max(1, self.steps // 3)
 
@@ -242,7 +264,8 @@ class KoopmanSeparatrix(Analyzer):
                            trajectory_fraction=float(self.trajectory_fraction),
                            refine_fraction=float(self.refine_fraction), refine_start=float(self.refine_start),
                            log_every=max(1, int(self.steps) // 100), map_steps=int(self.map_steps),
-                           balance_sampling=bool(self.balance_sampling), sign_weight=float(self.sign_weight))
+                           balance_sampling=bool(self.balance_sampling), sign_weight=self._sign_weight(system),
+                           n_anchor=256 if self._boundary(system) else 128)
 
     # -- scikit-learn style ----------------------------------------------------------------------------------------
     def fit(self, source: Any, params: Any = None, *, show_progress: bool | None = None) -> "KoopmanSeparatrix":
