@@ -51,11 +51,13 @@ class Boundary:
 
 
 def boundary_samples(system, label_fn, st: Settled, ends: Tensor, p: dict[str, Tensor], *, horizon: float,
-                     noise: float, n_noisy: int, lo: Tensor, hi: Tensor, g: torch.Generator) -> Boundary:
+                     noise: float, n_noisy: int, lo: Tensor, hi: Tensor, g: torch.Generator,
+                     trajectory_labels: bool = True) -> Boundary:
     """Bracket the simulated crossing along the curves ``ends (B, C, 3, d)`` and simulate states around it.
 
     ``label_fn(x, settled=True) -> (labels, Settled)`` classifies states by simulation. Returns ``C (2 +
-    n_noisy)`` labelled states per sweep element.
+    n_noisy)`` labelled states per sweep element, and with ``trajectory_labels`` the states of their simulated
+    trajectories, labelled with their start's class.
     """
     B, C, _, d = ends.shape
     a, b, c = ends[:, :, 0], ends[:, :, 1], ends[:, :, 2]
@@ -78,9 +80,15 @@ def boundary_samples(system, label_fn, st: Settled, ends: Tensor, p: dict[str, T
     lab = torch.where(keep, lab, 0).to(torch.int8)
     path = s.path[1:].permute(1, 2, 0, 3)                                              # (B, n, T, d)
     ok = torch.isfinite(path).all(-1) & keep.unsqueeze(-1)
+    T = path.shape[2]
     path = torch.where(ok.unsqueeze(-1), path, x.unsqueeze(2)).reshape(B, -1, d)
     final = torch.nan_to_num(s.final, nan=0.0, posinf=1e6, neginf=-1e6)
-    return Boundary(x, final, lab, path)
+    if not trajectory_labels:
+        return Boundary(x, final, lab, path)
+    # basins are invariant: every state of a trajectory has its start's class
+    rep = (lambda t: t.unsqueeze(2).expand(*t.shape[:2], T, *t.shape[2:]).reshape(B, -1, *t.shape[2:]))  # noqa: E731
+    lab_path = torch.where(ok.reshape(B, -1), rep(lab), 0).to(torch.int8)
+    return Boundary(torch.cat([x, path], 1), torch.cat([final, rep(final)], 1), torch.cat([lab, lab_path], 1), path)
 
 
 def label_near_zero(net, label_fn, n: int, lo: Tensor, hi: Tensor, g: torch.Generator, factor: int = 8):

@@ -16,7 +16,7 @@ import torch
 
 from dynlearn.progress import Meter
 
-from ._koopman_adapt import boundary_samples
+from ._koopman_adapt import boundary_samples, label_near_zero
 from ._koopman_attractors import Settled, attractor_classes, settle
 from ._koopman_locate import first_crossing
 from ._koopman_net import BatchedMLP
@@ -177,8 +177,17 @@ def fit_batch(an, batch, show_progress) -> Fitted:
                 net0 = BatchedMLP.init(R * K, d, an.width, an.depth, center, scale, compact, g, tdtype)
                 raw0 = torch.tensor([eigen_raw(system.kind, c if c == c else an._eigenvalue_init(system)) for c in cands],
                                     dtype=tdtype).repeat(R)
-                net, raw, curves1, state = train_psi(system, net=net0, raw_lam=raw0, cfg=cfg, stop=n_first,
-                                                     **data(K), **common)
+                net, raw, state, k0, pieces = net0, raw0, None, 0, []
+                for k1 in (an._active_stops(system, n_first) if K == 1 else []) + [n_first]:
+                    net, raw, piece, state = train_psi(system, net=net, raw_lam=raw, cfg=cfg, start=k0, stop=k1,
+                                                       opt_state=state, **data(K), **common)
+                    pieces.append(piece)
+                    if k1 < n_first:      # active learning: label psi's current zero set by simulation
+                        sub = classifier(system, _subset(st, idx), {k: v[idx] for k, v in p64.items()}, horizon)
+                        xa, fa, la = label_near_zero(net.to(torch.float64), sub, int(an.n_active), lo64, hi64, g)
+                        anchors, starts, extra = _append(anchors, starts, extra, idx, xa, fa, la)
+                    k0 = k1
+                curves1 = _concat(pieces)
                 parts = [curves1]
                 if K > 1:
                     err = _validation_error(_psi_crossings(net.to(torch.float64), _rep(ends[idx], K)),
@@ -222,7 +231,8 @@ def _training_states(an, system, st: Settled, x0: Tensor, p64, horizon: float, l
     if an._boundary(system):
         ends = _validation_curves(st, int(an.n_boundary), lo64, hi64, g)
         bd = boundary_samples(system, label_fn, st, ends, p64, horizon=horizon, noise=float(an.boundary_noise),
-                              n_noisy=int(an.boundary_copies), lo=lo64, hi=hi64, g=g)
+                              n_noisy=int(an.boundary_copies), lo=lo64, hi=hi64, g=g,
+                              trajectory_labels=bool(an.trajectory_labels))
         good = torch.isfinite(bd.path).all(-1) & ((bd.path - (lo64 + hi64) / 2).abs() <= 2 * span).all(-1)
         path = bd.path[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), bd.path, x0[:, :1])
         pool = torch.cat([pool, path], 1)
@@ -230,6 +240,24 @@ def _training_states(an, system, st: Settled, x0: Tensor, p64, horizon: float, l
         starts = torch.cat([starts, bd.x0], 1)
         extra = bd.label.to(st.label.dtype)
     return pool, anchors, starts, extra
+
+
+def _subset(st: Settled, idx: Tensor) -> Settled:
+    return Settled(st.x0[idx], st.final[idx], st.code[idx], st.path[:, idx], st.label[idx])
+
+
+def _append(anchors: Tensor, starts: Tensor, extra: Tensor, idx: Tensor, x0: Tensor, final: Tensor,
+            label: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Add labelled states ``x0 (R, n, d)`` (rows ``idx`` of the batch; other rows get label 0)."""
+    B, n, d = anchors.shape[0], x0.shape[1], x0.shape[-1]
+    new = {}
+    for key, v, fill in (("a", final, anchors), ("s", x0, starts)):
+        t = fill[:, :1].expand(B, n, d).clone()
+        t[idx] = v.to(t.dtype)
+        new[key] = torch.cat([fill, t], 1)
+    lab = torch.zeros(B, n, dtype=extra.dtype)
+    lab[idx] = label.to(extra.dtype)
+    return new["a"], new["s"], torch.cat([extra, lab], 1)
 
 
 def _rep(t: Tensor, K: int) -> Tensor:

@@ -133,6 +133,7 @@ class KoopmanSeparatrix(Analyzer):
                  select_fraction: float = 0.3, warm_steps: int | None = None, train_dtype: str = "float32",
                  threads: int | None = 1, sign_weight: float | None = None, boundary: bool | None = None,
                  n_boundary: int = 32, boundary_noise: float = 0.05, boundary_copies: int = 6,
+                 active_rounds: int | None = None, n_active: int = 128, trajectory_labels: bool = False,
                  random_state: int = 0) -> None:
         self.width = width
         self.depth = depth
@@ -167,12 +168,15 @@ class KoopmanSeparatrix(Analyzer):
         self.n_boundary = n_boundary
         self.boundary_noise = boundary_noise
         self.boundary_copies = boundary_copies
+        self.active_rounds = active_rounds
+        self.n_active = n_active
+        self.trajectory_labels = trajectory_labels
         self.random_state = random_state
 
     # -- option resolution --------------------------------------------------------------------------------------
     def _check(self) -> None:
         for key in ("width", "depth", "steps", "batch_size", "n_samples", "n_points", "n_candidates", "n_curves",
-                    "map_steps", "n_boundary", "boundary_copies"):
+                    "map_steps", "n_boundary", "boundary_copies", "n_active"):
             v = getattr(self, key)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"koopman_separatrix: option {key!r} must be a positive integer, got {v!r}")
@@ -244,6 +248,15 @@ class KoopmanSeparatrix(Analyzer):
         if self.sign_weight is not None:
             return float(self.sign_weight)
         return 1.0 if self._boundary(system) else 0.0
+
+    def _active_stops(self, system, steps: int) -> list[int]:
+        """Steps after which psi's zero set is labelled by simulation (``active_rounds=None``: 2 with boundary
+        sampling, else 0), evenly spaced in the first 60% of the steps."""
+        rounds = self.active_rounds if self.active_rounds is not None else (2 if self._boundary(system) else 0)
+        if not isinstance(rounds, (int, np.integer)) or isinstance(rounds, bool) or rounds < 0:
+            raise ParameterError(f"koopman_separatrix: active_rounds must be an integer >= 0 or None, got {rounds!r}")
+        stops = sorted({int(round(0.6 * steps * (r + 1) / rounds)) for r in range(rounds)} - {0, steps})
+        return stops
 
     def _warm_steps(self) -> int:
         return int(self.warm_steps) if self.warm_steps is not None else max(1, self.steps // 3)

@@ -44,10 +44,11 @@ from dynlearn.system import FlowSystem
 
 from ..analyzers.basins import Basins
 from ..analyzers.koopman import KoopmanSeparatrix
-from ..systems.rnn import LatentCircuit
+from ..systems.rnn import LatentCircuit, LowRankRNN
 from ..systems.two_factor import ellipse_axes, ellipse_point
 
-__all__ = ["KoopmanSeparatrices", "Bistable100", "latent_circuit", "latent_roots"]
+__all__ = ["KoopmanSeparatrices", "Bistable100", "latent_circuit", "latent_roots", "rank_one_rnn",
+           "rank_one_fixed_point"]
 
 _SMALL = dict(n_samples=128, n_curves=16, n_points=64, n_candidates=512, batch_size=256, lr=0.02)
 QUICK: dict[str, dict[str, Any]] = {
@@ -56,14 +57,16 @@ QUICK: dict[str, dict[str, Any]] = {
     "two_factor": dict(_SMALL, width=32, depth=3, steps=2000, grid_size=0, n_perturb=4),
     "rnn_latent": dict(_SMALL, width=16, steps=400),
     "embedded_100d": dict(_SMALL, width=32, steps=500, lr=0.01, n_samples=512, horizon=300.0, n_curves=8,
-                          sign_weight=1.0, n_perturb=2),
+                          n_perturb=2),
+    "rnn_100": dict(_SMALL, width=32, steps=1500, lr=0.01, n_samples=512, n_curves=8, n_perturb=2),
 }
 FULL: dict[str, dict[str, Any]] = {
     "bistable": dict(width=32, steps=3000, n_perturb=2),
     "bistable_3d": dict(width=32, steps=3000),
     "two_factor": dict(width=32, depth=3, steps=3000),
     "rnn_latent": dict(width=32, steps=3000),
-    "embedded_100d": dict(width=32, steps=3000, horizon=300.0, lr=0.01, n_samples=4096, sign_weight=1.0),
+    "embedded_100d": dict(width=32, steps=3000, horizon=300.0, lr=0.01, n_samples=4096),
+    "rnn_100": dict(width=32, steps=3000, lr=0.01, n_samples=2048, n_perturb=2),
 }
 BISTABLE_A = (0.0, 0.5)
 BISTABLE_3D_A = 0.3
@@ -103,6 +106,34 @@ def latent_roots() -> tuple[float, float, float]:
 
     g = lambda k: -k + 3 * math.tanh(k + 0.3)  # noqa: E731
     return brentq(g, -2.0, 1.0), brentq(g, -4.0, -1.0), brentq(g, 1.0, 4.0)
+
+
+def rank_one_rnn(n_neurons: int = 100, gain: float = 2.0, seed: int = 0) -> LowRankRNN:
+    """The full ``rnn`` map on ``R^N`` with ``W = m n^T``, ``b = 0``: ``m ~ N(0, 1)`` (seeded), ``n = gain m / |m|^2``.
+
+    The latent ``kappa = n^T x`` obeys ``kappa -> (1 - D) kappa + D n^T tanh(m kappa)`` exactly (DESIGN.md §3.2),
+    odd in ``kappa`` with slope ``(1 - D) + D gain > 1`` at 0: bistable for ``gain > 1``, with attractors
+    ``x = tanh(+-m kappa*)`` and the separatrix the hyperplane ``n^T x = 0`` exactly (the stable manifold of the
+    saddle at the origin: the directions orthogonal to ``n`` contract by ``1 - D``).
+    """
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(n_neurons, 1, generator=g, dtype=torch.float64)
+    n = (gain * m / (m * m).sum()).T
+    return LowRankRNN(n_neurons=n_neurons, m=m.tolist(), n=n.tolist(), b=[0.0] * n_neurons)
+
+
+def rank_one_fixed_point(rnn: LowRankRNN) -> float:
+    """``kappa* > 0`` with ``kappa* = n^T tanh(m kappa*)`` (Brent's method; the attractors are ``+-kappa*``)."""
+    from scipy.optimize import brentq
+
+    p = rnn.param_tensors()
+    m, n = p["m"][:, 0].numpy(), p["n"][0].numpy()
+    return brentq(lambda k: float(n @ np.tanh(m * k)) - k, 1e-6, float(np.abs(n).sum()) + 1.0)
+
+
+def hyperplane_distance(points: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """``|normal . x| / |normal|`` for each row of ``points``."""
+    return np.abs(points @ normal) / np.linalg.norm(normal)
 
 
 def _finite(points: np.ndarray) -> np.ndarray:

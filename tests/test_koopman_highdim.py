@@ -1,0 +1,101 @@
+"""koopman_separatrix on a full 100-neuron RNN (the ``rnn`` map on R^100) with an exact hyperplane separatrix.
+
+``W = m n^T``, ``b = 0``, ``n = 2 m / |m|^2``: the latent ``kappa = n^T x`` obeys the odd 1-D map
+``kappa -> (1 - D) kappa + D n^T tanh(m kappa)`` exactly, with slope 1.5 at 0, so the separatrix is the hyperplane
+``n^T x = 0`` and the smallest perturbation from an attractor ``tanh(+-m kappa*)`` across it has norm
+``kappa* / |n|``. The analyzer is told none of this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dynlearn.testing import check_system
+from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
+from dynlearn_builtins.reproductions.koopman import (QUICK, FULL, hyperplane_distance, rank_one_fixed_point,
+                                                      rank_one_rnn)
+
+N = 100
+SIDE = 2.0                   # the rnn's sampling box is [-1, 1]^N
+BOUND = 0.01 * SIDE          # 1% of the domain size
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    return rank_one_rnn(N)
+
+
+@pytest.fixture(scope="module")
+def exact(rnn):
+    p = rnn.param_tensors()
+    m, n = p["m"][:, 0], p["n"][0]
+    k = rank_one_fixed_point(rnn)
+    return dict(m=m, n=n, kappa=k, distance=k / float(n.norm()))
+
+
+@pytest.fixture(scope="module")
+def result(rnn):
+    return KoopmanSeparatrix(**QUICK["rnn_100"]).run(rnn, None, show_progress=False)
+
+
+# -- the construction (exact facts, float64) ---------------------------------------------------------------------------
+def test_rnn_system_conforms(rnn):
+    check_system(rnn)
+
+
+def test_latent_is_an_exact_autonomous_map(rnn, exact):
+    x = 2 * torch.rand(64, N, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 1
+    p = rnn.param_tensors()
+    kappa = x @ exact["n"]
+    d = rnn.delta
+    latent_next = (1 - d) * kappa + d * (torch.tanh(kappa.unsqueeze(-1) * exact["m"]) @ exact["n"])
+    torch.testing.assert_close(rnn.rhs(x, p) @ exact["n"], latent_next, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(rnn.rhs(-x, p), -rnn.rhs(x, p), rtol=0, atol=0)    # odd: n^T x = 0 is invariant
+
+
+def test_attractors_and_the_hyperplane_separatrix_by_simulation(rnn, exact):
+    # states at n^T x = +-eps (eps = 1e-3 |n| ... projected from random states) end at tanh(+-m kappa*)
+    g = torch.Generator().manual_seed(2)
+    n = exact["n"]
+    x = 2 * torch.rand(32, N, generator=g, dtype=torch.float64) - 1
+    x = x - ((x @ n) / (n @ n)).unsqueeze(-1) * n                                  # onto the hyperplane
+    side = torch.where(torch.arange(32) % 2 == 0, 1.0, -1.0).to(torch.float64)
+    x = x + (1e-3 * side).unsqueeze(-1) * n / n.norm()
+    p = rnn.param_tensors()
+    for _ in range(200):
+        x = rnn.rhs(x, p)
+    target = torch.tanh(side.unsqueeze(-1) * exact["kappa"] * exact["m"])
+    torch.testing.assert_close(x, target, rtol=0, atol=1e-10)
+
+
+# -- the analyzer, not told the answer --------------------------------------------------------------------------------
+def test_zero_set_is_the_hyperplane(result, exact):
+    pts = result.separatrix.values
+    pts = pts[np.isfinite(pts).all(-1)]
+    assert len(pts) == result.sizes["point"]
+    err = hyperplane_distance(pts, exact["n"].numpy())
+    assert err.max() <= BOUND, (err.max(), np.median(err))
+
+
+def test_optimal_perturbations_are_minimal_and_cross(result, exact):
+    # the first two perturbed states are the attractors tanh(+-m kappa*)
+    norms = result.perturbation_norm.values
+    np.testing.assert_allclose(norms, exact["distance"], rtol=0.05)
+    assert result.crossed.values.all() and result.stays.values.all()
+
+
+def test_attractors_found(result, exact):
+    a = result.attractor.values @ exact["n"].numpy()
+    np.testing.assert_allclose(np.sort(a), [-exact["kappa"], exact["kappa"]], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_full_size(rnn, exact):
+    r = KoopmanSeparatrix(**FULL["rnn_100"]).run(rnn, None, show_progress=False)
+    pts = r.separatrix.values
+    err = hyperplane_distance(pts[np.isfinite(pts).all(-1)], exact["n"].numpy())
+    assert err.max() <= BOUND
+    np.testing.assert_allclose(r.perturbation_norm.values, exact["distance"], rtol=0.05)
+    assert r.crossed.values.all() and r.stays.values.all()
