@@ -61,7 +61,7 @@ def test_reproduction_claims_hold(repro):
     claims = repro["claims"].to_dataset()
     failed = claims["claim"].values[~claims["passed"].values].tolist()
     assert not failed, failed
-    assert len(claims["claim"]) == 13
+    assert len(claims["claim"]) == 17
     for name, group in repro.children.items():
         for var in group.to_dataset().data_vars.values():
             assert "long_name" in var.attrs, f"{name}/{var.name} has no long_name"
@@ -185,8 +185,8 @@ def test_optimal_perturbation_of_given_states_in_1d():
 
 # -- 100-D: bistable embedded by a random rotation, with 98 extra stable directions -----------------------------------
 def test_100d_runs_and_reports_its_accuracy(repro):
-    # the zero set is NOT accurate in 100-D (a known limit, see docs/koopman.md); the analyzer runs, finds the two
-    # attractors u = (+-1, 0, ...), returns labeled zero-set points and flags the accuracy through validation
+    # boundary sampling (auto above 3-D) brings the zero set near u0 = 0, but not to the 1% goal at quick size
+    # (docs/koopman.md); the analyzer finds the two attractors u = (+-1, 0, ...), returns labeled zero-set points
     r = _group(repro, "embedded_100d").isel(c=0)
     assert int(r.status) == 0 and "psi" not in r                       # no grid above 3-D
     assert r.sizes["state"] == 100
@@ -197,8 +197,28 @@ def test_100d_runs_and_reports_its_accuracy(repro):
     np.testing.assert_allclose(u[:, 1:], 0.0, atol=1e-4)
     assert len(_finite(r.separatrix.values)) == 64
     assert np.isfinite(r.crossing_error.values).all() and np.isfinite(float(r.r2))
+    u0 = np.abs(_finite(r.separatrix.values) @ Q[:, 0])
     err = _group(repro, "errors").sel(case="embedded_100d")
-    assert np.isnan(float(err.bound)) and float(err.error) > 0
+    assert float(err.error) == pytest.approx(u0.max()) and u0.max() <= float(err.bound)
+    assert np.median(u0) <= 0.05 and float(r.r2) >= 0.95
+
+
+def test_rnn_100_zero_set_perturbations_attractors(repro):
+    # full 100-neuron rank-one rnn (W = m n^T, b = 0): the separatrix is exactly n^T x = 0, the attractors are
+    # tanh(+-m kappa*) at distance kappa*/|n| from it (construction checked in tests/test_koopman_highdim.py)
+    from dynlearn_builtins.reproductions.koopman import hyperplane_distance, rank_one_fixed_point, rank_one_rnn
+
+    r = _group(repro, "rnn_100")
+    net = rank_one_rnn(100)
+    n = net.param_tensors()["n"][0].numpy()
+    kappa = rank_one_fixed_point(net)
+    pts = _finite(r.separatrix.values)
+    assert len(pts) == r.sizes["point"]
+    err = hyperplane_distance(pts, n)
+    assert err.max() <= 0.02, (err.max(), np.median(err))                # 1% of the box side 2
+    np.testing.assert_allclose(r.perturbation_norm.values, kappa / np.linalg.norm(n), rtol=0.05)
+    assert r.crossed.values.all() and r.stays.values.all()
+    np.testing.assert_allclose(np.sort(r.attractor.values @ n), [-kappa, kappa], rtol=1e-6)
 
 
 def test_100d_system_is_the_rotated_bistable_flow():

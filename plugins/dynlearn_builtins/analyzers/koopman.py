@@ -87,7 +87,19 @@ class KoopmanSeparatrix(Analyzer):
         Maps: iterations ``k`` in the residual ``psi(F^k x) - g_{lambda^k}(psi(x))``.
     anchor_weight, balance_weight, sign_weight
         Weights of the attractor anchors ``psi = +-1``, of the reference code's balance term, and of the sign
-        term ``relu(-label psi(x0))^2`` on the simulated samples (only wrong-side samples count).
+        term ``relu(-label psi(x0))^2`` on the simulated samples (only wrong-side samples count; ``None``: 1 with
+        boundary sampling, else 0).
+    boundary, n_boundary, boundary_noise, boundary_copies
+        Boundary sampling (``None``: on for state dimension > 3, where uniform samples miss the separatrix): along
+        ``n_boundary`` random curves between the two classes the simulated class change is bisected (2^-12 of
+        the curve); the two bracket ends and ``boundary_copies`` states around each crossing (random offsets up
+        to ``boundary_noise`` times the largest box side) are simulated and join the sign term, the anchors
+        (their final states) and the residual samples (their trajectories). See :mod:`._koopman_adapt`.
+    active_rounds, n_active, trajectory_labels
+        Active learning (``None``: 2 rounds with boundary sampling, else 0): training pauses ``active_rounds``
+        times in its first 60%, and the ``n_active`` states with the smallest ``|psi|`` among uniform candidates
+        are labelled by simulation and join the sign term. ``trajectory_labels``: the states along the boundary
+        trajectories join the sign term too, labelled with their start's class (off: no gain measured).
     trajectory_fraction, refine_fraction, refine_start
         Fractions of each batch drawn from simulated trajectories and near the current zero set (after
         ``refine_start`` of the steps).
