@@ -271,9 +271,12 @@ def test_single_attractor_is_a_labeled_status():
     [({"steps": 0}, ParameterError), ({"width": 2.5}, ParameterError), ({"eigenvalue": -1.0}, ParameterError),
      ({"eigenvalue": "guess"}, ParameterError), ({"train_dtype": "float16"}, ParameterError),
      ({"lr": float("nan")}, ParameterError), ({"refine_fraction": 1.5}, ParameterError),
-     ({"trajectory_fraction": 0.6, "refine_fraction": 0.5}, ParameterError), ({"threads": 0}, ParameterError)],
+     ({"trajectory_fraction": 0.6, "refine_fraction": 0.5}, ParameterError), ({"threads": 0}, ParameterError),
+     ({"n_boundary": 0}, ParameterError), ({"boundary_noise": -0.1}, ParameterError),
+     ({"active_rounds": -1}, ParameterError), ({"sign_weight": float("nan")}, ParameterError)],
     ids=["zero-steps", "float-width", "negative-eigenvalue", "unknown-eigenvalue", "float16", "nan-lr",
-         "fraction-above-one", "fractions-sum", "zero-threads"],
+         "fraction-above-one", "fractions-sum", "zero-threads", "zero-boundary-curves", "negative-noise",
+         "negative-active-rounds", "nan-sign-weight"],
 )
 def test_bad_options(options, error):
     with pytest.raises(error):

@@ -69,7 +69,7 @@ def test_attractors_and_the_hyperplane_separatrix_by_simulation(rnn, exact):
     torch.testing.assert_close(x, target, rtol=0, atol=1e-10)
 
 
-# -- the analyzer, not told the answer ----------------------------------------------------------------------------------
+# -- the analyzer, not told the answer --------------------------------------------------------------------------------
 # quick size: the reproduction's group /rnn_100 (tests/test_koopman.py::test_rnn_100_zero_set_perturbations_attractors,
 # so the default suite trains it once); full size here
 def check_rnn_result(result, exact) -> None:
@@ -89,3 +89,31 @@ def check_rnn_result(result, exact) -> None:
 @pytest.mark.slow
 def test_full_size(rnn, exact):
     check_rnn_result(KoopmanSeparatrix(**FULL["rnn_100"]).run(rnn, None, show_progress=False), exact)
+
+
+# -- boundary sampling: states next to the separatrix, labelled by simulation ------------------------------------------
+@pytest.mark.parametrize("trajectory_labels", [False, True], ids=["states", "with-trajectories"])
+def test_boundary_samples_bracket_the_separatrix_with_exact_labels(trajectory_labels):
+    # bistable a = 0: basin of x is sign(x) exactly; the bracket ends lie within 2^-12 of a curve's length of x = 0
+    import dynlearn
+    from dynlearn_builtins.analyzers._koopman_adapt import boundary_samples
+    from dynlearn_builtins.analyzers._koopman_attractors import attractor_classes, settle
+    from dynlearn_builtins.analyzers._koopman_fit import _validation_curves, classifier
+
+    sys = dynlearn.registry.get("systems", "bistable")()
+    g = torch.Generator().manual_seed(0)
+    lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in sys.domain())
+    p = sys.expand_params(sys.param_tensors((1,)), 1)
+    x0 = lo + (hi - lo) * torch.rand(1, 64, 2, generator=g, dtype=torch.float64)
+    st = attractor_classes(settle(sys, x0, p, horizon=30.0), tol=0.02 * float((hi - lo).norm()))
+    ends = _validation_curves(st, 16, lo, hi, g)
+    bd = boundary_samples(sys, classifier(sys, st, p, 30.0), st, ends, p, horizon=30.0, noise=0.05, n_noisy=4,
+                          lo=lo, hi=hi, g=g, trajectory_labels=trajectory_labels)
+    lab, x = bd.label[0].numpy(), bd.x0[0].numpy()
+    assert (lab != 0).sum() == 16 * 6 * (9 if trajectory_labels else 1)      # 8 snapshots per trajectory
+    plus = st.centroid[0, 1, 0] > 0                       # +1 is the attractor (1, 0) by the coordinate-sum rule
+    assert bool(plus)
+    np.testing.assert_array_equal(lab[lab != 0], np.sign(x[lab != 0, 0]))
+    length = (ends[0, :, 1] - ends[0, :, 0]).norm(dim=-1).numpy() * 1.5
+    brackets = np.abs(x[: 16 * 6].reshape(16, 6, 2)[:, :2, 0])
+    assert (brackets <= (length * 2.0**-12)[:, None]).all()

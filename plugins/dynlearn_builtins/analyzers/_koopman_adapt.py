@@ -52,7 +52,7 @@ class Boundary:
 
 def boundary_samples(system, label_fn, st: Settled, ends: Tensor, p: dict[str, Tensor], *, horizon: float,
                      noise: float, n_noisy: int, lo: Tensor, hi: Tensor, g: torch.Generator,
-                     trajectory_labels: bool = True) -> Boundary:
+                     trajectory_labels: bool = False) -> Boundary:
     """Bracket the simulated crossing along the curves ``ends (B, C, 3, d)`` and simulate states around it.
 
     ``label_fn(x, settled=True) -> (labels, Settled)`` classifies states by simulation. Returns ``C (2 +

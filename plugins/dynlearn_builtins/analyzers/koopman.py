@@ -204,6 +204,9 @@ class KoopmanSeparatrix(Analyzer):
             raise ParameterError(f"koopman_separatrix: threads must be a positive integer or None, got {self.threads!r}")
         if self.sign_weight is not None and not (np.isfinite(self.sign_weight) and self.sign_weight >= 0):
             raise ParameterError(f"koopman_separatrix: sign_weight must be >= 0 or None, got {self.sign_weight!r}")
+        r = self.active_rounds
+        if r is not None and (not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 0):
+            raise ParameterError(f"koopman_separatrix: active_rounds must be an integer >= 0 or None, got {r!r}")
         if not (np.isfinite(self.boundary_noise) and self.boundary_noise >= 0):
             raise ParameterError(f"koopman_separatrix: boundary_noise must be >= 0, got {self.boundary_noise!r}")
         if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
@@ -265,8 +268,6 @@ class KoopmanSeparatrix(Analyzer):
         """Steps after which psi's zero set is labelled by simulation (``active_rounds=None``: 2 with boundary
         sampling, else 0), evenly spaced in the first 60% of the steps."""
         rounds = self.active_rounds if self.active_rounds is not None else (2 if self._boundary(system) else 0)
-        if not isinstance(rounds, (int, np.integer)) or isinstance(rounds, bool) or rounds < 0:
-            raise ParameterError(f"koopman_separatrix: active_rounds must be an integer >= 0 or None, got {rounds!r}")
         stops = sorted({int(round(0.6 * steps * (r + 1) / rounds)) for r in range(rounds)} - {0, steps})
         return stops
 

@@ -26,8 +26,8 @@ answers, on systems whose separatrix is known exactly, and its zero set is compa
   attractor ``tanh(+-m kappa*)`` within 5% of the exact distance ``kappa* / |n|``, crossing in simulation.
 
 Groups: one per case with the analyzer's output (``/bistable``, ``/bistable_3d``, ``/two_factor``,
-``/rnn_latent``, ``/rnn_latent_basins``, ``/embedded_100d``, ``/rnn_100``), ``/errors`` (per case: measured error, its bound,
-training time) and ``/claims``.
+``/rnn_latent``, ``/rnn_latent_basins``, ``/embedded_100d``, ``/rnn_100``), ``/errors`` (per case: measured
+error, its bound, training time) and ``/claims``.
 """
 
 from __future__ import annotations
