@@ -61,7 +61,7 @@ def test_reproduction_claims_hold(repro):
     claims = repro["claims"].to_dataset()
     failed = claims["claim"].values[~claims["passed"].values].tolist()
     assert not failed, failed
-    assert len(claims["claim"]) == 17
+    assert len(claims["claim"]) == 16  # the 100-D rotated bistable is recorded in /errors, not claimed
     for name, group in repro.children.items():
         for var in group.to_dataset().data_vars.values():
             assert "long_name" in var.attrs, f"{name}/{var.name} has no long_name"
@@ -199,8 +199,10 @@ def test_100d_runs_and_reports_its_accuracy(repro):
     assert np.isfinite(r.crossing_error.values).all() and np.isfinite(float(r.r2))
     u0 = np.abs(_finite(r.separatrix.values) @ Q[:, 0])
     err = _group(repro, "errors").sel(case="embedded_100d")
-    assert float(err.error) == pytest.approx(u0.max()) and u0.max() <= float(err.bound)
-    assert np.median(u0) <= 0.05 and float(r.r2) >= 0.95
+    assert float(err.error) == pytest.approx(u0.max()) and np.isnan(float(err.bound))  # recorded, not a claim
+    assert "separatrix_embedded_100d" not in _group(repro, "claims").claim.values
+    # regression guard (boundary sampling): before it, max |u0| was 0.23 (quick) / 0.63 (full) with median ~0.1
+    assert np.median(u0) <= 0.05 and u0.max() <= 0.2 and float(r.r2) >= 0.95
 
 
 def test_rnn_100_zero_set_perturbations_attractors(repro):
