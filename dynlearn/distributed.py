@@ -5,7 +5,7 @@
 merges the shards along ``seed`` into ``out`` (written under a temporary name and renamed into place). Networks
 are independent, so the merged store holds exactly what a single-process run would. An interrupted sharded run
 resumes shard by shard. Pass ``client`` to use an existing cluster (several machines); by default a local
-cluster of processes is started. Usage (the same as ``dynlearn run ghost.toml ghost.zarr --workers 2``; starting a
+cluster of processes is started. Usage (the same as ``dynlearn run ghost.toml --out ghost.zarr --workers 2``; starting a
 cluster takes seconds, so this is shown rather than run here — tests/test_distributed.py runs it)::
 
     import dynlearn

@@ -5,8 +5,8 @@ A reproduction runs one or more packaged experiments and analyzers into a single
 the tolerance and whether it holds. ``dynlearn reproduce NAME`` prints that table; tests run reduced versions
 (``quick=True``) and check it.
 
-For developers: subclass :class:`Reproduction`, implement ``run(out, show_progress) -> None`` writing groups
-into the store and returning the list of :class:`Claim` (written for you as ``/claims``).
+For developers: subclass :class:`Reproduction`, implement ``run(out, *, overwrite, show_progress) -> list[Claim]``
+writing groups into the store and returning its claims (written for you as ``/claims``).
 Stores that hold no training run are made with :meth:`Reproduction.create_store` first.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
