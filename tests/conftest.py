@@ -45,6 +45,31 @@ def tmp_store(tmp_path):
     return tmp_path / "run.zarr"
 
 
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """``interrupt_training(cls, n, run)``: call ``run()`` with ``cls.evaluate`` raising ``KeyboardInterrupt`` at its
+    ``n``-th call (a run stopped mid-chunk), check that it was stopped, then restore ``cls.evaluate``."""
+
+    def go(cls, n: int, run) -> None:
+        orig = cls.evaluate
+        calls = {"n": 0}
+
+        def flaky(self, theta, hp):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return orig(self, theta, hp)
+
+        monkeypatch.setattr(cls, "evaluate", flaky)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run()
+        finally:
+            monkeypatch.setattr(cls, "evaluate", orig)
+
+    return go
+
+
 @pytest.fixture(autouse=True)
 def _no_progress():
     dynlearn.set_progress(False)

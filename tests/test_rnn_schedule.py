@@ -86,24 +86,13 @@ def test_schedule_in_training_records_c_and_lowers_stuck_networks():
     assert "c" not in run.tree["train"].coords  # scheduled: recorded per epoch instead of as a fixed coord
 
 
-def test_interrupted_run_with_schedule_resumes_identically(tmp_path, monkeypatch):
+def test_interrupted_run_with_schedule_resumes_identically(tmp_path, interrupt_training):
     rnn = LowRankRNN(n_neurons=16)
     kw = dict(epochs=90, seeds=2, sweep={"c_low": [1.0]}, chunk=30, checkpoint_every=10, dtype="float64",
               schedule={"name": "lower_when_stuck", "value": "c_low", "after": 55, "window": 20})
     ref = dynlearn.train(rnn, out=tmp_path / "ref.zarr", **kw)
-    calls = {"n": 0}
-    orig = LowRankRNN.evaluate
-
-    def flaky(self, theta, hp):
-        calls["n"] += 1
-        if calls["n"] == 75:  # inside the third chunk, after the lowering at epoch 55
-            raise KeyboardInterrupt
-        return orig(self, theta, hp)
-
-    monkeypatch.setattr(LowRankRNN, "evaluate", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        dynlearn.train(rnn, out=tmp_path / "run.zarr", **kw)
-    monkeypatch.setattr(LowRankRNN, "evaluate", orig)
+    # stopped inside the third chunk (75th evaluation), after the lowering at epoch 55
+    interrupt_training(LowRankRNN, 75, lambda: dynlearn.train(rnn, out=tmp_path / "run.zarr", **kw))
     res = dynlearn.train(rnn, out=tmp_path / "run.zarr", **kw)
     assert res.resumed_from == 60
     for group in ("train", "params"):

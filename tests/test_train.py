@@ -109,27 +109,15 @@ def test_checkpoints_every_k(quad):
     assert run.tree["train"]["loss"].sizes["epoch"] == 12
 
 
-def test_interrupted_run_resumes_to_identical_contents(quad, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_identical_contents(quad, tmp_path, interrupt_training):
     """An exception mid-run leaves a consistent store; running again resumes from the last committed chunk."""
     kwargs = dict(epochs=50, seeds=[0, 1], sweep={"lr": [0.1, 0.2]}, chunk=10,
                   schedule={"name": "step", "hyper": "h", "epoch": 25, "value": 0.5})
     ref = dynlearn.train(quad, out=tmp_path / "ref.zarr", **kwargs)
-    calls = {"n": 0}
-    orig = Quadratic.evaluate
-
-    def flaky(self, theta, hp):
-        calls["n"] += 1
-        if calls["n"] == 33:
-            raise KeyboardInterrupt
-        return orig(self, theta, hp)
-
-    monkeypatch.setattr(Quadratic, "evaluate", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        dynlearn.train(quad, out=tmp_path / "run.zarr", **kwargs)
+    interrupt_training(Quadratic, 33, lambda: dynlearn.train(quad, out=tmp_path / "run.zarr", **kwargs))
     partial = dynlearn.open_store(tmp_path / "run.zarr")
     assert dynlearn.store.committed_epochs(partial) == 30
     assert np.isnan(partial["train"]["loss"].values[30:]).all()
-    monkeypatch.setattr(Quadratic, "evaluate", orig)
     res = dynlearn.train(quad, out=tmp_path / "run.zarr", **kwargs)
     assert res.resumed_from == 30 and res.epochs_run == 20
     for group in ("train", "params"):

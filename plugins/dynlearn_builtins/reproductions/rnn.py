@@ -111,7 +111,7 @@ class _RNNReproduction(Reproduction):
         return self._claims(summ)
 
     def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
-        raise NotImplementedError
+        return self.summary(train, status)
 
     def _claims(self, summ: xr.Dataset) -> list[Claim]:
         return self.claims(summ, full=not self.quick)
@@ -129,9 +129,6 @@ class LearningRateTrend(_RNNReproduction):
     description = "ghost paper Fig. S1: rank-one RNNs, final loss vs learning rate (too slow / optimum / fails)"
     experiment = "rnn-s1"
     quick_overrides = QUICK_S1
-
-    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
-        return self.summary(train, status)
 
     def _claims(self, summ: xr.Dataset) -> list[Claim]:
         return self.claims(summ)
@@ -325,9 +322,6 @@ class SloppyRanks(_RNNReproduction):
     quick_overrides = QUICK_S2
 
     store_latent_flow = False
-
-    def _summarize(self, train: xr.Dataset, status: xr.Dataset, config: dict) -> xr.Dataset:
-        return self.summary(train, status)
 
     @staticmethod
     def summary(train: xr.Dataset, status: xr.Dataset) -> xr.Dataset:
