@@ -14,7 +14,8 @@ import torch
 
 from . import _fp_classify as fc
 from ._fp_sampling import passage
-from ._fp_solver import OUTSIDE, dedupe, refine_minima, solve, take
+from ._fp_minima import refine_minima
+from ._fp_solver import OUTSIDE, dedupe, solve, take
 
 Tensor = torch.Tensor
 
