@@ -33,12 +33,13 @@ import zarr
 
 from . import outcome as oc
 from .config import Experiment, resolve_experiment
-from .errors import ConfigError, StoreError
+from .errors import StoreError
 from .optim import make_optimizer
 from .progress import Meter
 from .schedule import make_schedule
 from .store import ChunkWriter, consolidate, create_store, open_store, root_attrs, unconsolidate
 from .system import TrainableSystem
+from .threads import torch_threads
 
 __all__ = ["train", "run_experiment", "RunResult"]
 
@@ -292,14 +293,8 @@ class _Runner:
     def run(self, overwrite: bool = False) -> RunResult:
         """Train (or resume) with torch using ``train.threads`` threads (1 by default: the batch of small
         per-network tensors gains nothing from intra-op threads, and on a busy machine they cost a lot)."""
-        threads = int(self.exp.config["train"].get("threads", 1))
-        saved = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
+        with torch_threads(int(self.exp.config["train"].get("threads", 1))):
             return self._run(overwrite)
-        finally:
-            torch.set_num_threads(saved)
 
     def _run(self, overwrite: bool = False) -> RunResult:
         t_start = time.perf_counter()

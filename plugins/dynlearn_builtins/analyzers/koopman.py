@@ -62,6 +62,7 @@ import xarray as xr
 from dynlearn.analyzer import Analyzer
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.sweep import Batch
+from dynlearn.threads import torch_threads
 
 from ._koopman_fit import Fitted, fit_batch
 from ._koopman_train import TrainConfig
@@ -342,15 +343,10 @@ class KoopmanSeparatrix(Analyzer):
         from ._koopman_output import build_dataset
 
         self._check()
-        saved = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(int(self.threads))
-        try:
+        with torch_threads(self.threads):
             fitted: Fitted = fit_batch(self, batch, show_progress)
             g = torch.Generator().manual_seed(int(self.random_state) + 1)
             out = build_dataset(self, batch, fitted, g)
-        finally:
-            torch.set_num_threads(saved)
         self.fitted_, self.batch_, self.result_ = fitted, batch, out
         return out
 
