@@ -152,6 +152,10 @@ def merge(a: PointSet, b: PointSet, st: Settings) -> PointSet:
     return compact(ps, keep, st.max_points)
 
 
+#: the ghost diagnostics of :class:`Diagnosis` taken from the passage test (NaN where not a slow point)
+GHOST_FIELDS = ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linger")
+
+
 @dataclass
 class Diagnosis:
     """Per point ``(B, P)`` unless noted: sorted eigenvalues ``(B, P, d)`` (complex), type codes, counts, and the
@@ -184,7 +188,7 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, *, neu
     n_unst = torch.full((B * P,), -1, dtype=torch.int64, device=ps.x.device)
     n_neut = n_unst.clone()
     nanf = torch.full((B * P,), torch.nan, dtype=dtype, device=ps.x.device)
-    diag = {k: nanf.clone() for k in ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linger")}
+    diag = {k: nanf.clone() for k in GHOST_FIELDS}
     sign = torch.zeros(B * P, dtype=torch.bool, device=ps.x.device)
     if flat.numel():
         xf = ps.x.reshape(-1, d)[flat]
@@ -216,5 +220,5 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, *, neu
         t = t.reshape(B, P, *t.shape[1:])
         return t.gather(1, order.reshape(B, P, *([1] * (t.dim() - 2))).expand_as(t))
 
-    return Diagnosis(pts, re(eig), re(code), re(n_unst), re(n_neut), *(re(diag[k]) for k in
-                     ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linger")), re(sign))
+    return Diagnosis(pts, re(eig), re(code), re(n_unst), re(n_neut), **{k: re(v) for k, v in diag.items()},
+                     sign_change=re(sign))
