@@ -13,17 +13,21 @@ gain ``g`` (entries ``N(0, g^2 / N)``), ``b ~ N(0, 0.1^2)``. The same 4096 start
 Printed: wall times and their ratio, the number of distinct fixed points each finds, the largest residual
 ``|F(x) - x|_inf`` of the batched finder's fixed points (goal: < 1e-10), whether every fixed point scipy finds
 is among them, and the full analyzer run (its own starting states, classification by eigenvalues) for
-reference. Usage: ``python benchmarks/bench_fixed_points.py [--starts 4096] [--gain 1.5] [--scipy-starts N]``
-(``--scipy-starts`` times the baseline on the first N states and scales it to all of them).
+reference. Usage: ``python benchmarks/bench_fixed_points.py [--starts 4096] [--gain 1.5] [--scipy-starts N]
+[--repeat 3]`` (``--scipy-starts`` times the baseline on the first N states and scales it to all of them; the
+batched finder's time is the median of ``--repeat`` runs).
 
-Measured here (2 shared CPU cores, load ~2, one torch thread, g = 1.5, 4096 states, scipy timed on 512 and
-scaled): batched finder 2.7 s, scipy loop 42 s (**15.7x**); 3 distinct fixed points each, every scipy fixed
-point found, largest residual 5e-15 (scipy's own: 5e-10 at its default xtol); full analyzer run 4.5 s. A re-run
-on the idle machine: 3.6 s vs 47.9 s (13.4x), same roots and residuals.
-Before (an LU factorisation at every dogleg iteration of every state, no merging): 84 s vs 91 s (1.1x) at load
-4-6; in one A/B run of the finder alone, before 29 s, now 2.9 s. The 20x goal is not reached on this CPU: what
-is left is mostly ~11k batched 100 x 100 LU factorisations (~150 us each: the first 256 states run to the end
-to find the roots, the others until a chord iteration captures them) and forming/applying the Jacobians.
+Measured here (2 shared CPU cores, idle, one torch thread, g = 1.5, 4096 states, scipy on all of them, after a
+warm-up call of each): batched finder 1.41 s (median of 3: 1.32-1.44 s), scipy loop 46.9 s (**33x**, goal 20x);
+3 distinct fixed points each, every scipy fixed point found, largest residual 5e-16 (scipy's own: 5e-10 at its
+default xtol); full analyzer run 3.9 s. History of the finder alone on this problem: an LU factorisation at
+every dogleg iteration of every state and no merging, 29 s (1.1x scipy; an earlier session); batched LU only
+where the dogleg needs the Newton step plus merging into known roots, 2.9-3.4 s, against 1.6-1.9 s now in one
+A/B run (medians of 3, two rounds, warm). Now: the
+benchmark system's closed-form ``jvp``/``vjp`` (``J^T g`` and ``J J^T g`` are matrix products with the shared
+``W``, so Jacobians are formed only for the Newton steps), a chord capture that accepts a steady contraction of
+0.7 per step (was 1/2) over up to 25 steps and a first batch of 128 states: 4972 LU factorisations instead of
+10684. What is left is mostly those 100 x 100 LU factorisations (~90 us each on this CPU).
 """
 
 from __future__ import annotations
@@ -69,6 +73,15 @@ class FullRankRNN(MapSystem):
         J.diagonal(dim1=-2, dim2=-1).add_(1 - DELTA)
         return J
 
+    # J = (1 - D) I + D diag(1 - h^2) W: products with vectors are matrix products with the shared W
+    def jvp(self, x, p, v):
+        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+        return (1 - DELTA) * v + DELTA * (1 - h * h) * torch.einsum("...ij,...j->...i", p["W"], v)
+
+    def vjp(self, x, p, v):
+        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+        return (1 - DELTA) * v + DELTA * torch.einsum("...ij,...i->...j", p["W"], (1 - h * h) * v)
+
 
 def scipy_loop(W: np.ndarray, b: np.ndarray, starts: np.ndarray) -> tuple[list[np.ndarray], float]:
     """Per-point ``scipy.optimize.root`` (hybr, analytic Jacobian); returns converged roots and the wall time."""
@@ -105,6 +118,7 @@ def main() -> None:
     ap.add_argument("--scipy-starts", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the batched finder (the median is reported)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dynlearn_builtins.analyzers._fp_pipeline import Settings, find
@@ -120,9 +134,15 @@ def main() -> None:
     fp = FixedPoints(slow_points=False, max_points=args.starts)
     st = Settings(lo, hi, fp.margin, fp.max_iter, fp.root_tol, fp.dedupe_tol, False, fp.slow_ratio, args.starts)
     x0 = torch.as_tensor(starts, dtype=torch.float64)[None]
-    t0 = time.perf_counter()
-    pts = find(system, batch.params, x0, torch.ones(1, args.starts, dtype=torch.bool), torch.ones(1), st)
-    t_batched = time.perf_counter() - t0
+    # warm-up (one-time library initialisation is not timed): both methods on a few states
+    find(system, batch.params, x0[:, :32], torch.ones(1, 32, dtype=torch.bool), torch.ones(1), st)
+    scipy_loop(W, b, starts[:4])
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        pts = find(system, batch.params, x0, torch.ones(1, args.starts, dtype=torch.bool), torch.ones(1), st)
+        times.append(time.perf_counter() - t0)
+    t_batched = float(np.median(times))
     ours = pts.x[0][pts.mask[0] & pts.root[0]].numpy()
     res = np.abs(DELTA * (np.tanh(ours @ W.T + b) - ours)).max(1) if len(ours) else np.zeros(0)
 
@@ -141,7 +161,7 @@ def main() -> None:
         ("starting states", f"{args.starts}"),
         ("gain g", f"{args.gain}"),
         ("torch threads", f"{args.threads}"),
-        ("batched finder (s)", f"{t_batched:.2f}"),
+        ("batched finder (s), median of runs", f"{t_batched:.2f} ({', '.join(f'{t:.2f}' for t in times)})"),
         (f"scipy.optimize.root loop (s){' (scaled from %d)' % n_sc if n_sc != args.starts else ''}", f"{t_scipy:.2f}"),
         ("speed-up (scipy / batched)", f"{t_scipy / t_batched:.1f}x"),
         ("distinct fixed points: batched", f"{len(ours)}"),

@@ -18,8 +18,10 @@ A System is a few declarations and one function::
 
 For developers: implement ``rhs`` (and declare ``kind`` by subclassing :class:`FlowSystem` or
 :class:`MapSystem`, ``state_names``, ``parameters``, ``domain_bounds``); every analyzer then works on it.
-Override ``jacobian`` when a closed form is cheaper than autograd, ``dim_sizes`` when parameters have their own
-dims, and ``manifolds`` to declare invariant manifolds.
+Override ``jacobian`` when a closed form is cheaper than autograd, ``jvp`` and ``vjp`` (both) when the products of
+the Jacobian with vectors are much cheaper than the Jacobian itself (a network: one matrix product with shared
+weights; the fixed-point finder then forms Jacobians only where it factorises them), ``dim_sizes`` when parameters
+have their own dims, and ``manifolds`` to declare invariant manifolds.
 
 Batching convention
 -------------------
@@ -166,6 +168,18 @@ class System:
             (jac,) = torch.autograd.grad(y.diagonal(dim1=-2, dim2=-1).sum(), xr, create_graph=x.requires_grad)
         return jac
 
+    def jvp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        """``J v``: the Jacobian of :meth:`rhs` at ``x`` times ``v`` ``(..., d)``, shape ``(..., d)``.
+
+        The default multiplies by :meth:`jacobian`; override it together with :meth:`vjp` when a closed form
+        avoids forming the ``d x d`` matrix (see :func:`has_fast_products`).
+        """
+        return (self.jacobian(x, p) @ v.unsqueeze(-1)).squeeze(-1)
+
+    def vjp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        """``v^T J`` (= ``J^T v``): ``v`` ``(..., d)`` times the Jacobian of :meth:`rhs` at ``x``, shape ``(..., d)``."""
+        return (v.unsqueeze(-2) @ self.jacobian(x, p)).squeeze(-2)
+
     def _unsqueeze_param(self, name: str, value: Tensor, batch_pos: int) -> Tensor:
         """Insert a singleton batch dim just before the parameter's own dims (``batch_pos=-1``)."""
         if not isinstance(value, Tensor):
@@ -221,6 +235,13 @@ class System:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not isinstance(v, list))
         return f"{type(self).__name__}({args})"
+
+
+def has_fast_products(system: System) -> bool:
+    """Whether ``system``'s class overrides both :meth:`System.jvp` and :meth:`System.vjp` (closed forms that do
+    not form the Jacobian), so algorithms may prefer Jacobian-vector products to Jacobians."""
+    cls = type(system)
+    return cls.jvp is not System.jvp and cls.vjp is not System.vjp
 
 
 class FlowSystem(System):

@@ -154,6 +154,13 @@ def _check_jacobian(sys: System) -> None:
     fd = torch.stack([(sys.rhs(x + h * eye[j], p) - sys.rhs(x - h * eye[j], p)) / (2 * h) for j in range(d)], dim=-1)
     if not torch.allclose(J, fd, rtol=1e-5, atol=1e-5):
         raise _fail(sys, "jacobian() disagrees with central finite differences")
+    v = torch.randn(3, d, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    for name, got, want in (("jvp", sys.jvp(x, p, v), (J @ v.unsqueeze(-1)).squeeze(-1)),
+                            ("vjp", sys.vjp(x, p, v), (v.unsqueeze(-2) @ J).squeeze(-2))):
+        if got.shape != (3, d):
+            raise _fail(sys, f"{name} has shape {tuple(got.shape)}, expected (3, {d})")
+        if not torch.allclose(got, want, rtol=1e-8, atol=1e-8):
+            raise _fail(sys, f"{name}() disagrees with jacobian()")
 
 
 def _check_state_errors(sys: System) -> None:

@@ -283,9 +283,25 @@ class LowRankRNN(TrainableSystem, MapSystem):
 
     # -- dynamics of the full network (a map on R^N) -----------------------------------------------------------
     def rhs(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
-        kappa = (p["n"] @ x.unsqueeze(-1)).squeeze(-1)
-        h = torch.tanh((p["m"] @ kappa.unsqueeze(-1)).squeeze(-1) + p["b"])
-        return (1 - self.delta) * x + self.delta * h
+        return (1 - self.delta) * x + self.delta * self._rates(x, p)
+
+    @staticmethod
+    def _rates(x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
+        """``tanh(M Nm x + b)``; through the rank-K factors (an einsum: one matrix product when the weights are
+        shared by all states, where ``@`` would multiply state by state)."""
+        kappa = torch.einsum("...kn,...n->...k", p["n"], x)
+        return torch.tanh(torch.einsum("...nk,...k->...n", p["m"], kappa) + p["b"])
+
+    # J = (1 - D) I + D diag(1 - h^2) M Nm: products with vectors through the rank-K factors
+    def jvp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        h = self._rates(x, p)
+        mv = torch.einsum("...nk,...k->...n", p["m"], torch.einsum("...kn,...n->...k", p["n"], v))
+        return (1 - self.delta) * v + self.delta * (1 - h * h) * mv
+
+    def vjp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        h = self._rates(x, p)
+        u = torch.einsum("...nk,...n->...k", p["m"], (1 - h * h) * v)
+        return (1 - self.delta) * v + self.delta * torch.einsum("...kn,...k->...n", p["n"], u)
 
     def jacobian(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
         W = p["m"] @ p["n"]
