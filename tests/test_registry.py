@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -97,9 +98,13 @@ def test_builtins_use_the_public_entry_points():
 def test_external_plugin_package_installed_appears(tmp_path):
     """pip-install tests/plugin_pkg into a temporary target and see its plugin in `dynlearn list`."""
     target = tmp_path / "site"
+    # built from a copy: an in-tree build would leave an egg-info in tests/ whose broken entry point every later
+    # session would discover (the doctest collection puts tests/plugin_pkg on sys.path)
+    src = shutil.copytree(HERE / "plugin_pkg", tmp_path / "plugin_pkg",
+                          ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(HERE / "plugin_pkg")],
+         "--target", str(target), str(src)],
         check=True, capture_output=True,
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
