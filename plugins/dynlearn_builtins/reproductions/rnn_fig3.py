@@ -18,6 +18,13 @@ Claims (paper, Fig. 3 and text):
   minimum before the first jump in any network, at any slowness threshold from 5% to 50% of the median speed;
   where one formed (20% threshold) it was first seen between 5 epochs before and 41 epochs after the loss first
   fell below 10% (checkpoints 10 epochs apart): the ghost comes with the learned delay, after the first jump.
+  The initialisation matters and the paper does not state its own: with ``init_scale = 3`` (factor entries
+  three times larger; same scan, 32 seeds, checkpoints 10 epochs apart, slowness threshold 20%) 16 networks
+  dropped at lr = 0.01 and in 5 of them a slow point appeared 8-47 epochs before the drop, but 4 of those 5
+  went through a saddle-node on the way (three fixed points at some epoch) and the fifth, the only one with
+  one fixed point throughout, did not learn (its loss came back up after the drop); at lr = 0.005 none of 13,
+  at lr = 0.03 2 of 20 (neither learned). The full sequence of the paper's Fig. 3A (one fixed point at every
+  epoch, a ghost, then the drop to a learned level) occurred in none of these networks.
 - high learning rate: a saddle-node bifurcation (a pair of fixed points is born), after which the gradient is
   practically zero (median gradient norm after the event below ``1e-6``): the no-learning zone.
 
