@@ -329,8 +329,6 @@ class ChunkWriter:
                 self._q.task_done()
 
     def submit(self, blocks: Mapping[str, tuple[Any, np.ndarray]], commit: tuple[str, int] | None) -> None:
-        import time
-
         self._submit_job((dict(blocks), commit))
 
     def _submit_job(self, job) -> None:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError

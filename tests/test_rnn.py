@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 import dynlearn
 from dynlearn.errors import ConfigError, ParameterError

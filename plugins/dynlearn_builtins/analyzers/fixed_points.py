@@ -67,7 +67,6 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
-from . import _fp_classify as fc
 from ._fp_classify import TYPES
 from ._fp_pipeline import PointSet, Settings, diagnose, find, merge
 from ._fp_sampling import starting_states

@@ -16,8 +16,6 @@ Counts over seeds come with Wilson score intervals (:func:`wilson_interval`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import xarray as xr
 

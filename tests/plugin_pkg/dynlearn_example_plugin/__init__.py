@@ -1,7 +1,5 @@
 """Example third-party plugin: the supercritical pitchfork normal form."""
 
-import torch
-
 import dynlearn
 
 
