@@ -18,16 +18,15 @@ reference. Usage: ``python benchmarks/bench_fixed_points.py [--starts 4096] [--g
 batched finder's time is the median of ``--repeat`` runs).
 
 Measured here (2 shared CPU cores, idle, one torch thread, g = 1.5, 4096 states, scipy on all of them, after a
-warm-up call of each): batched finder 1.41 s (median of 3: 1.32-1.44 s), scipy loop 46.9 s (**33x**, goal 20x);
+warm-up call of each): batched finder 2.02 s (median of 3), scipy loop 40.2 s scaled from 256 states (**19.9x**, goal 20x);
 3 distinct fixed points each, every scipy fixed point found, largest residual 5e-16 (scipy's own: 5e-10 at its
 default xtol); full analyzer run 3.9 s. History of the finder alone on this problem: an LU factorisation at
 every dogleg iteration of every state and no merging, 29 s (1.1x scipy; an earlier session); batched LU only
 where the dogleg needs the Newton step plus merging into known roots, 2.9-3.4 s, against 1.6-1.9 s now in one
 A/B run (medians of 3, two rounds, warm). Now: the
 benchmark system's closed-form ``jvp``/``vjp`` (``J^T g`` and ``J J^T g`` are matrix products with the shared
-``W``, so Jacobians are formed only for the Newton steps), a chord capture that accepts a steady contraction of
-0.7 per step (was 1/2) over up to 25 steps and a first batch of 128 states: 4972 LU factorisations instead of
-10684. What is left is mostly those 100 x 100 LU factorisations (~90 us each on this CPU).
+``W``, so Jacobians are formed only for the Newton steps), a first batch of 128 states. A looser chord capture (0.7 per step over 25 steps) gave 33x with 4972 instead of
+10684 LU factorisations but lost the rarest root at 1024 and 2048 starts, so it was reverted. What is left is mostly those 100 x 100 LU factorisations (~90 us each on this CPU).
 """
 
 from __future__ import annotations
@@ -63,23 +62,27 @@ class FullRankRNN(MapSystem):
     def dim_sizes(self):
         return {"neuron": N}
 
+    @staticmethod
+    def _rates(x, p):
+        """``tanh(W x + b)`` (an einsum: one matrix product when ``W`` is shared by all states)."""
+        return torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+
     def rhs(self, x, p):
-        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
-        return (1 - DELTA) * x + DELTA * h
+        return (1 - DELTA) * x + DELTA * self._rates(x, p)
 
     def jacobian(self, x, p):
-        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+        h = self._rates(x, p)
         J = DELTA * (1 - h * h).unsqueeze(-1) * p["W"]
         J.diagonal(dim1=-2, dim2=-1).add_(1 - DELTA)
         return J
 
     # J = (1 - D) I + D diag(1 - h^2) W: products with vectors are matrix products with the shared W
     def jvp(self, x, p, v):
-        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+        h = self._rates(x, p)
         return (1 - DELTA) * v + DELTA * (1 - h * h) * torch.einsum("...ij,...j->...i", p["W"], v)
 
     def vjp(self, x, p, v):
-        h = torch.tanh(torch.einsum("...ij,...j->...i", p["W"], x) + p["b"])
+        h = self._rates(x, p)
         return (1 - DELTA) * v + DELTA * torch.einsum("...ij,...i->...j", p["W"], (1 - h * h) * v)
 
 

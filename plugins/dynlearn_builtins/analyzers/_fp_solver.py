@@ -83,17 +83,16 @@ class KnownRoots:
 
     A running state ``x`` whose nearest known root ``r`` (same owner) is within ``try_radius`` is *merged* into
     it when the chord iteration with ``r``'s inverse Jacobian, ``y_{k+1} = y_k - J(r)^-1 g(y_k)`` from ``y_0 = x``,
-    contracts towards ``r`` at every step, ``|y_{k+1} - r| <= capture |y_k - r|`` (``capture = 0.7``), and
-    reaches ``|y_k - r| <= kappa |x - r|`` (``kappa = 1e-3``) within ``max_chord = 25`` steps (about 20 steps of
-    steady contraction). The chord map fixes
+    contracts towards ``r`` at every step, ``|y_{k+1} - r| <= capture |y_k - r|`` (``capture = 1/2``), and
+    reaches ``|y_k - r| <= kappa |x - r|`` (``kappa = 1e-3``) within ``max_chord = 12`` steps. The chord map fixes
     every root and, contracting like this, takes ``x`` to ``r``: ``x`` lies in ``r``'s basin of the chord
     method, a root-finding iteration in its own right. The state then stops as a copy of ``r`` instead of
     repeating the Newton iterations with fresh LU factorisations (the deduplication would drop it anyway); a
     chord step costs a residual and a matrix-vector product. A state that the chord iteration does not capture
     keeps running unchanged. Next to a pair of nearly coincident roots ``r, r'`` (a fold) the chord map with
     ``J(r)`` contracts by ``~2|y - r| / |r' - r|``, so it captures only states within about a third of their
-    distance from ``r``, from where Newton's method goes to ``r`` as well. (Raising ``capture`` from 1/2 to 0.7
-    and ``max_chord`` from 12 to 25 halved the LU factorisations of the 100-neuron benchmark, same roots.)
+    distance from ``r``, from where Newton's method goes to ``r`` as well. (A looser capture, 0.7 per step over
+    25 steps, halved the LU factorisations of the 100-neuron benchmark but lost its rarest root at 1024 and 2048 starts.)
     """
 
     def __init__(self, d: int, like: Tensor, cap: int = 2**24) -> None:
@@ -140,7 +139,7 @@ class KnownRoots:
         return out
 
     def match(self, system, x: Tensor, g: Tensor, p: Mapping[str, Tensor], owner: Tensor, try_radius: float,
-              root_xtol: float, capture: float = 0.7, kappa: float = 1e-3, max_chord: int = 25
+              root_xtol: float, capture: float = 0.5, kappa: float = 1e-3, max_chord: int = 12
               ) -> tuple[Tensor, Tensor]:
         """States ``x`` ``(n, d)`` (residuals ``g``, parameters ``p``) to merge, and the index of their root."""
         merged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
