@@ -124,3 +124,19 @@ def test_wilson_interval_endpoints_solve_the_score_equation(k, n):
     for p in (lo, hi):
         assert abs((k / n - p) ** 2 - z * z * p * (1 - p) / n) < 1e-12
     assert 0 <= lo <= k / n <= hi <= 1
+
+
+def test_wilson_interval_contains_the_observed_proportion_for_every_count():
+    """Exhaustive over n = 1..200, k = 0..n: low <= k/n <= high in [0, 1], also as counts (low n <= k <= high n, the
+    form of rnn-fig4's ``n_*_low``/``n_*_high``), with low = 0 exactly at k = 0 and high = 1 exactly at k = n."""
+    n = np.concatenate([np.full(m + 1, m) for m in range(1, 201)])
+    k = np.concatenate([np.arange(m + 1) for m in range(1, 201)])
+    lo, hi = wilson_interval(k, n)
+    p = k / n
+    assert np.all((0 <= lo) & (lo <= p) & (p <= hi) & (hi <= 1))
+    assert np.all((lo * n <= k) & (k <= hi * n))
+    assert np.all(lo[k == 0] == 0.0) and np.all(hi[k == n] == 1.0)
+    inner = (k > 0) & (k < n)
+    assert np.all((lo[inner] > 0) & (lo[inner] < p[inner]) & (hi[inner] < 1) & (hi[inner] > p[inner]))
+    nan_lo, nan_hi = wilson_interval(0, 0)                   # no observation: no interval
+    assert np.isnan(nan_lo) and np.isnan(nan_hi)

@@ -25,17 +25,40 @@ __all__ = ["learning_status", "wilson_interval"]
 def wilson_interval(k: np.ndarray | float, n: np.ndarray | float, z: float = 1.959963984540054):
     """Wilson score interval ``(low, high)`` of a binomial proportion ``k/n`` (default 95%).
 
+    The bounds are the roots ``p`` of ``(k/n - p)^2 = z^2 p (1 - p) / n``. The interval always contains the
+    observed proportion: ``low = 0`` exactly at ``k = 0`` and ``high = 1`` exactly at ``k = n`` (in floating point
+    the closed form leaves ~1e-17 there, which put a lower bound above an observed count of 0), and
+    ``low <= k/n <= high`` for every ``0 <= k <= n``. ``n = 0`` (no observation) gives NaN bounds.
+
+    Parameters
+    ----------
+    k, n
+        Successes and trials (arrays broadcast together), ``0 <= k <= n``.
+    z
+        Standard normal quantile of the two-sided confidence level (default 95%).
+
+    Returns
+    -------
+    low, high : np.ndarray
+        The interval's bounds, in ``[0, 1]``.
+
     >>> lo, hi = wilson_interval(74, 100)
     >>> round(float(lo), 3), round(float(hi), 3)
     (0.646, 0.816)
+    >>> [float(v) for v in wilson_interval(0, 20)][0], [float(v) for v in wilson_interval(20, 20)][1]
+    (0.0, 1.0)
     """
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
-    p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return centre - half, centre + half
+    some = n > 0
+    m = np.where(some, n, 1.0)
+    p = np.where(some, k / m, np.nan)
+    den = 1 + z * z / m
+    centre = (p + z * z / (2 * m)) / den
+    half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / den
+    low = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, p))
+    high = np.where(k >= n, 1.0, np.clip(centre + half, p, 1.0))
+    return np.where(some, low, np.nan), np.where(some, high, np.nan)
 
 
 def _first(flag: np.ndarray) -> np.ndarray:
