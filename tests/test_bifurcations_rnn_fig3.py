@@ -34,9 +34,20 @@ def test_claim(claims, name):
     assert bool(c.passed), f"{name}: measured {float(c.measured)} ({str(c.tolerance.item())})"
 
 
-def _scan_minima(tree, lr: float, typical: np.ndarray, slow_ratio: float) -> np.ndarray:
-    """Per checkpoint: is there a local minimum of |f| in (-15, 15), away from any zero of f, slower than
-    slow_ratio x the typical speed? (brute force on a grid of 1501 points)"""
+SLOW_RATIO = 0.5      # the fixed_points analyzer's default slowness threshold (fraction of the typical speed)
+BAND = 0.1            # relative half-width of the band around a threshold where the two may disagree
+MAX_NEAR = 0.02       # ... on at most this fraction of the checkpoints
+
+
+def _scan_minima(tree, lr: float, typical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force on a grid of 1501 points of kappa in [-15, 15], per checkpoint.
+
+    Returns ``ratio``: the smallest ``|f| / typical`` at a local minimum of ``|f|`` away from any zero of ``f`` (inf
+    where there is none; a slow point exists where ``ratio <= SLOW_RATIO``), and ``margin``: how far the checkpoint
+    is from the birth or death of such a minimum, ``min |f'| * 15 / typical`` over the local extrema of ``f'`` where
+    ``|f| <= (1 + BAND) SLOW_RATIO typical`` (a pair of critical points of ``f`` is born where an extremum of ``f'``
+    touches 0; inf where there is none).
+    """
     rnn = dynlearn.get_system("rnn")()
     lat = rnn.latent_system()
     P = tree["params"].to_dataset().isel(seed=0).sel(lr=lr).load()
@@ -45,18 +56,36 @@ def _scan_minima(tree, lr: float, typical: np.ndarray, slow_ratio: float) -> np.
     E = p["m"].shape[0]
     f = lat.rhs(k[None, :, None].expand(E, -1, 1), {kk: v[:, None] for kk, v in p.items()})[..., 0]
     a, s = f.abs(), torch.sign(f)
+    typ = torch.as_tensor(typical)[:, None]
     inner = (a[:, 2:-2] < a[:, 1:-3]) & (a[:, 2:-2] < a[:, 3:-1])
     no_zero = (s[:, :-4] == s[:, 4:]) & (s[:, 1:-3] == s[:, 3:-1]) & (s[:, 2:-2] == s[:, :-4])
-    slow = a[:, 2:-2] <= slow_ratio * torch.as_tensor(typical)[:, None]
-    return (inner & no_zero & slow).any(1).numpy()
+    ratio = torch.where(inner & no_zero, a[:, 2:-2] / typ, torch.inf).min(1).values
+    h = float(k[1] - k[0])
+    df = (f[:, 2:] - f[:, :-2]) / (2 * h)                                           # f' at k[1:-1]
+    extremum = (df[:, 1:-1] - df[:, :-2]) * (df[:, 2:] - df[:, 1:-1]) < 0          # at k[2:-2]
+    slowish = a[:, 2:-2] <= (1 + BAND) * SLOW_RATIO * typ
+    margin = torch.where(extremum & slowish, df[:, 1:-1].abs() * 15 / typ, torch.inf).min(1).values
+    return ratio.numpy(), margin.numpy()
 
 
 @pytest.mark.parametrize("lr", [0.01, 0.03], ids=["low-lr", "high-lr"])
 def test_slow_points_agree_with_a_grid_scan(tree, lr):
+    """The analyzer's slow points (ghosts or not) against the scan, at every checkpoint outside a band around the
+    two thresholds that decide them: the slowness ``|f| <= 0.5 typical`` (within 10%), and the existence of a local
+    minimum of ``|f|`` (the extremum of ``f'`` within 10% of ``typical / 15`` from 0: a minimum being born or
+    dying, so shallow that the analyzer's minimiser and the grid may each miss it). Training is chaotic enough that
+    other rounding paths give other networks late in training (``ATEN_CPU_CAPABILITY=default`` here, an AVX-512 CPU
+    elsewhere: one such checkpoint each); the band holds at most 2% of the checkpoints."""
     fp = tree["fixed_points"].to_dataset().isel(seed=0).sel(lr=lr)
     found = (fp.n_ghost.values + fp.n_slow.values) > 0
-    scanned = _scan_minima(tree, lr, fp.typical_speed.values, 0.5)
-    assert np.array_equal(found, scanned), (fp.epoch.values[found != scanned])
+    ratio, margin = _scan_minima(tree, lr, fp.typical_speed.values)
+    scanned = ratio <= SLOW_RATIO
+    near = (np.abs(ratio / SLOW_RATIO - 1) <= BAND) | (margin <= BAND)
+    assert near.sum() <= MAX_NEAR * len(near), fp.epoch.values[near]
+    off = (found != scanned) & ~near
+    assert not off.any(), fp.epoch.values[off]
+    if lr == 0.03:
+        assert found.any() and scanned.any()           # the high-lr run has slow points (measured: 2 checkpoints)
 
 
 def test_ghost_claim_is_measured_from_the_data(tree, claims):
