@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, DynlearnError
+from .params import check_names
 
 __all__ = ["Experiment", "load_experiment", "resolve_experiment", "config_hash"]
 
@@ -263,12 +264,10 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
     _expect("sweep", sweep_raw, dict)
     hyper_raw = raw.get("hyper", {})
     _expect("hyper", hyper_raw, dict)
-    sweep = {}
-    for hname, spec in sweep_raw.items():
-        if hname not in hyper_decl:
-            raise ConfigError(f"sweep.{hname}: {trainable.name!r} has no hyper-parameter {hname!r}; "
-                              f"its hyper-parameters are: {', '.join(hyper_decl)}")
-        sweep[hname] = _axis(hname, spec)
+    owner = f"system {trainable.name!r}"
+    check_names(sweep_raw, hyper_decl, owner=owner, what="hyper-parameter", key="sweep")
+    check_names(hyper_raw, hyper_decl, owner=owner, what="hyper-parameter", key="hyper")
+    sweep = {hname: _axis(hname, spec) for hname, spec in sweep_raw.items()}
     hyper = {}
     for hname, decl in hyper_decl.items():
         if hname in hyper_raw and hname in sweep:
@@ -289,10 +288,6 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
             check_value(hname, np.asarray(values), decl)
         except ParameterError as exc:
             raise ConfigError(f"{'sweep' if hname in sweep else 'hyper'}.{hname}: {exc}") from None
-    extra = set(hyper_raw) - set(hyper_decl)
-    if extra:
-        raise ConfigError(f"hyper.{sorted(extra)[0]}: {trainable.name!r} has no such hyper-parameter; "
-                          f"its hyper-parameters are: {', '.join(hyper_decl)}")
     schedule = make_schedule(train["schedule"])
     if schedule is not None:
         schedule.validate(set(hyper_decl))

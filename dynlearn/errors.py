@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "PluginNotFoundError",
     "ParameterError",
+    "UnknownNameError",
     "ShapeError",
     "StoreError",
 ]
@@ -34,6 +35,14 @@ class PluginNotFoundError(DynlearnError, KeyError):
 
 class ParameterError(DynlearnError, ValueError):
     """A parameter value is invalid: unknown name, NaN, out of its declared range."""
+
+
+class UnknownNameError(ParameterError, ConfigError):
+    """A name its owner does not declare (a grid or sweep axis, a hyper-parameter, an analyzer option).
+
+    The message lists the valid names and the closest match. It is a :class:`ParameterError` wherever the name
+    was given, and a :class:`ConfigError` too, so experiment-file validation reports it like every other key.
+    """
 
 
 class ShapeError(DynlearnError, ValueError):

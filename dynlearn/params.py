@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, UnknownNameError
 
-__all__ = ["Param", "check_value", "resolve_values", "init_options"]
+__all__ = ["Param", "check_names", "check_value", "resolve_values", "init_options"]
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,48 @@ def check_value(name: str, value: Any, decl: Param) -> None:
         raise ParameterError(f"parameter {name!r} is infinite")
 
 
+def check_names(
+    given: Iterable[str], valid: Iterable[str], *, owner: str, what: str = "parameter", key: str = ""
+) -> None:
+    """Raise :class:`~dynlearn.errors.UnknownNameError` if a name in ``given`` is not in ``valid``.
+
+    The one check of every name a user gives (system parameters, sweep and grid axes, hyper-parameters,
+    analyzer options): the message names the first unknown name (in the given order), lists the valid ones and suggests
+    the closest (:func:`difflib.get_close_matches`).
+
+    Parameters
+    ----------
+    given, valid
+        The names given and the names declared (listed in the message in this order).
+    owner
+        Who lacks the name, e.g. ``"system 'two_factor'"``.
+    what
+        What kind of name it is (``"parameter"``, ``"hyper-parameter"``, ``"option"``); the message adds "s".
+    key
+        Prefix of an experiment-file key (``"sweep"`` gives ``"sweep.m: ..."``).
+
+    Examples
+    --------
+    >>> check_names(["m"], ["mu"], owner="system 'two_factor'")
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.UnknownNameError: system 'two_factor' has no parameter 'm'; ...; did you mean 'mu'?
+    """
+    valid = list(valid)
+    unknown = [name for name in given if name not in valid]
+    if not unknown:
+        return
+    bad = unknown[0]
+    close = difflib.get_close_matches(bad, valid, n=1)
+    where = f"{key}.{bad}: " if key else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    names = ", ".join(valid) or "(none)"
+    raise UnknownNameError(f"{where}{owner} has no {what} {bad!r}; its {what}s are: {names}{hint}")
+
+
 def resolve_values(owner: str, decls: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults filled in, unknown names and missing required values rejected, every value checked."""
-    unknown = sorted(set(given) - set(decls))
-    if unknown:
-        raise ParameterError(
-            f"{owner} has no parameter {unknown[0]!r}; its parameters are: {', '.join(decls) or '(none)'}"
-        )
+    check_names(given, decls, owner=owner)
     out: dict[str, Any] = {}
     for name, decl in decls.items():
         value = given.get(name, decl.default)

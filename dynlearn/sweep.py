@@ -16,7 +16,7 @@ parameter grid): :func:`flatten` turns a parameter Dataset into one batch dim ``
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 import xarray as xr
 
 from .errors import ParameterError, ShapeError
+from .params import check_names
 from .system import System
 
 __all__ = ["grid", "Batch", "flatten"]
@@ -61,6 +62,9 @@ class Batch:
     valid
         ``(B,)`` bool: False where a parameter was NaN/inf (those entries hold the system's defaults so
         computations stay finite; analyzers mask their results with it).
+    given
+        The parameters the sweep supplied (the others hold the system's own values), each with the sweep dims
+        it varies over (``()``: one value for the whole batch).
     """
 
     system: System
@@ -69,10 +73,47 @@ class Batch:
     coords: dict[str, xr.DataArray]
     params: dict[str, torch.Tensor]
     valid: torch.Tensor
+    given: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
+
+    def system_config(self, max_values: int = 1000) -> dict[str, Any]:
+        """The system's config with the batch's parameter values: what an analyzer result records.
+
+        A parameter the sweep gave one value replaces the system's own; a swept one is taken out of the config
+        and listed under ``"sweep"``: ``{"parameters": {name: [sweep dims]}, "dims": {dim: values}}`` (a dim's
+        coordinate values, or ``{"size", "min", "max"}`` beyond ``max_values`` values or without numbers).
+
+        >>> import dynlearn
+        >>> tf = dynlearn.get_system("two_factor")()
+        >>> flatten(tf, grid(mu=[0.8, 1.2])).system_config()
+        {'name': 'two_factor', 'sweep': {'parameters': {'mu': ['mu']}, 'dims': {'mu': [0.8, 1.2]}}}
+        >>> flatten(tf, {"mu": 1.1}).system_config()
+        {'name': 'two_factor', 'mu': 1.1}
+        """
+        config = self.system.to_config()
+        swept = {name: list(dims) for name, dims in self.given.items() if dims}
+        for name, dims in self.given.items():
+            if dims:
+                config.pop(name, None)
+            elif self.size:
+                config[name] = self.params[name][0].tolist()
+        if not swept:
+            return config
+        used = [d for d in self.dims if any(d in dims for dims in swept.values())]
+        config["sweep"] = {"parameters": swept, "dims": {d: self._dim_values(d, max_values) for d in used}}
+        return config
+
+    def _dim_values(self, dim: str, max_values: int) -> Any:
+        n = self.shape[self.dims.index(dim)]
+        values = np.asarray(self.coords[dim][1]) if dim in self.coords else np.arange(n)
+        if n <= max_values:
+            return values.tolist()
+        if not np.issubdtype(values.dtype, np.number):
+            return {"size": n}
+        return {"size": n, "min": values.min().item(), "max": values.max().item()}
 
     def chunks(self, max_size: int) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
         """Iterate ``(slice, params)`` over consecutive pieces of at most ``max_size`` batch entries."""
@@ -118,6 +159,7 @@ def flatten(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     on_nan: str = "raise",
+    strict: bool = True,
 ) -> Batch:
     """Flatten a parameter Dataset for ``system`` into a :class:`Batch`.
 
@@ -131,6 +173,11 @@ def flatten(
     on_nan
         ``"raise"``: a NaN/inf parameter is a :class:`~dynlearn.errors.ParameterError` naming where it is;
         ``"mask"``: such entries get ``valid=False`` (training runs where a network diverged).
+    strict
+        Every name in ``params`` must be a parameter of ``system`` or a dim a given parameter varies over (or a
+        parameter's own dim): any other (a misspelled grid axis) is a :class:`~dynlearn.errors.ParameterError`
+        naming the parameters, instead of a sweep dim silently dropped. ``False`` for the parameter Dataset of a
+        training run, which may carry other variables (a trainable's ``dynamics_dataset``).
     """
     if params is None:
         params = xr.Dataset()
@@ -159,6 +206,9 @@ def flatten(
         for d in arr.dims:
             if d not in event_dims and d not in sweep_dims:
                 sweep_dims.append(d)
+    if strict:
+        check_names(_names(params, event_dims, sweep_dims), system.parameters,
+                    owner=f"system {system.name or type(system).__name__!r}")
     shape = []
     for d in sweep_dims:
         sz = {arr.sizes[d] for arr in arrays.values() if d in arr.dims}
@@ -204,4 +254,10 @@ def flatten(
         if set(c.dims) <= set(sweep_dims) and c.dims:
             coords[cname] = c.variable if cname in sweep_dims else c
     coords = {k: (v.dims, np.asarray(v.values), v.attrs) for k, v in coords.items()}
-    return Batch(system, tuple(sweep_dims), tuple(shape), coords, tensors, valid)
+    given = {name: tuple(d for d in arr.dims if d in sweep_dims) for name, arr in arrays.items()}
+    return Batch(system, tuple(sweep_dims), tuple(shape), coords, tensors, valid, given)
+
+
+def _names(params: xr.Dataset, event_dims: set[str], sweep_dims: list[str]) -> list[str]:
+    """The names a sweep gives: its data variables, and its dims that are no parameter's sweep or own dim."""
+    return [*params.data_vars, *(d for d in params.dims if d not in event_dims and d not in sweep_dims)]
