@@ -12,22 +12,34 @@ own (``point``, ``sample``, ...)::
 
 For developers: subclass :class:`Analyzer`, store options in ``__init__`` (no logic there), declare ``kinds``
 and ``requires``, implement ``analyze(batch, upstream, progress) -> xr.Dataset`` using
-:meth:`dynlearn.sweep.Batch.to_xarray` to label results; optionally ``views(result)`` for holoviews. ``run``
-resolves the input, checks the output keeps every sweep dim, and stamps provenance attrs.
+:meth:`dynlearn.sweep.Batch.to_xarray` to label results; optionally ``views(result)`` for holoviews, and
+``work_size(batch)`` when one sweep element holds many states. ``run`` resolves the input, picks the torch
+threads (:func:`dynlearn.threads.analyzer_threads`), checks the output keeps every sweep dim, and stamps
+provenance attrs. Every analyzer also takes the option ``threads`` (``None``: chosen from the problem size), and
+a misspelled option is a :class:`~dynlearn.errors.ParameterError` listing the valid ones, however the analyzer
+is made::
+
+    >>> fp = dynlearn.get_analyzer("fixed_points")(n_start=8)
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.UnknownNameError: analyzer 'fixed_points' has no option 'n_start'; its options are: ...
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import xarray as xr
 
 from .errors import ParameterError, ShapeError
-from .params import init_options
+from .params import check_names, init_options
 from .sweep import Batch, flatten
 from .system import System, make_system
+from .threads import analyzer_threads, torch_threads
 
 __all__ = ["Analyzer", "resolve_target", "make_analyzer"]
 
@@ -37,7 +49,9 @@ def resolve_target(source: Any, params: Any = None) -> tuple[System, Any, str]:
 
     ``source`` may be a System, a system name or config mapping, a training-run ``xr.DataTree``, or the path of
     a result store. For a run, the system is the trainable's state dynamics (``dynamics_dataset``) and the
-    parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked.
+    parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
+    (``on_nan="mask"``, and other variables the Dataset carries are ignored). Parameters the caller gives
+    (``on_nan="raise"``) are checked strictly: an unknown name is an error (see :func:`~dynlearn.sweep.flatten`).
     """
     from . import store as _store
 
@@ -53,7 +67,13 @@ def resolve_target(source: Any, params: Any = None) -> tuple[System, Any, str]:
 
 
 class Analyzer:
-    """Base class: options in ``__init__``, work in ``analyze``."""
+    """Base class: options in ``__init__``, work in ``analyze``.
+
+    Every subclass's ``__init__`` is wrapped so that an unknown option is a
+    :class:`~dynlearn.errors.ParameterError` naming it and the valid ones, and so that it takes ``threads``:
+    torch intra-op threads while analysing (``None``: chosen from the problem size by
+    :func:`~dynlearn.threads.analyzer_threads`), unless the subclass declares ``threads`` itself.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -61,6 +81,14 @@ class Analyzer:
     kinds: ClassVar[tuple[str, ...]] = ("flow", "map")
     #: analyzers whose output it consumes (passed in ``upstream``; computed with defaults when absent)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: torch intra-op threads while analysing (``None``: chosen from the problem size)
+    threads: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
 
     def get_params(self) -> dict[str, Any]:
         """Constructor options (sklearn convention) as plain data: arrays as lists, a Manifold by its name."""
@@ -69,6 +97,7 @@ class Analyzer:
         from .system import Manifold
 
         out = init_options(self, Analyzer)
+        out.setdefault("threads", self.threads)
         for k, v in out.items():
             if isinstance(v, np.ndarray):
                 out[k] = v.tolist()
@@ -89,20 +118,25 @@ class Analyzer:
     ) -> xr.Dataset:
         """Analyse ``source`` (System / name / run / store path) over the sweep in ``params``."""
         system, params, on_nan = resolve_target(source, params)
+        return self._run_resolved(system, params, on_nan, upstream, show_progress)
+
+    def _run_resolved(self, system: System, params: Any, on_nan: str, upstream: Mapping[str, xr.Dataset] | None,
+                      show_progress: bool | None) -> xr.Dataset:
         if system.kind not in self.kinds:
             raise ParameterError(
                 f"analyzer {self.name!r} works on {' and '.join(self.kinds)} systems; {system.name!r} is a {system.kind}"
             )
-        batch = flatten(system, params, on_nan=on_nan, dtype=self.dtype())
+        batch = flatten(system, params, on_nan=on_nan, strict=on_nan == "raise", dtype=self.dtype())
         upstream = dict(upstream or {})
         for req in self.requires:
             if req not in upstream:
-                upstream[req] = make_analyzer(req).run(system, params, show_progress=show_progress)
-        out = self.analyze(batch, upstream=upstream, show_progress=show_progress)
+                upstream[req] = make_analyzer(req)._run_resolved(system, params, on_nan, None, show_progress)
+        with torch_threads(analyzer_threads(self.work_size(batch), self.threads)):
+            out = self.analyze(batch, upstream=upstream, show_progress=show_progress)
         missing = [d for d in batch.dims if d not in out.dims]
         if missing:
             raise ShapeError(f"analyzer {self.name!r} dropped sweep dims {missing} (a bug in the analyzer)")
-        out.attrs.update(provenance(self, system))
+        out.attrs.update(provenance(self, batch))
         return out
 
     __call__ = run
@@ -111,6 +145,13 @@ class Analyzer:
         import torch
 
         return torch.float64
+
+    def work_size(self, batch: Batch) -> int:
+        """Numbers in the batch's state tensor (one state per sweep element by default), which sets the threads.
+
+        Override when one sweep element holds many states (starting states, samples of a box).
+        """
+        return batch.size * batch.system.state_dim
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement analyze(batch, upstream, show_progress)")
@@ -123,15 +164,37 @@ class Analyzer:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
-def provenance(analyzer: Analyzer, system: System) -> dict[str, str]:
+def provenance(analyzer: Analyzer, batch: Batch) -> dict[str, str]:
+    """Attrs of a result: the analyzer, its config, the system's config with the sweep, the version."""
     from . import __version__
 
     return {
         "dynlearn_analyzer": analyzer.name,
         "analyzer_config": json.dumps(_jsonable(analyzer.to_config()), allow_nan=False),
-        "system_config": json.dumps(_jsonable(system.to_config()), allow_nan=False),
+        "system_config": json.dumps(_jsonable(batch.system_config()), allow_nan=False),
         "dynlearn_version": __version__,
     }
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` with its keyword names checked (one clear error) and the base option ``threads`` added."""
+    names = [p.name for p in list(inspect.signature(init).parameters.values())[1:]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+        return init  # forwards options it does not name: its callee checks them
+    own_threads = "threads" in names
+    valid = names if own_threads else [*names, "threads"]
+
+    @functools.wraps(init)
+    def __init__(self: Analyzer, *args: Any, **kwargs: Any) -> None:
+        check_names(kwargs, valid, owner=f"analyzer {type(self).name or type(self).__name__!r}", what="option")
+        given = not own_threads and "threads" in kwargs
+        threads = kwargs.pop("threads", None) if not own_threads else None
+        init(self, *args, **kwargs)
+        if given:
+            self.threads = threads
+
+    return __init__
 
 
 def _jsonable(obj: Any) -> Any:

@@ -20,11 +20,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 
 
 @app.callback()
-def _global(threads: int = typer.Option(1, help="torch threads for analyzers (training uses train.threads)")) -> None:
-    import torch
+def _global(threads: int = typer.Option(
+        0, min=0, help="torch threads for analyzers; 0: chosen from each problem's size (one for small problems); "
+                       "an analyzer's own threads option wins, training uses train.threads")) -> None:
+    from .threads import set_analyzer_threads
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_analyzer_threads(threads)
 
 
 def _fail(exc: BaseException) -> None:

@@ -40,7 +40,9 @@ def _system(result: xr.Dataset):
     from dynlearn.system import make_system
 
     try:
-        return make_system(json.loads(result.attrs["system_config"]))
+        config = json.loads(result.attrs["system_config"])
+        config.pop("sweep", None)  # the swept parameters: the frame's coords give their values
+        return make_system(config)
     except Exception:  # views never fail on a store written by another version
         return None
 

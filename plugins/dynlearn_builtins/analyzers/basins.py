@@ -151,6 +151,20 @@ class Basins(Analyzer):
     def dtype(self):
         return torch.float32 if self.precision == "float32" else torch.float64
 
+    def work_size(self, batch: Batch) -> int:
+        """Numbers in all orbits' states: samples x sweep elements x state dim (sets the threads)."""
+        d = batch.system.state_dim
+        use_grid = self.sampling == "grid" or (self.sampling == "auto" and d <= 3)
+        try:
+            if use_grid:
+                res = self.resolution if self.resolution is not None else max(2, round(self.n_samples ** (1 / d)))
+                n = int(np.prod(np.broadcast_to(np.asarray(res, dtype=np.int64), (d,))))
+            else:
+                n = int(self.n_samples)
+        except (TypeError, ValueError, OverflowError):  # a bad option: analyze reports it
+            n = 1
+        return n * batch.size * d
+
     # -- setup -------------------------------------------------------------------------------------------------
     def _check(self, system) -> None:
         def bad(msg: str) -> ParameterError:

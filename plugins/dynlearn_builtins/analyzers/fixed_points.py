@@ -170,6 +170,11 @@ class FixedPoints(dynlearn.Analyzer):
         return (torch.as_tensor(np.array(lo, dtype=float), dtype=torch.float64),
                 torch.as_tensor(np.array(hi, dtype=float), dtype=torch.float64))
 
+    def work_size(self, batch: Batch) -> int:
+        """Numbers in all starting states: starts x sweep elements x state dim (sets the threads)."""
+        n = self.n_starts if isinstance(self.n_starts, (int, np.integer)) else 1
+        return int(n) * batch.size * batch.system.state_dim
+
     def _settings(self, lo, hi) -> Settings:
         return Settings(lo, hi, self.margin, self.max_iter, self.root_tol, self.dedupe_tol, self.slow_points,
                         self.slow_ratio, self.max_points)
