@@ -8,7 +8,8 @@ from typing import Any
 import xarray as xr
 
 from .analyzer import make_analyzer
-from .store import open_store, write_group
+from .safety import check_store_target
+from .store import ANALYSIS, check_analysis_target, open_store, write_group
 
 __all__ = ["analyze"]
 
@@ -18,14 +19,19 @@ def analyze(
     analyzer: str,
     *,
     group: str | None = None,
+    overwrite: bool = False,
     show_progress: bool | None = None,
     **options: Any,
 ) -> xr.Dataset:
     """Run analyzer ``analyzer`` (with ``options``) on the training run in ``store``; write ``/<group>``.
 
-    Upstream analyzers it requires are read from the store when present (e.g. ``bifurcations`` reads
-    ``/fixed_points``), computed otherwise. Returns the result Dataset.
+    ``group`` (default: the analyzer's name) must be a plain name (:func:`dynlearn.safety.check_name`), not one of
+    the groups the run owns; an existing analyzer group is replaced (atomically) only with ``overwrite``. These
+    checks run before any work. Upstream analyzers it requires are read from the store when present (e.g.
+    ``bifurcations`` reads ``/fixed_points``), computed otherwise. Returns the result Dataset.
     """
+    check_store_target(store, must_exist=True)
+    target = check_analysis_target(store, group or analyzer, overwrite=overwrite)
     tree = open_store(store)
     an = make_analyzer({"name": analyzer, **options})
     upstream = {}
@@ -33,5 +39,5 @@ def analyze(
         if req in tree.children:
             upstream[req] = tree[req].to_dataset()
     result = an.run(tree, upstream=upstream, show_progress=show_progress)
-    write_group(store, group or analyzer, result)
+    write_group(store, target, result, overwrite=overwrite, role=ANALYSIS)
     return result

@@ -15,6 +15,10 @@ from typing import Optional
 import typer
 
 from .errors import DynlearnError
+from .safety import check_page_target, check_store_target
+
+#: errors printed as one line ``error: ...`` with exit status 2 (bad input, refused paths, file-system refusals)
+USER_ERRORS = (DynlearnError, OSError)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
@@ -51,7 +55,7 @@ def list_cmd(
         warnings.simplefilter("ignore")
         try:
             infos = default_registry().info(kind)
-        except DynlearnError as exc:
+        except USER_ERRORS as exc:
             _fail(exc)
     if fmt == "json":
         typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
@@ -90,7 +94,7 @@ def run(
             typer.echo(f"wrote {path} ({workers} workers)", err=True)
             return
         res = run_experiment(exp, path, overwrite=overwrite)
-    except DynlearnError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     note = f" (resumed at epoch {res.resumed_from})" if res.resumed_from else ""
     typer.echo(f"wrote {path}: {res.epochs_run} epochs in {res.seconds_total:.1f} s{note}", err=True)
@@ -106,7 +110,7 @@ def show(
 
     try:
         info = summarize(store)
-    except DynlearnError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(json.dumps(info, indent=2) if fmt == "json" else summary_text(info))
 
@@ -116,10 +120,13 @@ def analyze(
     store: Path = typer.Argument(..., help="result store holding a training run"),
     analyzer: str = typer.Argument(..., help="analyzer name (dynlearn list --kind analyzers)"),
     option: list[str] = typer.Option([], "--set", help="analyzer option key=value (value parsed as JSON)"),
-    group: Optional[str] = typer.Option(None, help="group name (default: the analyzer name)"),
+    group: Optional[str] = typer.Option(None, help="group name (default: the analyzer name); letters, digits, _ . -"),
+    overwrite: bool = typer.Option(False, help="replace an existing analyzer group of that name (atomically)"),
     progress: bool = typer.Option(True, help="show progress bars on stderr"),
 ) -> None:
-    """Run an analyzer on every stored epoch of a run and write its result as a group of the store."""
+    """Run an analyzer on every stored epoch of a run and write its result as a group of the store.
+
+    The run's own groups (train, params, state, claims) are never a target."""
     from .api import analyze as _analyze
 
     _progress(progress)
@@ -133,8 +140,8 @@ def analyze(
         except json.JSONDecodeError:
             opts[k] = v
     try:
-        ds = _analyze(store, analyzer, group=group, **opts)
-    except DynlearnError as exc:
+        ds = _analyze(store, analyzer, group=group, overwrite=overwrite, **opts)
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote /{group or analyzer} to {store}: {dict(ds.sizes)}", err=True)
 
@@ -143,6 +150,7 @@ def analyze(
 def browse(
     store: Path = typer.Argument(..., help="result store"),
     html: Optional[Path] = typer.Option(None, help="write a standalone HTML page (JS inlined, no network)"),
+    overwrite: bool = typer.Option(False, help="replace an earlier page at the default path STORE.html"),
     serve: bool = typer.Option(False, help="serve the page live instead"),
     port: int = typer.Option(5006, help="port for --serve"),
 ) -> None:
@@ -151,12 +159,13 @@ def browse(
     from .views import write_html
 
     try:
+        check_store_target(store, must_exist=True)
         if serve:
             _serve(store, port=port, show=False)
             return
-        target = html or store.with_suffix(".html")
-        write_html(store, target)
-    except DynlearnError as exc:
+        target = html or store.with_name(store.name + ".html" if store.suffix != ".zarr" else store.stem + ".html")
+        write_html(store, target, replace=html is not None or overwrite)
+    except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {target}", err=True)
 
@@ -180,12 +189,14 @@ def reproduce(
     _progress(progress)
     try:
         path = out or get("reproductions", name)(quick=quick).default_out()
+        if html is not None:
+            check_page_target(html)
         tree = run_reproduction(name, path, quick=quick, overwrite=overwrite)
         if html is not None:
             from .views import write_html
 
             write_html(path, html)
-    except DynlearnError as exc:
+    except USER_ERRORS as exc:
         _fail(exc)
     claims = tree["claims"].to_dataset()
     if fmt == "json":
@@ -208,7 +219,7 @@ def main() -> None:
     warnings.formatwarning = _one_line_warning  # e.g. "warning: dynlearn: systems plugin 'x' ... failed to load: ..."
     try:
         app()
-    except DynlearnError as exc:  # pragma: no cover - commands catch their own
+    except USER_ERRORS as exc:  # pragma: no cover - commands catch their own
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

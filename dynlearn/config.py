@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DynlearnError
+from .errors import ConfigError, DynlearnError, PathError
 from .params import check_names
+from .safety import RUN_GROUPS, check_name
 
 __all__ = ["Experiment", "load_experiment", "resolve_experiment", "config_hash"]
 
@@ -111,11 +112,22 @@ def load_experiment(path: str | Path) -> Experiment:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"experiment file {p} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"experiment file {p} is not a file")
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+        raise ConfigError(f"{p}: malformed TOML: {' '.join(str(exc).split())}") from None
     return resolve_experiment(raw, source=str(p))
+
+
+def _safe_name(source: str, name: Any, what: str) -> None:
+    try:
+        check_name(name, what)
+    except PathError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _type_name(v: Any) -> str:
@@ -189,6 +201,7 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
         raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
     name = raw.get("name", Path(source).stem)
     _expect("name", name, str)
+    _safe_name(source, name, "experiment name (the 'name' key, or the file's stem)")
     description = raw.get("description", "")
     _expect("description", description, str)
 
@@ -305,6 +318,10 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
             get("analyzers", a["name"])
         except DynlearnError as exc:
             raise ConfigError(f"analyze[{i}]: {exc}") from None
+        group = a.get("group", a["name"])
+        _safe_name(source, group, f"analyze[{i}].group")
+        if group in RUN_GROUPS:
+            raise ConfigError(f"{source}: analyze[{i}].group {group!r} belongs to the run; choose another name")
 
     config = {
         "name": name,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import xarray as xr
 
 from .config import Experiment, resolve_experiment
 from .errors import ConfigError
+from .safety import check_store_target, remove, remove_empty_dir, rename
 from .store import consolidate, create_store, open_store, root_attrs
 
 __all__ = ["shard_experiments", "run_sharded"]
@@ -65,7 +65,7 @@ def run_sharded(
     keep_shards: bool = False,
 ) -> xr.DataTree:
     """Train ``exp`` in seed shards on dask.distributed workers and merge them into the store ``out``."""
-    out = Path(out)
+    out = check_store_target(out)
     if out.exists():
         attrs = root_attrs(out)
         if attrs.get("config_hash") == exp.hash:
@@ -96,7 +96,9 @@ def run_sharded(
             spec = dict(spec)
             analyze(out, spec.pop("name"), **spec)
     if not keep_shards:
-        shutil.rmtree(shard_dir, ignore_errors=True)
+        for p in paths:
+            remove(p)  # each shard is a dynlearn store
+        remove_empty_dir(shard_dir)
     return open_store(out)
 
 
@@ -119,9 +121,9 @@ def _merge(exp: Experiment, paths: list[str], out: Path) -> None:
     attrs = {"version": prov.get("dynlearn"), "config": exp.config, "config_hash": exp.hash,
              "provenance": {**prov, "sharded": len(paths)}}
     tmp = out.with_name(out.name + ".merging")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove(tmp)  # a merge left over from a killed run (only ever a dynlearn store)
     create_store(tmp, {}, attrs)
     for name, ds in groups.items():
         ds.to_zarr(str(tmp), group=name, mode="w", zarr_format=3, consolidated=False)
     consolidate(tmp)
-    os.replace(tmp, out)
+    rename(tmp, out)

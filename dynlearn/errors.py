@@ -15,6 +15,7 @@ __all__ = [
     "UnknownNameError",
     "ShapeError",
     "StoreError",
+    "PathError",
 ]
 
 
@@ -51,3 +52,8 @@ class ShapeError(DynlearnError, ValueError):
 
 class StoreError(DynlearnError, OSError):
     """A result store is missing, incompatible with the request, or not a dynlearn store."""
+
+
+class PathError(DynlearnError, ValueError):
+    """A name or path a user gave is unsafe or points at something dynlearn must not touch (refused, nothing
+    deleted)."""

@@ -25,6 +25,7 @@ import xarray as xr
 
 from .config import Experiment, load_experiment, resolve_experiment
 from .errors import ConfigError
+from .safety import check_name, check_store_target
 
 __all__ = ["Reproduction", "Claim", "claims_dataset", "packaged_experiment", "run_reproduction"]
 
@@ -130,7 +131,7 @@ class Reproduction:
         return {}
 
     def default_out(self) -> Path:
-        return Path("dynlearn-results") / f"{self.name}{'-quick' if self.quick else ''}.zarr"
+        return Path("dynlearn-results") / f"{check_name(self.name, 'reproduction name')}{'-quick' if self.quick else ''}.zarr"
 
 
 def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: bool = False,
@@ -140,7 +141,7 @@ def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: 
     from .store import consolidate, open_store, write_group
 
     rep = get("reproductions", name)(quick=quick)
-    path = Path(out) if out is not None else rep.default_out()
+    path = check_store_target(out if out is not None else rep.default_out(), overwrite=overwrite)
     claims = rep.run(path, overwrite=overwrite, show_progress=show_progress)
     ds = claims_dataset(claims)
     ds.attrs["reproduction"] = name

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from .config import Experiment, resolve_experiment
 from .errors import StoreError
 from .optim import make_optimizer
 from .progress import Meter
+from .safety import check_store_target, remove, scratch_dir
 from .schedule import make_schedule
 from .store import ChunkWriter, consolidate, create_store, open_store, root_attrs, unconsolidate
 from .system import TrainableSystem
@@ -118,13 +117,15 @@ def run_experiment(
     """Run (or resume) an experiment into the store ``out``; then its ``[[analyze]]`` steps.
 
     If ``out`` holds an unfinished run of the same experiment (same config hash) it resumes from its last
-    committed chunk; a store of a different experiment is an error unless ``overwrite``.
+    committed chunk; a store of a different experiment is an error unless ``overwrite``. ``out`` is checked
+    first (:func:`dynlearn.safety.check_store_target`): a file, a symlink or a directory that is not a dynlearn
+    store is refused and left untouched, with or without ``overwrite``.
     """
     temp_dir = None
     if out is None:
-        temp_dir = Path(tempfile.mkdtemp(prefix="dynlearn-"))
+        temp_dir = scratch_dir()
         out = temp_dir / "run.zarr"
-    path = Path(out)
+    path = check_store_target(out, overwrite=overwrite)
     try:
         runner = _Runner(exp, path, show_progress)
         result = runner.run(overwrite=overwrite)
@@ -134,7 +135,8 @@ def run_experiment(
             for spec in exp.config["analyze"]:
                 spec = dict(spec)
                 aname = spec.pop("name")
-                analyze(path, aname, show_progress=show_progress, **spec)
+                # the experiment declares these groups: a resumed or repeated run replaces its own results
+                analyze(path, aname, show_progress=show_progress, overwrite=True, **spec)
             result.tree = open_store(path)
         if temp_dir is not None:
             result.tree = result.tree.load()
@@ -142,7 +144,7 @@ def run_experiment(
         return result
     finally:
         if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            remove(temp_dir)
 
 
 def _provenance() -> dict[str, Any]:
@@ -322,8 +324,6 @@ class _Runner:
             unconsolidate(self.path)
             setup = None
         else:
-            if self.path.exists() and not (self.path / "zarr.json").exists():
-                raise StoreError(f"{self.path} exists and is not a result store")
             attrs = {"version": _provenance()["dynlearn"], "config": self.exp.config,
                      "config_hash": self.exp.hash, "provenance": _provenance()}
 

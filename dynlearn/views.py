@@ -166,24 +166,33 @@ def page(tree: xr.DataTree, title: str = "dynlearn"):
     return pn.Column(*items)
 
 
-def write_html(store: str | os.PathLike, html: str | os.PathLike) -> Path:
-    """Write the standalone page of ``store`` (JS inlined, no network needed) to ``html``."""
+def write_html(store: str | os.PathLike, html: str | os.PathLike, *, replace: bool = True) -> Path:
+    """Write the standalone page of ``store`` (JS inlined, no network needed) to ``html``.
+
+    ``html`` must be a file name (:func:`dynlearn.safety.check_page_target`): a directory, a symlink or a file
+    dynlearn did not write is refused; an earlier dynlearn page is replaced only with ``replace``. The page is
+    written to a scratch file and renamed into place.
+    """
     from bokeh.resources import INLINE
 
+    from .safety import PAGE_MARKER, check_page_target, remove, scratch_dir, write_text_atomic
     from .store import open_store, root_attrs
 
+    out = check_page_target(html, replace=replace)
     tree = open_store(store)
     cfg = root_attrs(store).get("config", {})
     title = f"dynlearn — {cfg.get('name') or Path(store).stem}"
     pg = page(tree, title)
-    out = Path(html)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pg.save(str(out), resources=INLINE, embed=True, title=title)
+    tmp = scratch_dir()
+    try:
+        pg.save(str(tmp / "page.html"), resources=INLINE, embed=True, title=title)
+        text = (tmp / "page.html").read_text(encoding="utf-8")
+    finally:
+        remove(tmp)
     # panel's template links its favicons from a CDN: drop them so the page needs no network at all
-    text = out.read_text()
     text = re.sub(r"<link[^>]+rel=\"(?:apple-touch-icon|icon)\"[^>]*>\s*", "", text)
-    out.write_text(text)
-    return out
+    text = text.replace("<head>", f"<head>\n{PAGE_MARKER}", 1)
+    return write_text_atomic(out, text)
 
 
 def serve(store: str | os.PathLike, port: int = 5006, show: bool = False) -> None:  # pragma: no cover - interactive
