@@ -330,3 +330,29 @@ def test_read_only_directory_is_handled_cleanly(world, fs_guard_fixture):
 
 def test_errors_are_dynlearn_errors():
     assert issubclass(PathError, DynlearnError) and issubclass(PathError, ValueError)
+
+
+DELETERS = {"rmtree", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "move"}
+MODULES = {"os", "shutil", "Path", "pathlib"}
+
+
+def test_every_deletion_and_rename_in_the_package_goes_through_the_guarded_helper():
+    """No ``os.*``/``shutil.*`` deletion or rename call, nor a ``.unlink()``/``.rmdir()`` call, outside
+    dynlearn/safety.py (the check reads every module of the package, the built-in plugins and the datasets)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("dynlearn", "plugins", "datasets"):
+        for path in (repo / folder).rglob("*.py"):
+            if path.name == "safety.py" and path.parent.name == "dynlearn":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                attr, owner = node.func.attr, node.func.value
+                module_call = isinstance(owner, ast.Name) and owner.id in MODULES and attr in DELETERS
+                path_call = attr in {"unlink", "rmdir"}  # Path methods (rename/replace are xarray/str words too)
+                if module_call or path_call:
+                    offenders.append(f"{path.relative_to(repo)}:{node.lineno} {attr}")
+    assert not offenders, offenders
