@@ -15,6 +15,7 @@ from dynlearn_builtins.systems.two_factor import (
     TwoFactorMap,
     ellipse_angle,
     ellipse_axes,
+    ellipse_distance,
     ellipse_level,
     ellipse_point,
     slice_map,
@@ -49,6 +50,29 @@ def test_ellipse_map_is_angle_tripling(mu):
     image = ellipse_angle(two_factor_map(ellipse_point(th, mu), mu), mu)
     diff = torch.remainder(image - (math.pi - 3 * th) + math.pi, 2 * math.pi) - math.pi
     assert float(diff.abs().max()) < 1e-13
+
+
+@pytest.mark.parametrize("mu", [0.8, 1.5, 1.99], ids=lambda m: f"mu={m}")
+def test_ellipse_distance_is_exact(mu):
+    # points at known offsets along the ellipse's normal (offsets below the smallest radius of curvature q^2 / p, so
+    # the foot point is the nearest one), and random points against 4e5 sampled angles (spacing < 4e-5)
+    th = _theta()
+    on = ellipse_point(th, mu).numpy()
+    A, B = ellipse_axes(mu)
+    p, q = A / math.sqrt(2), B / math.sqrt(2)
+    u, v = p * np.cos(th.numpy()), q * np.sin(th.numpy())
+    n = np.stack([u / p**2, v / q**2], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    h = 0.5 * q * q / p * np.linspace(-1, 1, len(th))
+    rot = np.array([[1, 1], [1, -1]]) / math.sqrt(2)                    # (u, v) -> (a, b), its own inverse
+    off = on + (h[:, None] * n) @ rot.T
+    np.testing.assert_allclose(ellipse_distance(on, mu), 0.0, atol=1e-12)
+    np.testing.assert_allclose(ellipse_distance(off, mu), np.abs(h), rtol=1e-9, atol=1e-12)
+    x = np.random.default_rng(0).uniform(-3, 3, (20, 2))
+    dense = ellipse_point(torch.linspace(0, 2 * math.pi, 400_001, dtype=torch.float64), mu).numpy()
+    brute = np.array([np.sqrt(((dense - xi) ** 2).sum(-1)).min() for xi in x])
+    d = ellipse_distance(x, mu)
+    assert np.all(d <= brute + 1e-12) and np.all(brute - d <= 2e-5)
 
 
 @pytest.mark.parametrize("mu", [0.5, 1.0, 1.5, 1.9], ids=lambda m: f"mu={m}")

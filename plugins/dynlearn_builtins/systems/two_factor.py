@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from dynlearn.params import Param
@@ -33,6 +34,7 @@ __all__ = [
     "TwoFactorMap",
     "two_factor_map",
     "two_factor_jacobian",
+    "ellipse_distance",
     "two_factor_manifolds",
     "slice_map",
     "ellipse_axes",
@@ -86,6 +88,38 @@ def ellipse_point(theta: Tensor, mu: Tensor | float) -> Tensor:
     A, B = ellipse_axes(mu)
     s, d = A * torch.cos(theta), B * torch.sin(theta)
     return torch.stack([(s + d) / 2, (s - d) / 2], dim=-1)
+
+
+def ellipse_distance(x: np.ndarray, mu: float, samples: int = 4001, newton: int = 8) -> np.ndarray:
+    """Euclidean distance of points ``x (..., 2)`` in the ``(a, b)`` plane to the ellipse ``E_mu`` (float64).
+
+    In the rotated coordinates ``u = (a + b) / sqrt 2``, ``v = (a - b) / sqrt 2`` the ellipse is axis-aligned with
+    semi-axes ``p = A / sqrt 2``, ``q = B / sqrt 2``; the nearest parameter ``theta`` of a point solves
+    ``F(theta) = (q^2 - p^2) sin cos + u p sin - v q cos = 0``, found by Newton's method from the best of
+    ``samples`` angles (the smaller of the two distances is kept). Exact to rounding, unlike the distance to
+    sampled points, whose spacing along the curve (1e-4 to 2e-4 at 40001 samples) limits it.
+
+    >>> A, B = ellipse_axes(1.0)
+    >>> float(ellipse_distance(np.array([0.0, 0.0]), 1.0)) == B / 2 ** 0.5    # nearest: the minor vertex
+    True
+    """
+    x = np.asarray(x, dtype=float)
+    A, B = ellipse_axes(float(mu))
+    p, q = A / math.sqrt(2), B / math.sqrt(2)
+    u = ((x[..., 0] + x[..., 1]) / math.sqrt(2))[..., None]
+    v = ((x[..., 0] - x[..., 1]) / math.sqrt(2))[..., None]
+    th = np.linspace(0, 2 * math.pi, samples)
+    d2 = (p * np.cos(th) - u) ** 2 + (q * np.sin(th) - v) ** 2
+    t = th[d2.argmin(-1)]
+    best = np.sqrt(d2.min(-1))
+    u, v = u[..., 0], v[..., 0]
+    for _ in range(newton):
+        s, c = np.sin(t), np.cos(t)
+        f = (q * q - p * p) * s * c + u * p * s - v * q * c
+        df = (q * q - p * p) * (c * c - s * s) + u * p * c + v * q * s
+        t = t - np.where(df != 0, f / np.where(df != 0, df, 1.0), 0.0)
+    refined = np.hypot(p * np.cos(t) - u, q * np.sin(t) - v)
+    return np.minimum(best, refined)
 
 
 def ellipse_angle(x: Tensor, mu: Tensor | float) -> Tensor:
