@@ -31,7 +31,8 @@ import zarr
 
 from . import outcome as oc
 from .config import Experiment, resolve_experiment
-from .errors import StoreError
+from .errors import ConfigError, StoreError
+from .integrity import RUN_DATA, check_store, relock, store_lock
 from .optim import make_optimizer
 from .progress import Meter
 from .safety import check_store_target, remove, scratch_dir
@@ -112,9 +113,14 @@ def run_experiment(
     out: str | os.PathLike | None,
     *,
     overwrite: bool = False,
+    repair: bool = False,
     show_progress: bool | None = None,
 ) -> RunResult:
     """Run (or resume) an experiment into the store ``out``; then its ``[[analyze]]`` steps.
+
+    The store is locked while it is written (:func:`dynlearn.integrity.store_lock`): a second writer is refused.
+    A resumed run first verifies the run's groups (:func:`dynlearn.integrity.verify`) and refuses a damaged store;
+    ``repair=True`` recomputes its damaged committed chunks instead (:mod:`dynlearn.repair`), bitwise as before.
 
     If ``out`` holds an unfinished run of the same experiment (same config hash) it resumes from its last
     committed chunk; a store of a different experiment is an error unless ``overwrite``. ``out`` is checked
@@ -126,18 +132,21 @@ def run_experiment(
         temp_dir = scratch_dir()
         out = temp_dir / "run.zarr"
     path = check_store_target(out, overwrite=overwrite)
+    if repair and overwrite:
+        raise ConfigError("--repair keeps the store and --overwrite replaces it: give one of them")
     try:
-        runner = _Runner(exp, path, show_progress)
-        result = runner.run(overwrite=overwrite)
-        if exp.config.get("analyze"):
-            from .api import analyze
+        with store_lock(path):
+            runner = _Runner(exp, path, show_progress)
+            result = runner.run(overwrite=overwrite, repair=repair)
+            if exp.config.get("analyze"):
+                from .api import analyze
 
-            for spec in exp.config["analyze"]:
-                spec = dict(spec)
-                aname = spec.pop("name")
-                # the experiment declares these groups: a resumed or repeated run replaces its own results
-                analyze(path, aname, show_progress=show_progress, overwrite=True, **spec)
-            result.tree = open_store(path)
+                for spec in exp.config["analyze"]:
+                    spec = dict(spec)
+                    aname = spec.pop("name")
+                    # the experiment declares these groups: a resumed or repeated run replaces its own results
+                    analyze(path, aname, show_progress=show_progress, overwrite=True, **spec)
+                result.tree = open_store(path)
         if temp_dir is not None:
             result.tree = result.tree.load()
             result.path = None
@@ -292,13 +301,13 @@ class _Runner:
         sched_state = self.schedule.init(self.hp0) if self.schedule else {}
         return theta, opt_state, sched_state
 
-    def run(self, overwrite: bool = False) -> RunResult:
-        """Train (or resume) with torch using ``train.threads`` threads (1 by default: the batch of small
-        per-network tensors gains nothing from intra-op threads, and on a busy machine they cost a lot)."""
+    def run(self, overwrite: bool = False, repair: bool = False) -> RunResult:
+        """Train (or resume, or repair) with torch using ``train.threads`` threads (1 by default: the batch of
+        small per-network tensors gains nothing from intra-op threads, and on a busy machine they cost a lot)."""
         with torch_threads(int(self.exp.config["train"].get("threads", 1))):
-            return self._run(overwrite)
+            return self._run(overwrite, repair)
 
-    def _run(self, overwrite: bool = False) -> RunResult:
+    def _run(self, overwrite: bool = False, repair: bool = False) -> RunResult:
         t_start = time.perf_counter()
         theta, opt_state, sched_state = self._fresh()
         hp = {k: v.clone() for k, v in self.hp0.items()}
@@ -313,6 +322,12 @@ class _Runner:
                     f"{self.path} holds a different experiment ({attrs.get('config', {}).get('name')!r}, config hash "
                     f"{attrs.get('config_hash')}); use another --out or --overwrite"
                 )
+            if repair:  # uncommits every damaged chunk: what remains damaged, the run below rewrites
+                from .repair import repair_run
+
+                repair_run(self.path, groups, attrs)
+            else:
+                check_store(self.path, deep=True, groups=RUN_DATA)  # resume only from intact committed chunks
             root = zarr.open_group(str(self.path), mode="r")
             flags = np.asarray(root["train/committed"][:], dtype=bool)
             start_chunk = int(np.argmin(flags)) if not flags.all() else len(flags)
@@ -329,6 +344,7 @@ class _Runner:
 
             def setup():
                 create_store(self.path, groups, attrs, overwrite=overwrite)
+                relock(self.path)  # the new store has a new lock file
 
         resumed_from = start_chunk * self.C
         writer = ChunkWriter(self.path, setup=setup)
