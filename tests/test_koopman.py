@@ -14,8 +14,9 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.testing import check_analyzer
 from dynlearn_builtins.analyzers._koopman_net import BatchedMLP, jvp_reference
 from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
-from dynlearn_builtins.reproductions.koopman import Bistable100, latent_circuit
-from dynlearn_builtins.systems.two_factor import ellipse_axes, ellipse_point
+from dynlearn import outcome as oc
+from dynlearn_builtins.reproductions.koopman import Bistable100, latent_circuit, parabola_distance
+from dynlearn_builtins.systems.two_factor import ellipse_axes, ellipse_distance
 
 # reduced sizes: small networks, a few hundred steps (the full-size runs are in the slow tests / reproduction)
 FAST = dict(width=16, batch_size=256, lr=0.02, steps=400, n_samples=128, n_curves=16, n_perturb=2, n_points=64,
@@ -26,19 +27,22 @@ def _finite(points: np.ndarray) -> np.ndarray:
     return points[np.isfinite(points).all(-1)]
 
 
-def distance_to_curve(points: np.ndarray, curve: np.ndarray) -> np.ndarray:
-    """Distance of each point ``(n, d)`` to a densely sampled curve ``(m, d)``."""
-    return np.sqrt(((points[:, None, :] - curve[None]) ** 2).sum(-1)).min(1)
-
-
 def distance_to_ellipse(points: np.ndarray, mu: float) -> np.ndarray:
-    theta = torch.linspace(0, 2 * math.pi, 40001, dtype=torch.float64)
-    return distance_to_curve(points, ellipse_point(theta, mu).numpy())
+    return ellipse_distance(points, mu)
 
 
 def distance_to_parabola(points: np.ndarray, a: float) -> np.ndarray:
-    y = np.linspace(-3, 3, 60001)
-    return distance_to_curve(points, np.stack([a * y**2, y], -1))
+    return parabola_distance(points, a)
+
+
+def polished(r, min_count: int) -> np.ndarray:
+    """The polished separatrix points of one sweep element, after checking that at least ``min_count`` of psi's
+    zero-set points were polished and that every unpolished one is labeled ``nan``."""
+    ok = r.polish_outcome.values == oc.OK
+    assert ok.sum() >= min_count, (ok.sum(), r.polish_outcome.values)
+    assert np.array_equal(np.isfinite(r.separatrix.values).all(-1), ok)
+    assert np.all(r.polish_outcome.values[~ok] == oc.NAN)
+    return r.separatrix.values[ok]
 
 
 # -- exact separatrices -----------------------------------------------------------------------------------------------
@@ -61,7 +65,7 @@ def test_reproduction_claims_hold(repro):
     claims = repro["claims"].to_dataset()
     failed = claims["claim"].values[~claims["passed"].values].tolist()
     assert not failed, failed
-    assert len(claims["claim"]) == 16  # the 100-D rotated bistable is recorded in /errors, not claimed
+    assert len(claims["claim"]) == 17  # with polishing, the 100-D rotated bistable is a claim too
     for name, group in repro.children.items():
         for var in group.to_dataset().data_vars.values():
             assert "long_name" in var.attrs, f"{name}/{var.name} has no long_name"
@@ -78,14 +82,19 @@ def test_reproduction_views_render(repro):
 
 @pytest.mark.parametrize("a", [0.0, 0.5], ids=["straight", "curved"])
 def test_bistable_separatrix_within_one_percent_of_the_domain(bistable, a):
-    # separatrix x = a y^2 (exact); domain [-2, 2]^2: 1% of its side is 0.04
+    # separatrix x = a y^2 (exact); domain [-2, 2]^2: 1% of its side is 0.04. The polished points are within a
+    # tenth of that (measured: 1e-4, the bracket); psi's own zero set (measured 0.003 / 0.027) is only reported
     r = bistable.sel(a=a)
     assert int(r.status) == 0
-    pts = _finite(r.separatrix.values)
-    assert len(pts) == 64
-    assert distance_to_parabola(pts, a).max() <= 0.04
+    assert len(_finite(r.separatrix_psi.values)) == 64
+    pts = polished(r, 60)
+    err, own = distance_to_parabola(pts, a), distance_to_parabola(_finite(r.separatrix_psi.values), a)
+    assert err.max() <= 0.004, (err.max(), own.max())
     assert np.ptp(pts[:, 1]) > 3.0                          # the points cover the separatrix across the domain
     assert float(r.r2) > 0.99
+    # polish_shift is psi's own error along its normal: at least psi's distance to the separatrix
+    ok = r.polish_outcome.values == oc.OK
+    assert np.all(r.polish_shift.values[ok] >= own[ok] - err.max() - 1e-12)
 
 
 @pytest.mark.parametrize("a", [0.0, 0.5], ids=["straight", "curved"])
@@ -105,13 +114,16 @@ def two_factor(repro):
 @pytest.mark.parametrize("mu", [0.8, 1.5])
 def test_two_factor_zero_set_is_the_ellipse(two_factor, mu):
     # the finder is not told the ellipse: ground truth from the system module only here.
-    # Semi-axes in the (a, b) plane are A / sqrt(2), B / sqrt(2) (s = a + b, d = a - b)
+    # Semi-axes in the (a, b) plane are A / sqrt(2), B / sqrt(2) (s = a + b, d = a - b). The claim is 2% of the
+    # minor semi-axis; the polished points are within a tenth of it (measured: 0.01-0.02%, the bracket). psi's own
+    # zero set (0.7% / 1.4% here, 1.8% on an AVX-512 CPU: training noise) is reported, not asserted
     r = two_factor.sel(mu=mu)
     assert int(r.status) == 0
     minor = ellipse_axes(mu)[1] / math.sqrt(2)
-    pts = _finite(r.separatrix.values)
-    assert len(pts) == 64
-    assert distance_to_ellipse(pts, mu).max() <= 0.02 * minor
+    assert len(_finite(r.separatrix_psi.values)) == 64
+    pts = polished(r, 60)
+    own = distance_to_ellipse(_finite(r.separatrix_psi.values), mu).max() / minor
+    assert distance_to_ellipse(pts, mu).max() <= 0.002 * minor, own
     # the points go all around the ellipse
     ang = np.arctan2(pts[:, 0] - pts[:, 1], pts[:, 0] + pts[:, 1])
     assert np.histogram(ang, bins=8, range=(-math.pi, math.pi))[0].min() > 0
@@ -132,9 +144,9 @@ def test_bistable_3d_separatrix_within_one_percent_of_the_domain(bistable_3d):
     # separatrix: the paraboloid x = a (y^2 + z^2); first-order distance |s| / |grad s| (error O(s^2))
     r = bistable_3d.isel(a=0)
     a = 0.3
-    x, y, z = _finite(r.separatrix.values).T
+    x, y, z = polished(r, 0.9 * r.sizes["point"]).T
     dist = np.abs(x - a * (y**2 + z**2)) / np.sqrt(1 + 4 * a * a * (y**2 + z**2))
-    assert dist.max() <= 0.04
+    assert dist.max() <= 0.004                                # polished (psi's own: 0.018 measured)
     assert r.crossed.values.all()
 
 
@@ -152,9 +164,8 @@ def latent(repro):
 
 def test_rnn_latent_separatrix_is_the_unstable_fixed_point(latent):
     k0 = brentq(lambda k: -k + 3 * np.tanh(k + 0.3), -2.0, 1.0)
-    pts = _finite(latent.separatrix.values)
-    assert len(pts) >= 1
-    assert np.abs(pts - k0).max() <= 0.01 * 30.0             # 1% of the domain [-15, 15]
+    pts = polished(latent, 1)
+    assert np.abs(pts - k0).max() <= 0.001 * 30.0            # a tenth of 1% of the domain [-15, 15]
     assert latent.psi.dims == ("grid_kappa",)
     np.testing.assert_allclose(np.sort(latent.attractor.values[:, 0]),
                                [brentq(lambda k: -k + 3 * np.tanh(k + 0.3), lo, hi) for lo, hi in ((-4, -1), (1, 4))],
@@ -195,14 +206,22 @@ def test_100d_runs_and_reports_its_accuracy(repro):
     u = r.attractor.values @ Q
     np.testing.assert_allclose(np.sort(u[:, 0]), [-1.0, 1.0], atol=1e-4)
     np.testing.assert_allclose(u[:, 1:], 0.0, atol=1e-4)
-    assert len(_finite(r.separatrix.values)) == 64
-    assert np.isfinite(r.crossing_error.values).all() and np.isfinite(float(r.r2))
-    u0 = np.abs(_finite(r.separatrix.values) @ Q[:, 0])
+    assert len(_finite(r.separatrix_psi.values)) == 64
+    # validation curves where psi's sign or the simulated class does not change have a NaN crossing_error,
+    # labeled nan in crossing_outcome: counted and bounded (measured: 0 of 8), never a silent NaN
+    failed = r.crossing_outcome.values == oc.NAN
+    assert np.array_equal(failed, ~np.isfinite(r.crossing_error.values))
+    assert failed.sum() <= 2, r.crossing_outcome.values
+    assert np.isfinite(float(r.r2))
+    u0 = np.abs(polished(r, 58) @ Q[:, 0])
+    u0_psi = np.abs(_finite(r.separatrix_psi.values) @ Q[:, 0])
     err = _group(repro, "errors").sel(case="embedded_100d")
-    assert float(err.error) == pytest.approx(u0.max()) and np.isnan(float(err.bound))  # recorded, not a claim
-    assert "separatrix_embedded_100d" not in _group(repro, "claims").claim.values
-    # regression guard (boundary sampling): before it, max |u0| was 0.23 (quick) / 0.63 (full) with median ~0.1
-    assert np.median(u0) <= 0.05 and u0.max() <= 0.2 and float(r.r2) >= 0.95
+    assert float(err.error) == pytest.approx(u0.max()) and float(err.error_psi) == pytest.approx(u0_psi.max())
+    assert float(err.bound) == 0.02 and "separatrix_embedded_100d" in _group(repro, "claims").claim.values
+    assert u0.max() <= 0.002                                  # polished: a tenth of the 1% goal (measured 2.4e-5)
+    # psi's own zero set, regression guard of boundary sampling: before it, the median |u0| was ~0.1 (max 0.23
+    # quick / 0.63 full); with it max 0.04-0.13 over seeds, median 0.01-0.02
+    assert np.median(u0_psi) <= 0.05 and float(r.r2) >= 0.95
 
 
 def test_rnn_100_zero_set_perturbations_attractors(repro):
@@ -214,10 +233,10 @@ def test_rnn_100_zero_set_perturbations_attractors(repro):
     net = rank_one_rnn(100)
     n = net.param_tensors()["n"][0].numpy()
     kappa = rank_one_fixed_point(net)
-    pts = _finite(r.separatrix.values)
-    assert len(pts) == r.sizes["point"]
+    pts = polished(r, 0.9 * r.sizes["point"])
     err = hyperplane_distance(pts, n)
-    assert err.max() <= 0.02, (err.max(), np.median(err))                # 1% of the box side 2
+    own = hyperplane_distance(_finite(r.separatrix_psi.values), n)
+    assert err.max() <= 0.002, (err.max(), own.max())          # a tenth of 1% of the box side 2 (psi's own: 0.01)
     np.testing.assert_allclose(r.perturbation_norm.values, kappa / np.linalg.norm(n), rtol=0.05)
     assert r.crossed.values.all() and r.stays.values.all()
     np.testing.assert_allclose(np.sort(r.attractor.values @ n), [-kappa, kappa], rtol=1e-6)
@@ -237,7 +256,7 @@ def test_warm_start_follows_the_separatrix():
     an = KoopmanSeparatrix(**{**FAST, "steps": 800, "warm_steps": 300, "warm_start": "a"})
     out = an.run("bistable", dynlearn.grid(a=[0.0, 0.2, 0.4]))
     for a in (0.0, 0.2, 0.4):
-        assert distance_to_parabola(_finite(out.separatrix.sel(a=a).values), a).max() <= 0.04
+        assert distance_to_parabola(_finite(out.separatrix_psi.sel(a=a).values), a).max() <= 0.04
     # later slices train for warm_steps only (NaN-padded curves), and the sign of psi is kept
     assert np.isfinite(out.train_loss.sel(a=0.0).values).all()
     assert np.isnan(out.train_loss.sel(a=0.4).values).any()
@@ -275,10 +294,11 @@ def test_single_attractor_is_a_labeled_status():
      ({"lr": float("nan")}, ParameterError), ({"refine_fraction": 1.5}, ParameterError),
      ({"trajectory_fraction": 0.6, "refine_fraction": 0.5}, ParameterError), ({"threads": 0}, ParameterError),
      ({"n_boundary": 0}, ParameterError), ({"boundary_noise": -0.1}, ParameterError),
-     ({"active_rounds": -1}, ParameterError), ({"sign_weight": float("nan")}, ParameterError)],
+     ({"active_rounds": -1}, ParameterError), ({"sign_weight": float("nan")}, ParameterError),
+     ({"polish": "yes"}, ParameterError), ({"polish_radius": 0.0}, ParameterError)],
     ids=["zero-steps", "float-width", "negative-eigenvalue", "unknown-eigenvalue", "float16", "nan-lr",
          "fraction-above-one", "fractions-sum", "zero-threads", "zero-boundary-curves", "negative-noise",
-         "negative-active-rounds", "nan-sign-weight"],
+         "negative-active-rounds", "nan-sign-weight", "polish-not-bool", "zero-polish-radius"],
 )
 def test_bad_options(options, error):
     with pytest.raises(error):
@@ -332,4 +352,4 @@ def test_full_reproduction(tmp_path):
     two = tree["two_factor"].to_dataset()
     for mu in (0.8, 1.5):
         minor = ellipse_axes(mu)[1] / math.sqrt(2)
-        assert distance_to_ellipse(_finite(two.separatrix.sel(mu=mu).values), mu).max() <= 0.02 * minor
+        assert distance_to_ellipse(_finite(two.separatrix.sel(mu=mu).values), mu).max() <= 0.002 * minor

@@ -30,9 +30,22 @@ from ._koopman_locate import first_crossing
 
 Tensor = torch.Tensor
 
-__all__ = ["Boundary", "boundary_samples", "auto_adaptive", "label_near_zero"]
+__all__ = ["Boundary", "boundary_samples", "auto_adaptive", "label_near_zero", "bracket_crossing", "BRACKET"]
 
 POINTS, ROUNDS = 2, 12          # plain bisection: fewest simulated states for a 2^-12 bracket
+BRACKET = POINTS ** (-ROUNDS)   # final bracket width, as a fraction of the curve's parameter range
+
+
+def bracket_crossing(label_fn, a: Tensor, b: Tensor, c: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """First change of the simulated class along quadratic curves ``a -> b`` (control ``c``), from ``start``.
+
+    Plain bisection of ``label_fn`` (2 points per round, ``ROUNDS`` rounds: a final bracket of ``BRACKET`` of the
+    curve parameter) with :func:`._koopman_locate.first_crossing`; the one bracketing of simulated labels used by
+    boundary sampling and by the polishing of the zero set (:mod:`._koopman_polish`). Returns the crossing points
+    ``(B, C, d)`` (midpoint of the final bracket) and their curve parameter ``(B, C)``, NaN where the label never
+    changes.
+    """
+    return first_crossing(label_fn, a, b, c, start, points=POINTS, rounds=ROUNDS)
 
 
 def auto_adaptive(value: bool | None, d: int) -> bool:
@@ -62,9 +75,9 @@ def boundary_samples(system, label_fn, st: Settled, ends: Tensor, p: dict[str, T
     B, C, _, d = ends.shape
     a, b, c = ends[:, :, 0], ends[:, :, 1], ends[:, :, 2]
     start = torch.full((B, C), -1, dtype=torch.int64)
-    cross, t = first_crossing(lambda x: label_fn(x), a, b, c, start, points=POINTS, rounds=ROUNDS)
+    cross, t = bracket_crossing(lambda x: label_fn(x), a, b, c, start)
     found = torch.isfinite(t)
-    half = 0.5 * POINTS ** (-ROUNDS)
+    half = 0.5 * BRACKET
     tt = torch.stack([t - half, t + half], -1).clamp(0, 1).unsqueeze(-1)           # (B, C, 2, 1)
     ends_pts = (1 - tt) ** 2 * a.unsqueeze(2) + 2 * (1 - tt) * tt * c.unsqueeze(2) + tt**2 * b.unsqueeze(2)
     side = (hi - lo).abs().max()

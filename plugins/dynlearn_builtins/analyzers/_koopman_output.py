@@ -7,9 +7,12 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dynlearn import outcome as oc
+
 from ._koopman_fit import Fitted, classifier
 from ._koopman_locate import nearest_zero, zero_set
 from ._koopman_net import BatchedMLP
+from ._koopman_polish import polish_zero_set
 
 Tensor = torch.Tensor
 
@@ -98,11 +101,10 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
     active = fit.active
     act = lambda t: torch.where(active.view(B, *([1] * (t.dim() - 1))), t, torch.nan)  # noqa: E731
 
-    sep, n_roots = locate(fit.net, an.n_points, an.n_candidates, lo, hi, fit.settled.x0, g)
-    sep = act(sep)
+    sep_psi, n_roots = locate(fit.net, an.n_points, an.n_candidates, lo, hi, fit.settled.x0, g)
+    sep_psi = act(sep_psi)
     origins, _ = _origins(fit, an.n_perturb, lo, hi, g)
-    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, torch.nan_to_num(sep, nan=torch.nan),
-                                        an.perturb_margin)
+    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, sep_psi, an.perturb_margin)
     delta = act(delta)
 
     status = torch.zeros(B, dtype=torch.int8)
@@ -124,8 +126,9 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
     state_c = {"state": ("state", np.array(names, dtype=object))}
     L = system.state_units
     data = {
-        "separatrix": X(sep, ("point", "state"), attrs={"long_name": "points on psi's zero set (estimated separatrix)",
-                                                      "units": L}, coords=state_c),
+        "separatrix_psi": X(sep_psi, ("point", "state"), coords=state_c,
+                            attrs={"long_name": "points on psi's zero set (psi's own separatrix estimate, before "
+                                                "polishing)", "units": L}),
         "n_roots": X(n_roots, (), attrs={"long_name": "zero-set points found before subsampling", "units": "1"}),
         "eigenvalue": X(act(fit.eigenvalue), (), attrs={"long_name": "Koopman eigenvalue lambda of psi",
                                                        "units": f"1/{system.time_units}" if system.kind == "flow" else "1"}),
@@ -141,6 +144,10 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
                           attrs={"long_name": "first sign change of psi along the same curve", "units": L}),
         "crossing_error": X(err, ("curve",), attrs={"long_name": "distance between psi's and the simulated crossing",
                                                     "units": L}),
+        "crossing_outcome": X(torch.where(torch.isfinite(err), oc.OK, oc.NAN).to(torch.int8), ("curve",),
+                              attrs={**oc.flag_attrs("outcome of the validation crossing"),
+                                     "comment": "nan: crossing_error is NaN (psi's sign or the simulated class does "
+                                                "not change along the curve, or the sweep element is inactive)"}),
         "attractor": X(fit.settled.centroid, ("side", "state"),
                        coords={**state_c, "side": ("side", np.array(["minus", "plus"], dtype=object))},
                        attrs={"long_name": "mean final state of the class psi -> -1 / +1 (NaN: diverged)", "units": L}),
@@ -152,6 +159,10 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
                           attrs={"long_name": "smallest perturbation onto psi's zero set", "units": L}),
         "perturbation_norm": X(delta.norm(dim=-1), ("target",),
                                attrs={"long_name": "Euclidean norm of the smallest perturbation", "units": L}),
+        "perturbation_outcome": X(torch.where(torch.isfinite(delta).all(-1), oc.OK, oc.NAN).to(torch.int8), ("target",),
+                                  attrs={**oc.flag_attrs("outcome of the smallest perturbation"),
+                                         "comment": "nan: no perturbation (psi has no zero-set point, or the sweep "
+                                                    "element is inactive)"}),
         "crossed": X(crossed & active.unsqueeze(1), ("target",),
                      attrs={"long_name": f"origin + (1 + {an.perturb_margin:g}) perturbation ends in the other class "
                                          "(simulated)"}),
@@ -166,6 +177,7 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
                       ("anchor", "anchor loss (psi = +-1 on the attractors)"), ("eigenvalue", "eigenvalue lambda")):
         data[f"train_{key}"] = X(getattr(fit.curves, key), ("step",), coords={"step": ("step", steps)},
                                  attrs={"long_name": long, "units": "1"})
+    data.update(_polished(an, fit, system, p64, sep_psi, lo, hi, X, state_c, L))
     grid = _grid(an, fit.net, lo, hi, names, d)
     if grid is not None:
         vals, coords, gdims = grid
@@ -173,6 +185,31 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
     ds = xr.Dataset(data)
     ds.attrs["separatrix_method"] = "zero set of a neural Koopman eigenfunction (Dabholkar & Barak)"
     return ds
+
+
+def _polished(an, fit: Fitted, system, p64, sep_psi: Tensor, lo: Tensor, hi: Tensor, X, state_c, L: str) -> dict:
+    """``separatrix``: psi's zero set polished by simulation (:mod:`._koopman_polish`), with psi's own error along
+    its normal, the bracket half-width and a per-point outcome; without polishing, psi's points."""
+    if not an.polish:
+        return {"separatrix": X(sep_psi, ("point", "state"), coords=state_c,
+                                attrs={"long_name": "points on psi's zero set (not polished)", "units": L})}
+    radius = float(an.polish_radius) * float((hi - lo).abs().max())
+    pol = polish_zero_set(fit.net, classifier(system, fit.settled, p64, an._horizon(system)), sep_psi, radius)
+    return {
+        "separatrix": X(pol.points, ("point", "state"), coords=state_c,
+                        attrs={"long_name": "separatrix points: psi's zero set moved onto the simulated class change "
+                                            "along psi's normal (NaN: not bracketed, see polish_outcome)", "units": L}),
+        "polish_shift": X(pol.shift, ("point",),
+                          attrs={"long_name": "distance from psi's zero-set point to its polished point (psi's own "
+                                              "error along its normal, by simulation)", "units": L}),
+        "polish_tolerance": X(pol.tolerance, ("point",),
+                              attrs={"long_name": "half-width of the simulated bracket of the polished point",
+                                     "units": L}),
+        "polish_outcome": X(pol.outcome, ("point",),
+                            attrs={**oc.flag_attrs("outcome of polishing the zero-set point by simulation"),
+                                   "comment": "nan: not polished (no zero-set point, or the simulated class is the "
+                                              "same at both ends of the segments along psi's normal)"}),
+    }
 
 
 def _grid(an, net: BatchedMLP, lo: Tensor, hi: Tensor, names: list[str], d: int):

@@ -43,8 +43,12 @@ def _phase(hv, r: xr.Dataset):
         img = hv.Image((psi[gd[0]].values, psi[gd[1]].values, psi.values.T), kdims=names[:2], vdims=["psi"])
         layers.append(img.opts(cmap="RdBu_r", colorbar=True, clim=(-1, 1), width=420, height=380))
         layers.append(hv.operation.contours(img, levels=[0.0]).opts(color="black", line_width=2))
-    sep = r["separatrix"].values
-    layers.append(hv.Points(sep[:, :2], kdims=names[:2], label="psi = 0").opts(color="black", size=3))
+    own = r["separatrix_psi"].values if "separatrix_psi" in r else r["separatrix"].values
+    layers.append(hv.Points(own[:, :2], kdims=names[:2], label="psi = 0").opts(color="black", size=3))
+    if "polish_outcome" in r:
+        sep = r["separatrix"].values
+        layers.append(hv.Points(sep[:, :2], kdims=names[:2], label="polished (simulated)").opts(color="green", size=4,
+                                                                                              marker="+"))
     cr = r["crossing"].values
     layers.append(hv.Points(cr[:, :2], kdims=names[:2], label="crossing (simulated)").opts(color="orange", size=5,
                                                                                             marker="x"))
