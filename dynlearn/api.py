@@ -8,6 +8,7 @@ from typing import Any
 import xarray as xr
 
 from .analyzer import make_analyzer
+from .integrity import store_lock
 from .safety import check_store_target
 from .store import ANALYSIS, check_analysis_target, open_store, write_group
 
@@ -31,13 +32,14 @@ def analyze(
     ``bifurcations`` reads ``/fixed_points``), computed otherwise. Returns the result Dataset.
     """
     check_store_target(store, must_exist=True)
-    target = check_analysis_target(store, group or analyzer, overwrite=overwrite)
-    tree = open_store(store)
-    an = make_analyzer({"name": analyzer, **options})
-    upstream = {}
-    for req in an.requires:
-        if req in tree.children:
-            upstream[req] = tree[req].to_dataset()
-    result = an.run(tree, upstream=upstream, show_progress=show_progress)
-    write_group(store, target, result, overwrite=overwrite, role=ANALYSIS)
+    with store_lock(store):  # one writer at a time; the group being replaced may be the damaged part
+        target = check_analysis_target(store, group or analyzer, overwrite=overwrite)
+        tree = open_store(store, skip=(target,))
+        an = make_analyzer({"name": analyzer, **options})
+        upstream = {}
+        for req in an.requires:
+            if req in tree.children:
+                upstream[req] = tree[req].to_dataset()
+        result = an.run(tree, upstream=upstream, show_progress=show_progress)
+        write_group(store, target, result, overwrite=overwrite, role=ANALYSIS)
     return result

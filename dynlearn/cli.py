@@ -1,4 +1,4 @@
-"""Command-line interface: ``dynlearn list | run | show | analyze | browse | reproduce``.
+"""Command-line interface: ``dynlearn list | run | show | analyze | browse | verify | reproduce``.
 
 Results go to stdout (``--format json`` where it applies); logs and progress bars to stderr. Every error dynlearn
 raises on purpose is printed as one line ``error: ...`` and exits with status 2.
@@ -77,6 +77,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
     overwrite: bool = typer.Option(False, help="replace a store holding a different experiment"),
     workers: int = typer.Option(1, help="train seed shards on this many dask.distributed worker processes"),
+    repair: bool = typer.Option(False, help="recompute the damaged chunks of the store's run (see dynlearn verify)"),
     progress: bool = typer.Option(True, help="show progress bars on stderr"),
 ) -> None:
     """Train the experiment (seeds x hyper-parameters as one batch) into a zarr store; resumes if interrupted."""
@@ -93,7 +94,7 @@ def run(
             run_sharded(exp, path, n_workers=workers)
             typer.echo(f"wrote {path} ({workers} workers)", err=True)
             return
-        res = run_experiment(exp, path, overwrite=overwrite)
+        res = run_experiment(exp, path, overwrite=overwrite, repair=repair)
     except USER_ERRORS as exc:
         _fail(exc)
     note = f" (resumed at epoch {res.resumed_from})" if res.resumed_from else ""
@@ -153,6 +154,7 @@ def browse(
     overwrite: bool = typer.Option(False, help="replace an earlier page at the default path STORE.html"),
     serve: bool = typer.Option(False, help="serve the page live instead"),
     port: int = typer.Option(5006, help="port for --serve"),
+    host: str = typer.Option("127.0.0.1", help="address --serve listens on (0.0.0.0: every interface)"),
 ) -> None:
     """Browse a store: figures of the run, the reproduction and every analyzer, with sliders over sweep dims."""
     from .views import serve as _serve
@@ -161,13 +163,31 @@ def browse(
     try:
         check_store_target(store, must_exist=True)
         if serve:
-            _serve(store, port=port, show=False)
+            _serve(store, port=port, host=host, show=False)
             return
         target = html or store.with_name(store.name + ".html" if store.suffix != ".zarr" else store.stem + ".html")
         write_html(store, target, replace=html is not None or overwrite)
     except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {target}", err=True)
+
+
+@app.command()
+def verify(
+    store: Path = typer.Argument(..., help="result store"),
+    fmt: str = typer.Option("text", "--format", help="text or json"),
+) -> None:
+    """Check a store: every zarr.json parses, every chunk a committed block or an analyzer wrote is there and
+    passes its checksum. Names every damaged file; exit status 1 if one is damaged, 0 if the store is intact."""
+    from .integrity import verify as _verify
+
+    try:
+        report = _verify(store)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    typer.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.text())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

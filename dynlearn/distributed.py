@@ -27,8 +27,9 @@ import xarray as xr
 
 from .config import Experiment, resolve_experiment
 from .errors import ConfigError
+from .integrity import relock, store_lock
 from .safety import check_store_target, remove, remove_empty_dir, rename
-from .store import consolidate, create_store, open_store, root_attrs
+from .store import _set_compressors, consolidate, create_store, open_store, root_attrs
 
 __all__ = ["shard_experiments", "run_sharded"]
 
@@ -88,13 +89,15 @@ def run_sharded(
         if own:
             client.close()
             cluster.close()
-    _merge(exp, paths, out)
-    if exp.config.get("analyze"):
-        from .api import analyze
+    with store_lock(out):  # each shard store was locked by its own run; the merged store by this process
+        _merge(exp, paths, out)
+        relock(out)
+        if exp.config.get("analyze"):
+            from .api import analyze
 
-        for spec in exp.config["analyze"]:
-            spec = dict(spec)
-            analyze(out, spec.pop("name"), **spec)
+            for spec in exp.config["analyze"]:
+                spec = dict(spec)
+                analyze(out, spec.pop("name"), **spec)
     if not keep_shards:
         for p in paths:
             remove(p)  # each shard is a dynlearn store
@@ -124,6 +127,7 @@ def _merge(exp: Experiment, paths: list[str], out: Path) -> None:
     remove(tmp)  # a merge left over from a killed run (only ever a dynlearn store)
     create_store(tmp, {}, attrs)
     for name, ds in groups.items():
+        _set_compressors(ds)  # checksummed, every chunk written (dynlearn.integrity)
         ds.to_zarr(str(tmp), group=name, mode="w", zarr_format=3, consolidated=False)
     consolidate(tmp)
     rename(tmp, out)

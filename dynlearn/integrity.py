@@ -45,9 +45,11 @@ import numpy as np
 
 from .errors import StoreError
 
-__all__ = ["Damage", "Report", "verify", "check_store", "store_lock", "relock", "LOCK_NAME", "RUN_DATA"]
+__all__ = ["Damage", "Report", "verify", "check_root", "check_store", "store_lock", "relock", "LOCK_NAME",
+           "RUN_DATA"]
 
 LOCK_NAME = ".dynlearn-lock"
+_BAD_JSON = "not valid JSON (truncated or overwritten?)"
 #: groups of a training run whose chunks are written by committed chunks of epochs
 RUN_DATA = ("train", "params", "state")
 #: coordinates a run's layout is read from: every chunk is expected once a chunk of epochs is committed
@@ -105,10 +107,30 @@ class Report:
         else:
             lines = [f"{self.store}: DAMAGED: {len(self.damage)} damaged files ({self.checked} files checked)"]
             lines += [f"  {d.path}: {d.problem}" for d in self.damage]
-            lines.append("  to repair: 'dynlearn run EXPERIMENT --out STORE --repair' recomputes the training run "
-                         "(/train, /params, /state); an analyzer group: 'dynlearn analyze STORE NAME --overwrite'")
+            tops = {d.path.split("/")[0] if "/" in d.path else "" for d in self.damage}
+            if "" in tops:
+                lines.append("  the root zarr.json records which experiment the store holds and cannot be recomputed: "
+                             "restore it from a backup (dynlearn never deletes a store it cannot identify)")
+            if tops & set(RUN_DATA):
+                lines.append(f"  to repair the training run: 'dynlearn run EXPERIMENT --out {self.store} --repair' "
+                             "(recomputes the damaged chunks of epochs, bitwise as before)")
+            for g in sorted(tops - set(RUN_DATA) - {""}):
+                lines.append(f"  to recompute /{g}: 'dynlearn analyze {self.store} ANALYZER --group {g} --overwrite'")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def check_root(store: str | os.PathLike) -> None:
+    """Raise the one-line :class:`StoreError` naming ``STORE/zarr.json`` if it exists and is not a JSON object."""
+    p = Path(store)
+    try:
+        if isinstance(json.loads((p / "zarr.json").read_bytes()), dict):
+            return
+    except OSError:
+        return  # missing or unreadable: the caller's own checks say so
+    except ValueError:
+        pass
+    raise Report(p, [Damage("zarr.json", _BAD_JSON)]).error()
 
 
 def check_store(store: str | os.PathLike, *, deep: bool = False, groups: tuple[str, ...] | None = None,
@@ -190,10 +212,13 @@ def _metadata(p: Path, report: Report, groups, skip) -> dict[str, dict]:
         report.checked += 1
         try:
             meta = json.loads((Path(dirpath) / "zarr.json").read_bytes())
-            if not isinstance(meta, dict) or meta.get("node_type") not in ("array", "group"):
-                raise ValueError("not a zarr v3 node")
-        except (OSError, ValueError) as exc:
-            what = "not valid JSON (truncated or overwritten?)" if isinstance(exc, ValueError) else f"unreadable ({exc})"
+            what = None if isinstance(meta, dict) and meta.get("node_type") in ("array", "group") else \
+                "not zarr v3 metadata (no node_type)"
+        except ValueError:
+            what = _BAD_JSON
+        except OSError as exc:
+            what = f"unreadable ({exc.strerror})"
+        if what is not None:
             report.damage.append(Damage(name, what))
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d / "zarr.json").exists()]
             continue

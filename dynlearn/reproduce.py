@@ -109,6 +109,7 @@ class Reproduction:
         from . import __version__
         from .config import config_hash
         from .errors import StoreError
+        from .integrity import relock
         from .store import create_store, root_attrs
         from .train import _provenance
 
@@ -124,6 +125,7 @@ class Reproduction:
             if not same:
                 raise StoreError(f"{out} holds something else; use another --out or --overwrite")
         create_store(out, {}, attrs, overwrite=True)
+        relock(out)  # the new store has a new lock file
         return out
 
     def views(self, tree: xr.DataTree) -> dict[str, Any]:
@@ -137,18 +139,20 @@ class Reproduction:
 def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: bool = False,
                      overwrite: bool = False, show_progress: bool | None = None) -> xr.DataTree:
     """Run reproduction ``name`` into ``out`` (default ``dynlearn-results/<name>.zarr``); returns the tree."""
+    from .integrity import store_lock
     from .registry import get
     from .store import consolidate, open_store, write_group
 
     rep = get("reproductions", name)(quick=quick)
     path = check_store_target(out if out is not None else rep.default_out(), overwrite=overwrite)
-    claims = rep.run(path, overwrite=overwrite, show_progress=show_progress)
-    ds = claims_dataset(claims)
-    ds.attrs["reproduction"] = name
-    ds.attrs["paper"] = rep.paper
-    ds.attrs["quick"] = json.dumps(quick)
-    write_group(path, "claims", ds)
-    consolidate(path)
+    with store_lock(path):  # one writer at a time (Reproduction.create_store re-takes it on the new store)
+        claims = rep.run(path, overwrite=overwrite, show_progress=show_progress)
+        ds = claims_dataset(claims)
+        ds.attrs["reproduction"] = name
+        ds.attrs["paper"] = rep.paper
+        ds.attrs["quick"] = json.dumps(quick)
+        write_group(path, "claims", ds)
+        consolidate(path)
     return open_store(path)
 
 

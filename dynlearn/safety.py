@@ -200,6 +200,9 @@ def check_store_target(path: str | os.PathLike, *, overwrite: bool = False, must
         if not p.is_dir():
             raise PathError(f"{p} is a file, not a dynlearn store")
         if not is_store(p):
+            from .integrity import check_root
+
+            check_root(p)  # a dynlearn store whose root zarr.json is damaged says so
             what = "a zarr store not written by dynlearn" if (p / "zarr.json").exists() else "a directory that is not a dynlearn store"
             hint = " (--overwrite never empties such a directory)" if overwrite else ""
             raise PathError(f"{p} is {what}; choose another path{hint}")

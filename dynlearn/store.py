@@ -108,13 +108,11 @@ def root_attrs(path: str | os.PathLike | xr.DataTree) -> dict[str, Any]:
     if isinstance(path, xr.DataTree):
         raw = path.attrs.get(ATTR_KEY)
     else:
-        p = _check_exists(path)
-        try:
-            raw = json.loads((p / "zarr.json").read_text()).get("attributes", {}).get(ATTR_KEY)
-        except (ValueError, AttributeError):
-            from .integrity import Damage, Report
+        from .integrity import check_root
 
-            raise Report(p, [Damage("zarr.json", "not valid JSON (truncated or overwritten?)")]).error() from None
+        p = _check_exists(path)
+        check_root(p)
+        raw = json.loads((p / "zarr.json").read_text()).get("attributes", {}).get(ATTR_KEY)
     if raw is None:
         raise StoreError(f"{path} is a zarr store but not a dynlearn result store (no '{ATTR_KEY}' root attrs)")
     return json.loads(raw) if isinstance(raw, str) else raw

@@ -195,10 +195,13 @@ def write_html(store: str | os.PathLike, html: str | os.PathLike, *, replace: bo
     return write_text_atomic(out, text)
 
 
-def serve(store: str | os.PathLike, port: int = 5006, show: bool = False) -> None:  # pragma: no cover - interactive
-    """Serve the page of ``store`` live (panel server)."""
+def serve(store: str | os.PathLike, port: int = 5006, show: bool = False,
+          host: str = "127.0.0.1") -> None:  # pragma: no cover - interactive
+    """Serve the page of ``store`` live (panel server), listening on ``host`` (this machine only by default)."""
     import panel as pn
 
     from .store import open_store
 
-    pn.serve(page(open_store(store), f"dynlearn — {Path(store).stem}"), port=port, show=show)
+    origin = "*" if host in ("0.0.0.0", "::") else [f"localhost:{port}", f"{host}:{port}"]
+    pn.serve(page(open_store(store), f"dynlearn — {Path(store).stem}"), port=port, address=host, show=show,
+             websocket_origin=origin)
