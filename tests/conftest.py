@@ -1,7 +1,21 @@
-"""Shared fixtures: deterministic seeding, torch global-state guard, isolated plugin registry."""
+"""Shared fixtures: deterministic seeding, torch global-state guard, isolated plugin registry.
+
+Seeds. Every test starts from the global seed ``DYNLEARN_TEST_SEED`` (an integer, default 0) for ``random``,
+NumPy and torch, and the tests of stochastic claims (trained Koopman eigenfunctions) take their own seeds from the
+session fixture ``seed_offset`` (the same integer), so the suite can be run under other seeds::
+
+    DYNLEARN_TEST_SEED=1 .venv/bin/python -m pytest -m numerics
+
+Markers. ``numerics`` marks the tests whose claims come from stochastic or chaotic computation (trained
+networks, chaotic maps, training runs over thousands of epochs), the ones to rerun under other rounding paths
+(``MKL_CBWR=COMPATIBLE``, ``ATEN_CPU_CAPABILITY=default``) and seeds; ``.ci/run`` runs them again under
+``MKL_CBWR=COMPATIBLE``. Since ``-m numerics`` replaces the default ``-m 'not slow and not benchmark'``, a test
+may not be both ``numerics`` and ``slow``/``benchmark`` (collection fails).
+"""
 
 from __future__ import annotations
 
+import os
 import random
 import warnings
 
@@ -15,11 +29,31 @@ from dynlearn.registry import Registry, use_registry
 torch.set_num_threads(1)  # CI has 2 cores; pytest-xdist-free runs stay predictable
 
 
+def _seed_from_env() -> int:
+    raw = os.environ.get("DYNLEARN_TEST_SEED", "0").strip() or "0"
+    try:
+        seed = int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"DYNLEARN_TEST_SEED must be a non-negative integer, got {raw!r}") from None
+    if seed < 0:
+        raise pytest.UsageError(f"DYNLEARN_TEST_SEED must be a non-negative integer, got {raw!r}")
+    return seed
+
+
+SEED = 0      # set from DYNLEARN_TEST_SEED in pytest_configure
+
+
+@pytest.fixture(scope="session")
+def seed_offset() -> int:
+    """``DYNLEARN_TEST_SEED`` (default 0): added to the seeds of stochastic claims."""
+    return SEED
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)
     yield
 
 
@@ -78,4 +112,17 @@ def _no_progress():
 
 
 def pytest_configure(config):
+    global SEED
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+    SEED = _seed_from_env()
+
+
+def pytest_report_header(config):
+    return f"dynlearn test seed (DYNLEARN_TEST_SEED): {SEED}"
+
+
+def pytest_collection_modifyitems(config, items):
+    both = [item.nodeid for item in items if item.get_closest_marker("numerics")
+            and (item.get_closest_marker("slow") or item.get_closest_marker("benchmark"))]
+    if both:
+        raise pytest.UsageError(f"tests marked numerics and slow/benchmark (-m numerics would run them): {both}")

@@ -20,6 +20,8 @@ from dynlearn_builtins.analyzers._koopman_fit import classifier
 from dynlearn_builtins.analyzers._koopman_net import BatchedMLP
 from dynlearn_builtins.analyzers._koopman_polish import WIDEN, polish_zero_set
 
+pytestmark = pytest.mark.numerics   # simulated labels next to the separatrix: other rounding paths and seeds
+
 RADIUS = 0.2          # the analyzer's default: 0.05 of the largest side of bistable's box [-2, 2]^2
 
 
@@ -33,12 +35,12 @@ def shifted_psi(offsets: list[float]) -> BatchedMLP:
 
 
 @pytest.fixture(scope="module")
-def label_fn():
+def label_fn(seed_offset):
     """Simulated class of states of ``bistable`` (a = 0), for 3 sweep elements (the same system each)."""
     sys = dynlearn.registry.get("systems", "bistable")()
     lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in sys.domain())
     p = sys.expand_params(sys.param_tensors((3,)), 1)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed_offset)
     x0 = (lo + (hi - lo) * torch.rand(1, 64, 2, generator=g, dtype=torch.float64)).expand(3, -1, -1).contiguous()
     st = attractor_classes(settle(sys, x0, p, horizon=30.0), tol=0.02 * float((hi - lo).norm()))
     return classifier(sys, st, p, 30.0)

@@ -227,23 +227,36 @@ def errors_dataset(rows: list[tuple]) -> xr.Dataset:
 
 
 class KoopmanSeparatrices(Reproduction):
-    """Zero sets of neural Koopman eigenfunctions vs exact separatrices (flows, a map, an RNN, 100-D)."""
+    """Zero sets of neural Koopman eigenfunctions vs exact separatrices (flows, a map, an RNN, 100-D).
+
+    Parameters
+    ----------
+    quick
+        Reduced sizes (:data:`QUICK`) instead of :data:`FULL`.
+    seed
+        ``random_state`` of every analyzer run (samples, network initialisation, batches): the claims must hold
+        for any seed (default 0, the one ``dynlearn reproduce koopman`` uses).
+    """
 
     name = "koopman"
     description = "separatrices as zero sets of neural Koopman eigenfunctions, against exact ones"
     paper = "K. V. Dabholkar, O. Barak, Finding separatrices of dynamical flows with deep Koopman eigenfunctions, " \
             "arXiv:2505.15231 (2025)"
 
+    def __init__(self, quick: bool = False, seed: int = 0) -> None:
+        super().__init__(quick=quick)
+        self.seed = int(seed)
+
     def settings(self) -> dict[str, dict[str, Any]]:
         return QUICK if self.quick else FULL
 
     def run(self, out: Path, *, overwrite: bool = False, show_progress: bool | None = None) -> list[Claim]:
         cfg = self.settings()
-        out = self.create_store(out, {"analyzer": cfg}, overwrite=overwrite)
+        out = self.create_store(out, {"analyzer": cfg, "seed": self.seed}, overwrite=overwrite)
         rows: list[tuple] = []      # case, description, error, psi's error, polished fraction, bound, seconds
 
         def analyse(key: str, source, params, **extra):
-            an = KoopmanSeparatrix(**{**cfg[key], **extra})
+            an = KoopmanSeparatrix(**{**cfg[key], "random_state": self.seed, **extra})
             t = time.perf_counter()
             res = an.run(source, params, show_progress=show_progress)
             return res, time.perf_counter() - t
