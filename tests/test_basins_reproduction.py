@@ -7,6 +7,8 @@ import pytest
 import dynlearn
 from dynlearn_builtins.reproductions.two_factor_ellipse import MUS
 
+NUMERICS = pytest.mark.numerics   # the chaotic map on the ellipse: rerun under other rounding paths
+
 CLAIMS = [f"{kind}_mu={mu:g}" for mu in MUS for kind in
           ("boundary_on_ellipse", "boundary_covers_ellipse", "labels_match_ellipse", "bounded_fraction")]
 CLAIMS += ["ellipse_invariant", "chebyshev_angle_map"]
@@ -17,6 +19,7 @@ def tree(tmp_path_factory):
     return dynlearn.run_reproduction("two-factor-ellipse", tmp_path_factory.mktemp("rep") / "ellipse.zarr", quick=True)
 
 
+@NUMERICS
 @pytest.mark.parametrize("claim", CLAIMS)
 def test_claim(tree, claim):
     claims = tree["claims"].to_dataset()

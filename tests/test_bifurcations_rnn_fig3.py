@@ -14,6 +14,8 @@ import torch
 
 import dynlearn
 
+NUMERICS = pytest.mark.numerics   # 5800 epochs of training: rerun under other rounding paths
+
 REPRODUCED = ["low_lr_one_fixed_point", "low_lr_abrupt_drop", "low_lr_no_bifurcation", "high_lr_saddle_node",
               "high_lr_zero_gradient"]
 
@@ -28,6 +30,7 @@ def claims(tree):
     return tree["claims"].to_dataset()
 
 
+@NUMERICS
 @pytest.mark.parametrize("name", REPRODUCED)
 def test_claim(claims, name):
     c = claims.sel(claim=name)
@@ -68,6 +71,7 @@ def _scan_minima(tree, lr: float, typical: np.ndarray) -> tuple[np.ndarray, np.n
     return ratio.numpy(), margin.numpy()
 
 
+@NUMERICS
 @pytest.mark.parametrize("lr", [0.01, 0.03], ids=["low-lr", "high-lr"])
 def test_slow_points_agree_with_a_grid_scan(tree, lr):
     """The analyzer's slow points (ghosts or not) against the scan, at every checkpoint outside a band around the
@@ -88,6 +92,7 @@ def test_slow_points_agree_with_a_grid_scan(tree, lr):
         assert found.any() and scanned.any()           # the high-lr run has slow points (measured: 2 checkpoints)
 
 
+@NUMERICS
 def test_ghost_claim_is_measured_from_the_data(tree, claims):
     loss = tree["train"]["loss"].isel(seed=0).sel(lr=0.01).values
     drop = int(np.nonzero(loss < 0.5 * loss[0])[0][0])
@@ -101,12 +106,14 @@ def test_ghost_claim_is_measured_from_the_data(tree, claims):
     assert bool(c.passed) == bool(len(ghosts) and ghosts.min() < drop)
 
 
+@NUMERICS
 def test_one_fixed_point_in_the_window_at_every_low_lr_epoch(tree):
     fp = tree["fixed_points"].to_dataset().isel(seed=0).sel(lr=0.01)
     assert np.all(fp.n_fixed.values == 1)
     assert np.all(np.abs(fp.position.isel(point=0).values) <= 15)
 
 
+@NUMERICS
 def test_high_lr_event_is_a_birth(tree):
     bif = tree["bifurcations"].to_dataset()
     sn = bif.isel(event=np.nonzero(bif.event_type.values == "saddle_node")[0])

@@ -16,6 +16,8 @@ from dynlearn.testing import check_system
 from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
 from dynlearn_builtins.reproductions.koopman import FULL, hyperplane_distance, rank_one_fixed_point, rank_one_rnn
 
+NUMERICS = pytest.mark.numerics   # simulated labels next to the separatrix
+
 N = 100
 SIDE = 2.0                   # the rnn's sampling box is [-1, 1]^N
 BOUND = 0.01 * SIDE          # 1% of the domain size
@@ -92,6 +94,7 @@ def test_full_size(rnn, exact):
 
 
 # -- boundary sampling: states next to the separatrix, labelled by simulation ------------------------------------------
+@NUMERICS
 @pytest.mark.parametrize("trajectory_labels", [False, True], ids=["states", "with-trajectories"])
 def test_boundary_samples_bracket_the_separatrix_with_exact_labels(trajectory_labels):
     # bistable a = 0: basin of x is sign(x) exactly; the bracket ends lie within 2^-12 of a curve's length of x = 0

@@ -8,6 +8,8 @@ import pytest
 import dynlearn
 from dynlearn.reproduce import packaged_experiment
 
+pytestmark = pytest.mark.numerics   # training runs over seeds (counts, Wilson intervals): other rounding paths
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

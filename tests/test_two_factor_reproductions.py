@@ -14,6 +14,8 @@ from dynlearn_builtins.reproductions.two_factor import (
     slice_doubling_points,
 )
 
+NUMERICS = pytest.mark.numerics   # chaotic maps (period doubling, Lyapunov exponents): other rounding paths
+
 PHASE_CLAIMS = [
     "oscillating_convergence", "period_2", "period_4", "period_8", "period_16", "period_32", "accumulation",
     "divergence", "chaos", "chebyshev_lyapunov", "chebyshev_conjugacy", "catapult_initial_loss",
@@ -41,12 +43,14 @@ def _claim(tree, name):
     return claims.sel(claim=name)
 
 
+@NUMERICS
 @pytest.mark.parametrize("name", PHASE_CLAIMS)
 def test_phase_claim(phase, name):
     c = _claim(phase, name)
     assert bool(c["passed"]), f"{name}: expected {float(c['expected'])}, measured {float(c['measured'])}"
 
 
+@NUMERICS
 @pytest.mark.parametrize("name", TRANSVERSE_CLAIMS)
 def test_transverse_claim(transverse, name):
     c = _claim(transverse, name)
