@@ -91,6 +91,9 @@ def run(
         if workers > 1:
             from .distributed import run_sharded
 
+            if repair:
+                raise DynlearnError("--repair recomputes a store in one process: leave out --workers")
+
             run_sharded(exp, path, n_workers=workers)
             typer.echo(f"wrote {path} ({workers} workers)", err=True)
             return

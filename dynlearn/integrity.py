@@ -14,18 +14,19 @@ written by this version a **missing** chunk file and a **corrupt** one are both 
 
 :func:`verify` (``dynlearn verify STORE``) checks a whole store and names every damaged file;
 :func:`check_store` raises a one-line :class:`~dynlearn.errors.StoreError` naming the first one (``open_store``
-runs its cheap form, which stats files; ``run``, ``show``, ``browse`` and ``analyze`` the full one, which reads
-every chunk's checksum). Arrays written by an older dynlearn (no checksum) are reported as unchecked.
+and a resumed run call it, so ``run``, ``show``, ``browse`` and ``analyze`` all refuse a damaged store). Arrays
+written by an older dynlearn (no checksum) are reported as unchecked.
 
 A store being written is locked (:func:`store_lock`): an OS lock (``fcntl.flock``) on ``STORE/.dynlearn-lock``,
 which holds the writer's pid and is removed when the writer is done; the kernel releases the lock of a process that
 dies. A second writer is refused at once; readers never take the lock.
 
     >>> import dynlearn, tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "run.zarr"
-    >>> _ = dynlearn.train(dynlearn.get_system("saddle_node")(), epochs=20, chunk=10, out=out)
-    >>> verify(out).ok
-    True
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = pathlib.Path(tmp) / "run.zarr"
+    ...     _ = dynlearn.train(dynlearn.get_system("saddle_node")(), epochs=20, chunk=10, out=out)
+    ...     print(verify(out).text())  # doctest: +ELLIPSIS
+    /.../run.zarr: ok (... files checked)
 """
 
 from __future__ import annotations
@@ -133,25 +134,24 @@ def check_root(store: str | os.PathLike) -> None:
     raise Report(p, [Damage("zarr.json", _BAD_JSON)]).error()
 
 
-def check_store(store: str | os.PathLike, *, deep: bool = False, groups: tuple[str, ...] | None = None,
+def check_store(store: str | os.PathLike, *, groups: tuple[str, ...] | None = None,
                 skip: tuple[str, ...] = ()) -> None:
     """Raise the one-line :class:`StoreError` of :meth:`Report.error` if :func:`verify` finds damage."""
-    report = verify(store, deep=deep, groups=groups, skip=skip)
+    report = verify(store, groups=groups, skip=skip)
     if not report.ok:
         raise report.error()
 
 
-def verify(store: str | os.PathLike, *, deep: bool = True, groups: tuple[str, ...] | None = None,
-           skip: tuple[str, ...] = ()) -> Report:
+def verify(store: str | os.PathLike, *, groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> Report:
     """Check a store: metadata, the chunks committed blocks and analyzer groups wrote, their checksums.
+
+    Every expected chunk file is read and its crc32c checksum computed (about 0.05 s for the 107 MB ghost store
+    with the files in the page cache).
 
     Parameters
     ----------
     store : path
         The result store.
-    deep : bool
-        Also read every chunk file and check its crc32c checksum (the default; without it, only metadata and the
-        presence of chunk files are checked, which costs a ``stat`` per file).
     groups : tuple of str, optional
         Check only these top-level groups (and the root metadata); default all.
     skip : tuple of str
@@ -180,7 +180,7 @@ def verify(store: str | os.PathLike, *, deep: bool = True, groups: tuple[str, ..
             expected = {}  # an interrupted analyzer run: hidden by open_store, replaced by the next one
         else:
             expected = {c: None for c in _grid(meta)}
-        _check_chunks(p, key, meta, expected, deep, report, ctx if top in RUN_DATA else None)
+        _check_chunks(p, key, meta, expected, report, ctx if top in RUN_DATA else None)
     if unchecked:
         report.notes.append(f"{len(unchecked)} arrays were written without checksums (an older dynlearn): "
                             f"missing or corrupt chunks of {', '.join(unchecked[:3])}{' ...' if len(unchecked) > 3 else ''} "
@@ -262,7 +262,7 @@ class _RunContext:
             if i not in self.committed:
                 meta = arrays["train/committed"]
                 report.damage.append(Damage(f"train/committed/{_key(meta, (i,))}",
-                                            "commit flag missing although later chunks are committed", i))
+                                            "commit flag missing or unreadable although later chunks are committed", i))
         self.starts = self._small("train/chunk_start")
         self.slots = self._small("state/slot_chunk")
         self.epochs = {g: self._small(f"{g}/epoch") for g in ("train", "params")}
@@ -272,11 +272,15 @@ class _RunContext:
         if meta is None:
             return []
         arr = self._open("train/committed")
+        try:
+            return [bool(f) for f in arr[:]]  # a missing flag reads False: not committed
+        except Exception:  # a corrupt flag (reported by the chunk checks) reads as not committed
+            pass
         out = []
         for i in range(meta["shape"][0]):
             try:
-                out.append(bool((self.p / "train/committed" / _key(meta, (i,))).is_file() and arr.blocks[i][0]))
-            except Exception:  # a corrupt flag: reported by the chunk checks, read as not committed
+                out.append(bool(arr.blocks[i][0]))
+            except Exception:
                 out.append(False)
         return out
 
@@ -341,9 +345,9 @@ class _RunContext:
         return f" (written by the commit of epochs {int(self.starts[ci])}-{end})"
 
 
-def _check_chunks(p: Path, key: str, meta: dict, expected: dict, deep: bool, report: Report, ctx) -> None:
-    """Every expected chunk file must exist and, with ``deep``, pass its checksum (chunks of epochs not
-    committed are not checked: a resumed run rewrites them)."""
+def _check_chunks(p: Path, key: str, meta: dict, expected: dict, report: Report, ctx) -> None:
+    """Every expected chunk file must exist and pass its checksum (chunks of epochs not committed are not
+    checked: a resumed run rewrites them)."""
     import google_crc32c
 
     for coords, ci in expected.items():
@@ -351,16 +355,14 @@ def _check_chunks(p: Path, key: str, meta: dict, expected: dict, deep: bool, rep
         report.checked += 1
         where = ctx.describe(ci) if ctx is not None else ""
         try:
-            data = (p / rel).read_bytes() if deep else None
-            if not deep and not (p / rel).is_file():
-                raise FileNotFoundError(rel)
+            data = (p / rel).read_bytes()
         except FileNotFoundError:
             report.damage.append(Damage(rel, "missing" + where, ci))
             continue
         except OSError as exc:
             report.damage.append(Damage(rel, f"unreadable ({exc.strerror})" + where, ci))
             continue
-        if deep and (len(data) < 4 or np.uint32(google_crc32c.value(data[:-4])).tobytes() != data[-4:]):
+        if (len(data) < 4 or np.uint32(google_crc32c.value(data[:-4])).tobytes() != data[-4:]):
             report.damage.append(Damage(rel, "checksum mismatch (corrupt)" + where, ci))
 
 

@@ -131,7 +131,7 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True, skip: tu
     from .integrity import LOCK_NAME, check_store
 
     p = _check_exists(path)
-    check_store(p, deep=True, skip=skip)
+    check_store(p, skip=skip)
     with warnings.catch_warnings():  # the lock file of a store being written is not a zarr node
         warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
         tree = xr.open_datatree(p, engine="zarr", consolidated=False, chunks=None)

@@ -327,7 +327,7 @@ class _Runner:
 
                 repair_run(self.path, groups, attrs)
             else:
-                check_store(self.path, deep=True, groups=RUN_DATA)  # resume only from intact committed chunks
+                check_store(self.path, groups=RUN_DATA)  # resume only from intact committed chunks
             root = zarr.open_group(str(self.path), mode="r")
             flags = np.asarray(root["train/committed"][:], dtype=bool)
             start_chunk = int(np.argmin(flags)) if not flags.all() else len(flags)
