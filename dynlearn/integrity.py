@@ -218,6 +218,8 @@ def _metadata(p: Path, report: Report, groups, skip) -> dict[str, dict]:
             what = _BAD_JSON
         except OSError as exc:
             what = f"unreadable ({exc.strerror})"
+        if what is None and meta["node_type"] == "array":
+            what = _array_problem(meta)
         if what is not None:
             report.damage.append(Damage(name, what))
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d / "zarr.json").exists()]
@@ -233,6 +235,19 @@ def _metadata(p: Path, report: Report, groups, skip) -> dict[str, dict]:
         if key not in nodes and not (p / key / "zarr.json").exists():
             report.damage.append(Damage(f"{key}/zarr.json", "missing (listed in the consolidated metadata)"))
     return nodes
+
+
+def _array_problem(meta: dict) -> str | None:
+    """None if ``meta`` is array metadata zarr can read (and whose chunk grid this module understands)."""
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    try:
+        ArrayV3Metadata.from_dict(json.loads(json.dumps(meta)))
+        if meta["chunk_grid"]["name"] != "regular":
+            return f"chunk grid {meta['chunk_grid']['name']!r} is not checked by dynlearn"
+    except Exception as exc:  # zarr raises ValueError, TypeError, KeyError for malformed metadata
+        return f"not valid zarr v3 array metadata ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+    return None
 
 
 def _grid(meta: dict) -> Iterator[tuple[int, ...]]:
