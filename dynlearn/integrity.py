@@ -182,9 +182,9 @@ def verify(store: str | os.PathLike, *, groups: tuple[str, ...] | None = None, s
             expected = {c: None for c in _grid(meta)}
         _check_chunks(p, key, meta, expected, report, ctx if top in RUN_DATA else None)
     if unchecked:
+        more = " ..." if len(unchecked) > 3 else ""
         report.notes.append(f"{len(unchecked)} arrays were written without checksums (an older dynlearn): "
-                            f"missing or corrupt chunks of {', '.join(unchecked[:3])}{' ...' if len(unchecked) > 3 else ''} "
-                            "cannot be detected")
+                            f"missing or corrupt chunks of {', '.join(unchecked[:3])}{more} cannot be detected")
     seen: set[str] = set()
     report.damage = [d for d in report.damage if not (d.path in seen or seen.add(d.path))]
     return report
