@@ -9,7 +9,7 @@ Rows (same run, same machine, interleaved, best of ``--repeats``):
 - ``numpy``: the natural baseline, vectorised NumPy over the whole grid with a Python loop over iterations;
 - ``numba serial`` / ``numba prange``: a compiled per-point kernel (``@njit`` loop over points with an early
   ``break``; ``parallel=True`` with ``prange`` over points at the same thread count as torch);
-- ``dynlearn kernel``: the basins analyzer's own iteration kernel (``_basins_kernels.evolve``: chunks of 16384
+- ``dynlearn kernel``: the basins analyzer's own iteration kernel (``dynlearn.stepper.evolve``: chunks of 16384
   points, in-place fused multiply-adds, divergence checks every <= 16 steps with compaction of the chunk);
   float64 (the analyzer's default) and float32; ``generic`` = the same driver stepping through ``rhs``;
 - ``dynlearn Basins (full)``: the whole analyzer (plus tails, attractor identification, Lyapunov exponents,
@@ -92,7 +92,7 @@ def numba_kernels():
 
 def dynlearn_kernel(a0, b0, mu, steps, dtype=torch.float64, kernel="auto"):
     import dynlearn
-    from dynlearn_builtins.analyzers._basins_kernels import evolve
+    from dynlearn.stepper import evolve
 
     tf = dynlearn.make_system({"name": "two_factor"})
     x0 = torch.as_tensor(np.stack([a0, b0], -1), dtype=dtype)

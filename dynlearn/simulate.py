@@ -1,4 +1,7 @@
-"""Batched trajectories of flows (torchdiffeq) and maps, with a per-element outcome.
+"""Batched trajectories of flows (torchdiffeq, fixed-step or adaptive) and maps, with a per-element outcome.
+
+Maps go through the core stepper (:func:`dynlearn.stepper.iterate`); flows through torchdiffeq's ``odeint``
+(``rk4`` on the output grid, or ``dopri5`` and the other adaptive solvers with ``rtol``/``atol``).
 
     >>> import torch, dynlearn
     >>> from dynlearn.simulate import simulate
@@ -20,6 +23,7 @@ import torch
 
 from . import outcome as oc
 from .errors import ParameterError
+from .stepper import iterate
 from .system import System
 
 __all__ = ["Trajectory", "simulate"]
@@ -98,21 +102,9 @@ def simulate(
 
 
 def _iterate(system, x0, p, steps, max_norm, record, every) -> Trajectory:
-    x = x0
-    code = oc.classify(x, max_norm)
-    rec = [x] if record else None
-    idx = [0]
-    for k in range(1, steps + 1):
-        nxt = system.rhs(x, p)
-        new_code = oc.classify(nxt, max_norm)
-        alive = code == oc.OK
-        code = torch.where(alive, new_code, code)
-        x = torch.where((alive & (new_code == oc.OK)).unsqueeze(-1), nxt, x)
-        if record and k % every == 0:
-            rec.append(x)
-            idx.append(k)
-    xs = torch.stack(rec) if record else None
-    return Trajectory(torch.tensor(idx), xs, x, code)
+    out = iterate(system, x0, p, steps, max_norm=max_norm, record_every=every if record else 0)
+    t = out.steps if record else torch.arange(0, steps + 1, every)
+    return Trajectory(t, out.states, out.final, out.outcome)
 
 
 def _integrate(system, x0, p, t, method, step_size, rtol, atol, max_norm, record) -> Trajectory:

@@ -42,6 +42,7 @@ import torch
 
 from .errors import ParameterError, PluginNotFoundError, ShapeError
 from .params import Param, init_options, resolve_values
+from .stepper import GenericStepper
 
 __all__ = ["System", "FlowSystem", "MapSystem", "TrainableSystem", "Manifold", "Param"]
 
@@ -179,6 +180,12 @@ class System:
     def vjp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
         """``v^T J`` (= ``J^T v``): ``v`` ``(..., d)`` times the Jacobian of :meth:`rhs` at ``x``, shape ``(..., d)``."""
         return (v.unsqueeze(-2) @ self.jacobian(x, p)).squeeze(-2)
+
+    def stepper(self, x: Tensor, p: Mapping[str, Tensor], dt: float):
+        """An object advancing the states ``x (n, d)`` with parameters ``p`` (``{name: (n, *event)}``) by whole
+        steps (map iterations, or RK4 steps of size ``dt`` for a flow): the :class:`dynlearn.stepper.GenericStepper`
+        protocol. Override with a faster equivalent kernel where one exists (it must give the same states)."""
+        return GenericStepper(self, x, p, dt)
 
     def _unsqueeze_param(self, name: str, value: Tensor, batch_pos: int) -> Tensor:
         """Insert a singleton batch dim just before the parameter's own dims (``batch_pos=-1``)."""

@@ -14,7 +14,7 @@ from dynlearn.params import Param
 from dynlearn.system import MapSystem
 from dynlearn_builtins.analyzers._basins_attractors import TailAccumulator, identify, tail_periods
 from dynlearn_builtins.analyzers._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
-from dynlearn_builtins.analyzers._basins_kernels import GenericStepper, evolve, make_stepper
+from dynlearn.stepper import GenericStepper, evolve, make_stepper
 from dynlearn_builtins.analyzers._basins_table import lyapunov, wilson
 
 

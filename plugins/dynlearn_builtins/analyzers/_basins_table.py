@@ -27,7 +27,7 @@ import torch
 from scipy.stats import norm
 
 from ._basins_attractors import Found
-from ._basins_kernels import GenericStepper
+from dynlearn.stepper import GenericStepper
 
 __all__ = ["wilson", "describe", "lyapunov", "stability"]
 

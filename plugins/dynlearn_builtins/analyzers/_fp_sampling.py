@@ -17,14 +17,32 @@ from dataclasses import dataclass
 
 import torch
 
+from dynlearn import outcome as oc
+from dynlearn.stepper import iterate, rk4_step
+
 from ._fp_solver import take
 
 Tensor = torch.Tensor
 
 
+def _path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, step, ok0: Tensor,
+          limit: Tensor | None, center: Tensor | None) -> tuple[Tensor, Tensor]:
+    """States ``(n_steps + 1, N, d)`` and the ``inside`` mask of paths stepped by the core stepper
+    (:func:`dynlearn.stepper.iterate`): a state that becomes non-finite or leaves ``|x - center| <= limit`` is
+    frozen (``inside`` False from then on)."""
+    region = None if limit is None else (lambda y: ((y - center).abs() <= limit).all(-1))
+    code = torch.where(ok0, oc.OK, oc.NAN).to(torch.int8)
+    out = iterate(system, x0, p, n_steps, max_norm=torch.finfo(x0.dtype).max, record_every=1, region=region,
+                  code=code, step=step)
+    k = torch.arange(n_steps + 1).view(-1, *([1] * ok0.dim()))
+    ins = ok0 & ((out.outcome == oc.OK) | (k < out.escape))
+    return out.states, ins
+
+
 def rk4_path(system, x0: Tensor, p: Mapping[str, Tensor], horizon: Tensor, n_steps: int, sign: float = 1.0,
              limit: Tensor | None = None, center: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """States ``(n_steps + 1, N, d)``, rescaled velocities ``dx/ds`` and an ``inside`` mask along RK4 paths.
+    """States ``(n_steps + 1, N, d)``, rescaled velocities ``dx/ds`` and an ``inside`` mask along RK4 paths
+    in rescaled time ``s in [0, 1]`` (``dx/ds = +-H f(x)``, RK4 steps of ``1 / n_steps``).
 
     A state that becomes non-finite or leaves ``|x - center| <= limit`` is frozen (``inside`` False from then on).
     """
@@ -34,46 +52,15 @@ def rk4_path(system, x0: Tensor, p: Mapping[str, Tensor], horizon: Tensor, n_ste
     def vel(x):
         return H * system.rhs(x, p)
 
-    x = x0
-    v = vel(x)
-    xs, vs = [x], [v]
-    alive = torch.isfinite(v).all(-1)
-    ins = [alive.clone()]
-    for _ in range(n_steps):
-        k1 = v
-        k2 = vel(x + 0.5 * h * k1)
-        k3 = vel(x + 0.5 * h * k2)
-        k4 = vel(x + h * k3)
-        nxt = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        ok = torch.isfinite(nxt).all(-1)
-        if limit is not None:
-            ok &= ((nxt - center).abs() <= limit).all(-1)
-        alive = alive & ok
-        x = torch.where(alive.unsqueeze(-1), nxt, x)
-        v_new = vel(x)
-        v = torch.where(alive.unsqueeze(-1), v_new, v)
-        xs.append(x)
-        vs.append(v)
-        ins.append(alive.clone())
-    return torch.stack(xs), torch.stack(vs), torch.stack(ins)
+    ok0 = torch.isfinite(vel(x0)).all(-1)
+    xs, ins = _path(system, x0, p, n_steps, lambda x: rk4_step(vel, x, h), ok0, limit, center)
+    return xs, vel(xs), ins
 
 
 def map_path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, limit: Tensor | None = None,
              center: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Iterates ``(n_steps + 1, N, d)`` of a map and the ``inside`` mask (frozen when leaving the box)."""
-    x = x0
-    alive = torch.isfinite(x).all(-1)
-    xs, ins = [x], [alive.clone()]
-    for _ in range(n_steps):
-        nxt = system.rhs(x, p)
-        ok = torch.isfinite(nxt).all(-1)
-        if limit is not None:
-            ok &= ((nxt - center).abs() <= limit).all(-1)
-        alive = alive & ok
-        x = torch.where(alive.unsqueeze(-1), nxt, x)
-        xs.append(x)
-        ins.append(alive.clone())
-    return torch.stack(xs), torch.stack(ins)
+    return _path(system, x0, p, n_steps, lambda x: system.rhs(x, p), torch.isfinite(x0).all(-1), limit, center)
 
 
 def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tensor, hi: Tensor,

@@ -7,8 +7,8 @@ orbits or parameter values.
 - :class:`Stepper`: one step of a map, or of the stroboscopic map ``x -> phi_T(x)`` of a flow (``n_sub`` RK4
   steps of size ``h = T / n_sub``), and its Jacobian (the map's ``jacobian``; for a flow autograd through the
   RK4 steps, i.e. the exact Jacobian of the discrete stroboscopic map).
-- :func:`advance`: iterate with divergence freezing (an orbit leaving ``|x|_inf <= max_norm`` or turning NaN
-  is frozen at its last finite state and labeled, the batch goes on).
+- :func:`advance`: iterate with the core's divergence rule (:func:`dynlearn.stepper.freeze`: an orbit leaving
+  ``|x|_inf <= max_norm`` or turning NaN is frozen at its last finite state and labeled, the batch goes on).
 - :func:`tangent_run`: iterate with the tangent dynamics ``Q <- J Q`` re-orthonormalised every step (QR);
   Lyapunov exponents ``lambda_i = <ln |R_ii|> / T`` (per iteration for maps, per unit time for flows). For
   ``d = 2`` only one tangent vector is tracked and ``lambda_2 = <ln |det J|> / T - lambda_1``.
@@ -25,6 +25,7 @@ import torch
 from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError
 from dynlearn.progress import Meter
+from dynlearn.stepper import GenericStepper, freeze, step_jacobian
 
 Tensor = torch.Tensor
 
@@ -45,7 +46,8 @@ def flag_attrs(long_name: str, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 class Stepper:
-    """One step of a map, or of the stroboscopic map of a flow, batched; with its Jacobian.
+    """One step of a map, or of the stroboscopic map of a flow, batched; with its Jacobian (the core stepper's
+    :func:`~dynlearn.stepper.rk4_step` / :func:`~dynlearn.stepper.step_jacobian`).
 
     Parameters
     ----------
@@ -68,55 +70,28 @@ class Stepper:
             self.dt = float(flow_time)
         else:
             self.n_sub, self.h, self.dt = 1, 1.0, 1.0
-
-    def _rk4(self, x: Tensor, p, n: int | None = None) -> Tensor:
-        f, h = self.system.rhs, self.h
-        for _ in range(self.n_sub if n is None else n):
-            k1 = f(x, p)
-            k2 = f(x + 0.5 * h * k1, p)
-            k3 = f(x + 0.5 * h * k2, p)
-            k4 = f(x + h * k3, p)
-            x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
-        return x
+        self._one = GenericStepper(system, None, p, self.h).step
 
     def step(self, x: Tensor) -> Tensor:
-        return self._rk4(x, self.p) if self.is_flow else self.system.rhs(x, self.p)
+        for _ in range(self.n_sub):
+            x = self._one(x)
+        return x
 
     def fine(self, x: Tensor, n: int) -> Tensor:
         """``n`` single RK4 steps of size ``h``, states recorded: ``(n + 1, *x.shape)`` (flows)."""
         out = [x]
         for _ in range(n):
-            x = self._rk4(x, self.p, 1)
+            x = self._one(x)
             out.append(x)
         return torch.stack(out)
 
     def step_jac(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(step(x), J)`` with ``J[..., i, j] = d step_i / d x_j``."""
-        if not self.is_flow:
-            return self.system.rhs(x, self.p), self.system.jacobian(x, self.p)
-        d = x.shape[-1]
-        with torch.enable_grad():
-            xr = x.detach().unsqueeze(-2).expand(*x.shape[:-1], d, d).clone().requires_grad_(True)
-            y = self._rk4(xr, self.system.expand_params(self.p, 1))
-            (jac,) = torch.autograd.grad(y.diagonal(dim1=-2, dim2=-1).sum(), xr)
-        return y[..., 0, :].detach(), jac
+        return step_jacobian(self.system, x, self.p, dt=self.h, n=self.n_sub)
 
     def vector_field_jacobian(self, x: Tensor) -> Tensor:
         """Jacobian of the map (maps) or of the vector field ``f`` (flows) at ``x``."""
         return self.system.jacobian(x, self.p)
-
-
-def _update(x: Tensor, nxt: Tensor, code: Tensor, max_norm: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Freeze orbits that leave the ball or turn NaN; returns ``(x, code, moved)``."""
-    good = (nxt.abs() <= max_norm).all(-1)  # False for NaN and inf
-    alive = code == oc.OK
-    moved = alive & good
-    died = alive & ~good
-    if bool(died.any()):
-        bad_code = torch.where(torch.isnan(nxt).any(-1), torch.tensor(oc.NAN, dtype=torch.int8),
-                               torch.tensor(oc.DIVERGED, dtype=torch.int8))
-        code = torch.where(died, bad_code, code)
-    return torch.where(moved.unsqueeze(-1), nxt, x), code, moved
 
 
 def advance(stepper: Stepper, x: Tensor, code: Tensor, n: int, max_norm: float, meter: Meter | None = None,
@@ -126,7 +101,7 @@ def advance(stepper: Stepper, x: Tensor, code: Tensor, n: int, max_norm: float, 
         nxt = stepper.step(x)
         if project is not None:
             nxt = project(nxt)
-        x, code, _ = _update(x, nxt, code, max_norm)
+        x, code, _ = freeze(x, nxt, code, max_norm)
         if meter is not None:
             meter.update()
         if k % 64 == 63 and not bool((code == oc.OK).any()):
@@ -242,7 +217,7 @@ def tangent_run(stepper: Stepper, x: Tensor, code: Tensor, n: int, tail_len: int
         if k == warmup:
             acc.reset()
         nxt, jac = stepper.step_jac(x)
-        x, code, moved = _update(x, nxt, code, max_norm)
+        x, code, moved = freeze(x, nxt, code, max_norm)
         acc.push(torch.nan_to_num(jac), moved)
         if k >= start:
             tail[k - start] = x

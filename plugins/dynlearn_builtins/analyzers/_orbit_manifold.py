@@ -22,10 +22,11 @@ import torch
 
 from dynlearn import outcome as oc
 from dynlearn.progress import Meter
+from dynlearn.stepper import freeze
 from dynlearn.system import Manifold
 
 from ._orbit_classify import OrbitOptions, constraint_jacobian, projector
-from ._orbit_kernels import ExponentAccumulator, Stepper, _update, advance
+from ._orbit_kernels import ExponentAccumulator, Stepper, advance
 
 Tensor = torch.Tensor
 
@@ -70,7 +71,7 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, opt: OrbitOpti
                 acc_n.reset()
             nxt, jac = stepper.step_jac(x)
             nxt = project(nxt)
-            x, code, moved = _update(x, nxt, code, opt.max_norm)
+            x, code, moved = freeze(x, nxt, code, opt.max_norm)
             jac = torch.nan_to_num(jac)
             t1, n1 = bases(manifold, x, p)
             jt, jn = jac @ t0, jac @ n0

@@ -58,7 +58,7 @@ from dynlearn.sweep import Batch
 
 from ._basins_attractors import TailAccumulator, identify
 from ._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
-from ._basins_kernels import default_chunk, evolve
+from dynlearn.stepper import default_chunk, evolve
 from ._basins_table import describe, lyapunov, stability
 
 __all__ = ["Basins"]

@@ -30,6 +30,8 @@ import torch
 from dynlearn.params import Param
 from dynlearn.system import Manifold, MapSystem
 
+from ._two_factor_stepper import TwoFactorStepper
+
 __all__ = [
     "TwoFactorMap",
     "two_factor_map",
@@ -142,6 +144,12 @@ class TwoFactorMap(MapSystem):
     state_names = ("a", "b")
     parameters = {"mu": Param(0.5, description="effective step size mu", low=0, low_inclusive=False)}
     domain_bounds = ([-3.0, -3.0], [3.0, 3.0])
+
+    def stepper(self, x: Tensor, p, dt: float):
+        """The structure-of-arrays kernel (:class:`TwoFactorStepper`), unless a subclass changed ``rhs``."""
+        if type(self).rhs is not TwoFactorMap.rhs:
+            return super().stepper(x, p, dt)
+        return TwoFactorStepper(self, x, p, dt)
 
     def rhs(self, x: Tensor, p) -> Tensor:
         return two_factor_map(x, p["mu"])
