@@ -1,9 +1,11 @@
 """Views: holoviews pictures of a store, assembled into a browsable page.
 
-``dynlearn browse STORE --html page.html`` writes one standalone HTML file (bokeh JS inlined: it opens with no
-network) holding, in order: the claims of a reproduction, the reproduction's own figures, the training curves
-(loss and gradient norm per seed, a slider per swept hyper-parameter, final loss vs each hyper-parameter), and the
-views every analyzer group provides (``Analyzer.views``). ``--serve`` serves the same page live with panel.
+``dynlearn browse STORE --html page.html`` writes one standalone HTML file (bokeh's JS and every stylesheet
+inlined: it makes no request to a network) holding, in order: the claims of a reproduction, the reproduction's own
+figures, the training curves (loss and gradient norm per seed, a slider per swept hyper-parameter, final loss vs
+each hyper-parameter), and the views every analyzer group provides (``Analyzer.views``). Each view's sliders move
+that view only, in the browser (:mod:`dynlearn.page`). ``--serve`` serves the same page live with panel, built
+anew for every browser session.
 
     >>> import dynlearn, holoviews as hv
     >>> run = dynlearn.train(dynlearn.get_system("saddle_node")(), epochs=50, seeds=2, sweep={"lr": [1e-10, 2e-10]})
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from .page_sweep import CurveSweep
 
 __all__ = ["decimate", "train_views", "store_views", "page", "write_html", "serve"]
 
@@ -60,28 +63,17 @@ def _label(da: xr.DataArray) -> str:
     return f"{name} [{units}]" if units and units != "1" else str(name)
 
 
-def _curves_by_hyper(hv, var: xr.DataArray, title: str):
-    """HoloMap over the hyper-parameter dims of overlays of per-seed curves along ``epoch``."""
+def _curves_by_hyper(var: xr.DataArray, title: str) -> CurveSweep:
+    """The per-seed curves of ``var`` along ``epoch`` at every point of its hyper-parameter dims (one slider each)."""
     hyper_dims = [d for d in var.dims if d not in ("epoch", "seed")]
-    epochs = var["epoch"].values
-    vdim = hv.Dimension(var.name, label=_label(var))
-
-    def overlay(sel: xr.DataArray):
-        curves = []
-        seeds = sel["seed"].values if "seed" in sel.dims else [None]
-        for s in seeds:
-            y = (sel.sel(seed=s) if s is not None else sel).values.astype(float)
-            xs, ys = decimate(epochs, y)
-            curves.append(hv.Curve((xs, ys), hv.Dimension("epoch", label="epoch"), vdim,
-                                   label=f"seed {s}" if s is not None else ""))
-        return hv.Overlay(curves).opts(title=title, width=700, height=320, show_legend=len(curves) <= 12)
-
-    if not hyper_dims:
-        return overlay(var)
-    keys = [tuple(v) for v in np.array(np.meshgrid(*[var[d].values for d in hyper_dims], indexing="ij")).reshape(len(hyper_dims), -1).T]
-    frames = {k: overlay(var.sel(dict(zip(hyper_dims, k)))) for k in keys}
-    kdims = [hv.Dimension(d, label=_label(var[d]) or d) for d in hyper_dims]
-    return hv.HoloMap(frames, kdims=kdims)
+    if "seed" not in var.dims:
+        var = var.expand_dims(seed=[None])
+    y = var.transpose(*hyper_dims, "seed", "epoch").values.astype(float)
+    seeds = var["seed"].values
+    return CurveSweep(
+        x=var["epoch"].values, y=y, dims=[(d, _label(var[d]) or d, var[d].values) for d in hyper_dims],
+        series=[f"seed {s}" if s is not None else "" for s in seeds], xdim=("epoch", "epoch"),
+        ydim=(str(var.name), _label(var)), title=title)
 
 
 def train_views(tree: xr.DataTree) -> dict[str, Any]:
@@ -89,8 +81,8 @@ def train_views(tree: xr.DataTree) -> dict[str, Any]:
     hv = _hv()
     train = tree["train"].to_dataset()
     out: dict[str, Any] = {}
-    out["loss"] = _curves_by_hyper(hv, train["loss"].load(), "training loss")
-    out["gradient norm"] = _curves_by_hyper(hv, train["grad_norm"].load(), "gradient norm")
+    out["loss"] = _curves_by_hyper(train["loss"].load(), "training loss")
+    out["gradient norm"] = _curves_by_hyper(train["grad_norm"].load(), "gradient norm")
     last = train["loss"].isel(epoch=-1).load()
     hyper_dims = [d for d in last.dims if d != "seed"]
     panels = []
@@ -114,16 +106,15 @@ def train_views(tree: xr.DataTree) -> dict[str, Any]:
 
 
 def claims_view(ds: xr.Dataset):
-    """The claims table (a panel DataFrame pane: full text, PASS/FAIL first)."""
-    import pandas as pd
-    import panel as pn
+    """The claims table (an HTML table: full text, PASS/FAIL first)."""
+    from .page import claims_table
 
-    df = pd.DataFrame({
+    cols = {
         "": np.where(ds["passed"].values, "PASS", "FAIL"), "claim": ds["claim"].values,
         "expected": [f"{v:.6g}" for v in ds["expected"].values], "measured": [f"{v:.6g}" for v in ds["measured"].values],
         "criterion": ds["tolerance"].values, "statement": ds["description"].values,
-    })
-    return pn.pane.DataFrame(df, index=False, width=1200)
+    }
+    return claims_table([{k: str(v[i]) for k, v in cols.items()} for i in range(ds.sizes["claim"])])
 
 
 def store_views(tree: xr.DataTree) -> dict[str, Any]:
@@ -154,54 +145,75 @@ def store_views(tree: xr.DataTree) -> dict[str, Any]:
     return views
 
 
-def page(tree: xr.DataTree, title: str = "dynlearn"):
-    """A panel page (column of titled views)."""
-    import panel as pn
+def page(tree: xr.DataTree, title: str = "dynlearn", meter: Any = None):
+    """The page as one bokeh column of titled views (:func:`dynlearn.page.layout`).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        The store.
+    title : str
+        The page's heading.
+    meter : dynlearn.progress.Meter, optional
+        Progress, one step per view.
+
+    Returns
+    -------
+    bokeh.models.Column
+    """
+    from .page import layout
 
     _hv()
-    items = [pn.pane.Markdown(f"# {title}")]
-    for name, view in store_views(tree).items():
-        items.append(pn.pane.Markdown(f"## {name}"))
-        items.append(pn.panel(view, widget_location="top_left"))
-    return pn.Column(*items)
+    return layout(store_views(tree), title, meter)
+
+
+def store_title(store: str | os.PathLike) -> str:
+    """The title of ``store``'s page, the same for the HTML file and ``--serve``."""
+    from .page import page_title
+    from .store import root_attrs
+
+    return page_title(root_attrs(store).get("config", {}).get("name"), store)
 
 
 def write_html(store: str | os.PathLike, html: str | os.PathLike, *, replace: bool = True) -> Path:
-    """Write the standalone page of ``store`` (JS inlined, no network needed) to ``html``.
+    """Write the standalone page of ``store`` (JS and CSS inlined: it makes no request to a network) to ``html``.
 
     ``html`` must be a file name (:func:`dynlearn.safety.check_page_target`): a directory, a symlink or a file
     dynlearn did not write is refused; an earlier dynlearn page is replaced only with ``replace``. The page is
-    written to a scratch file and renamed into place.
+    written to a scratch file and renamed into place. Progress (``writing page``, one step per view) goes to
+    stderr when meters are on.
     """
-    from bokeh.resources import INLINE
-
-    from .safety import PAGE_MARKER, check_page_target, remove, scratch_dir, write_text_atomic
-    from .store import open_store, root_attrs
+    from . import page as _page
+    from .progress import Meter
+    from .safety import PAGE_MARKER, check_page_target, write_text_atomic
+    from .store import open_store
 
     out = check_page_target(html, replace=replace)
-    tree = open_store(store)
-    cfg = root_attrs(store).get("config", {})
-    title = f"dynlearn — {cfg.get('name') or Path(store).stem}"
-    pg = page(tree, title)
-    tmp = scratch_dir()
-    try:
-        pg.save(str(tmp / "page.html"), resources=INLINE, embed=True, title=title)
-        text = (tmp / "page.html").read_text(encoding="utf-8")
-    finally:
-        remove(tmp)
-    # panel's template links its favicons from a CDN: drop them so the page needs no network at all
-    text = re.sub(r"<link[^>]+rel=\"(?:apple-touch-icon|icon)\"[^>]*>\s*", "", text)
+    title = store_title(store)
+    _hv()
+    views = store_views(open_store(store))
+    with Meter(len(views) + 1, f"writing page {out.name}", unit="view") as meter:
+        text = _page.html(_page.layout(views, title, meter), title)
+        meter.set(view="(html)")
+        meter.update()
     text = text.replace("<head>", f"<head>\n{PAGE_MARKER}", 1)
     return write_text_atomic(out, text)
 
 
 def serve(store: str | os.PathLike, port: int = 5006, show: bool = False,
           host: str = "127.0.0.1") -> None:  # pragma: no cover - interactive
-    """Serve the page of ``store`` live (panel server), listening on ``host`` (this machine only by default)."""
+    """Serve the page of ``store`` live (panel server), listening on ``host`` (this machine only by default).
+
+    Every browser session gets a page built for it (the same page and title as :func:`write_html`'s).
+    """
     import panel as pn
 
     from .store import open_store
 
     origin = "*" if host in ("0.0.0.0", "::") else [f"localhost:{port}", f"{host}:{port}"]
-    pn.serve(page(open_store(store), f"dynlearn — {Path(store).stem}"), port=port, address=host, show=show,
-             websocket_origin=origin)
+    title = store_title(store)
+
+    def session():  # a page of its own per browser session: sliders and data are not shared
+        return pn.pane.Bokeh(page(open_store(store), title))
+
+    pn.serve(session, port=port, address=host, show=show, websocket_origin=origin, title=title)
