@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import xarray as xr
 
 from .errors import ParameterError, ShapeError
-from .params import check_names, init_options
+from .params import Param, Settings, check_names, init_options, resolve_options
 from .sweep import Batch, flatten
 from .system import System, make_system
 from .threads import analyzer_threads, torch_threads
@@ -81,6 +81,9 @@ class Analyzer:
     kinds: ClassVar[tuple[str, ...]] = ("flow", "map")
     #: analyzers whose output it consumes (passed in ``upstream``; computed with defaults when absent)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: declared options (merged along the class hierarchy with the base's ``threads``); validated once into
+    #: ``self.settings`` (:class:`~dynlearn.params.Settings`), also readable as attributes (``self.n_starts``)
+    options: ClassVar[Mapping[str, Param]] = {}
     #: torch intra-op threads while analysing (``None``: chosen from the problem size)
     threads: int | None = None
 
@@ -90,13 +93,35 @@ class Analyzer:
         if init is not None:
             cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
 
+    def __init__(self, **options: Any) -> None:
+        settings = resolve_options(f"analyzer {self.name or type(self).__name__!r}", self.declared_options(),
+                                   options)
+        object.__setattr__(self, "settings", settings)
+        self.threads = settings["threads"]
+
+    @classmethod
+    def declared_options(cls) -> dict[str, Param]:
+        """Every option of this analyzer: its ``options``, its bases', and ``threads``."""
+        out: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("options", {}))
+        out["threads"] = THREADS
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in settings:
+            return settings[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
     def get_params(self) -> dict[str, Any]:
         """Constructor options (sklearn convention) as plain data: arrays as lists, a Manifold by its name."""
         import numpy as np
 
         from .system import Manifold
 
-        out = init_options(self, Analyzer)
+        settings = self.__dict__.get("settings")
+        out = dict(settings) if settings is not None else init_options(self, Analyzer)
         out.setdefault("threads", self.threads)
         for k, v in out.items():
             if isinstance(v, np.ndarray):
@@ -162,6 +187,11 @@ class Analyzer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+
+#: the option every analyzer has
+THREADS = Param(None, kind="int", low=1, nullable=True,
+                description="torch intra-op threads while analysing (None: chosen from the problem size)")
 
 
 def provenance(analyzer: Analyzer, batch: Batch) -> dict[str, str]:

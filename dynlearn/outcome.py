@@ -1,12 +1,29 @@
-"""Per-element outcomes: failures are data, not exceptions.
+"""Per-element outcomes: failures are data, not exceptions. One vocabulary for every analyzer.
 
-Batched runs (training many networks, iterating many initial states) record one outcome per element instead
-of failing the batch on the first bad one. Stored as small integer codes with CF ``flag_values`` /
-``flag_meanings`` attrs, or as labels (``dtype=object`` strings) via :func:`labels`.
+Batched runs (training many networks, iterating many initial states, fitting one model per sweep element)
+record one outcome per element instead of failing the batch on the first bad one. Stored as small integer codes
+with CF ``flag_values`` / ``flag_meanings`` attrs, or as labels (``dtype=object`` strings) via :func:`labels`.
+
+=====  ======================  =========================================================================
+code   label                   meaning
+=====  ======================  =========================================================================
+0      ``ok``                  the element's result is valid
+1      ``diverged``            its state left the ball ``|x|_inf <= max_norm`` (or a region), or is infinite
+2      ``nan``                 its state or result turned NaN while bounded
+3      ``max_steps``           the step budget ran out before the element finished
+4      ``not_converged``       an iteration (root finding, path relaxation, fit) did not reach its tolerance
+5      ``unresolved``          the evidence does not decide (an orbit's tail has not settled, a point is
+                               not assigned)
+6      ``single_attractor``    a two-attractor method found only one attractor
+7      ``invalid_parameters``  the element's parameters are outside the method's domain
+8      ``masked``              not computed (e.g. a network that diverged during training)
+=====  ======================  =========================================================================
 
     >>> import numpy as np
     >>> labels(np.array([0, 1, 2])).tolist()
     ['ok', 'diverged', 'nan']
+    >>> flag_attrs("outcome of the fit")["flag_meanings"].split()[6]
+    'single_attractor'
 """
 
 from __future__ import annotations
@@ -17,10 +34,20 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["OK", "DIVERGED", "NAN", "MAX_STEPS", "NAMES", "classify", "labels", "flag_attrs", "as_labels"]
+__all__ = ["OK", "DIVERGED", "NAN", "MAX_STEPS", "NOT_CONVERGED", "UNRESOLVED", "SINGLE_ATTRACTOR",
+           "INVALID_PARAMETERS", "MASKED", "NAMES", "code", "classify", "labels", "flag_attrs", "as_labels"]
 
-OK, DIVERGED, NAN, MAX_STEPS = 0, 1, 2, 3
-NAMES = ("ok", "diverged", "nan", "max_steps")
+NAMES = ("ok", "diverged", "nan", "max_steps", "not_converged", "unresolved", "single_attractor",
+         "invalid_parameters", "masked")
+OK, DIVERGED, NAN, MAX_STEPS, NOT_CONVERGED, UNRESOLVED, SINGLE_ATTRACTOR, INVALID_PARAMETERS, MASKED = range(9)
+
+
+def code(label: str) -> int:
+    """The code of an outcome label (a ``KeyError``-free lookup with a clear error)."""
+    try:
+        return NAMES.index(label)
+    except ValueError:
+        raise ValueError(f"unknown outcome {label!r}; outcomes are: {', '.join(NAMES)}") from None
 
 
 def flag_attrs(long_name: str = "outcome") -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import ParameterError, UnknownNameError
 
-__all__ = ["Param", "check_names", "check_value", "resolve_values", "init_options"]
+__all__ = ["Param", "Settings", "check_names", "check_value", "resolve_values", "resolve_options", "init_options"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ class Param:
     high: float = math.inf
     low_inclusive: bool = True
     high_inclusive: bool = True
+    #: for options (:func:`resolve_options`): ``"number"``, ``"int"``, ``"bool"``, ``"str"``, ``"list"`` or ``"any"``
+    kind: str = "number"
+    #: allowed values (options of kind ``"str"``, or any kind)
+    choices: tuple[Any, ...] = ()
+    #: ``None`` is a valid value of the option (it then means "automatic": see the description)
+    nullable: bool = False
 
     def range_text(self) -> str:
         parts = []
@@ -137,6 +143,102 @@ def resolve_values(owner: str, decls: Mapping[str, Param], given: Mapping[str, A
         check_value(name, value, decl)
         out[name] = value
     return out
+
+
+_KINDS = {
+    "number": (int, float, np.integer, np.floating),
+    "int": (int, np.integer),
+    "bool": (bool, np.bool_),
+    "str": (str,),
+    "list": (list, tuple, np.ndarray),
+}
+
+
+def check_option(owner: str, name: str, value: Any, decl: Param) -> Any:
+    """``value`` of option ``name`` checked against ``decl`` (kind, choices, range); one-line
+    :class:`ParameterError` otherwise. Returns the value (a tuple/list kept as a list)."""
+    if value is None:
+        if decl.nullable:
+            return None
+        raise ParameterError(f"{owner}: option {name!r} needs a value ({decl.description or decl.kind})")
+    if decl.choices and value not in decl.choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in decl.choices], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParameterError(f"{owner}: option {name!r} must be one of {', '.join(map(repr, decl.choices))}, "
+                             f"got {value!r}{hint}")
+    kinds = _KINDS.get(decl.kind)
+    bad_bool = isinstance(value, (bool, np.bool_)) and decl.kind in ("number", "int")
+    if kinds is not None and (not isinstance(value, kinds) or bad_bool):
+        raise ParameterError(f"{owner}: option {name!r} must be {_KIND_TEXT[decl.kind]}, got {value!r}")
+    if decl.kind in ("number", "int"):
+        check_value(name, value, decl)  # NaN, infinite, out of range
+    if isinstance(value, tuple):
+        value = list(value)
+    return value
+
+
+_KIND_TEXT = {"number": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
+              "list": "a list"}
+
+
+class Settings(Mapping):
+    """The validated options of an analyzer: a frozen mapping with attribute access (``s.n_starts``).
+
+    Helpers receive it instead of the analyzer; :meth:`replace` gives a changed copy.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Settings are frozen; use replace(...)")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return Settings({**self._values, **changes})
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+
+def resolve_options(owner: str, decls: Mapping[str, Param], given: Mapping[str, Any]) -> Settings:
+    """Options validated once: unknown names rejected (with a did-you-mean), defaults filled in, every value
+    checked against its :class:`Param` (kind, choices, range, ``nullable``).
+
+    Examples
+    --------
+    >>> decls = {"n_starts": Param(64, kind="int", low=1, description="starting states"),
+    ...          "method": Param("rk4", kind="str", choices=("rk4", "dopri5"))}
+    >>> resolve_options("analyzer 'x'", decls, {"n_starts": 8}).n_starts
+    8
+    >>> resolve_options("analyzer 'x'", decls, {"methd": "rk4"})
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.UnknownNameError: analyzer 'x' has no option 'methd'; its options are: n_starts, method; did you mean 'method'?
+    >>> resolve_options("analyzer 'x'", decls, {"n_starts": 0})
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.ParameterError: parameter 'n_starts' must be >= 1, got 0.0
+    """
+    check_names(given, decls, owner=owner, what="option")
+    return Settings({name: check_option(owner, name, given.get(name, decl.default), decl)
+                     for name, decl in decls.items()})
 
 
 def init_options(obj: Any, stop: type) -> dict[str, Any]:

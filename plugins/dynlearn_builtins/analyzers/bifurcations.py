@@ -45,12 +45,12 @@ import xarray as xr
 
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.matching import track
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from . import _fp_classify as fc
 from ._fp_events import detect
-from ._fp_tracking import track
 
 __all__ = ["Bifurcations", "tracks_graph"]
 

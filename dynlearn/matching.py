@@ -1,8 +1,13 @@
-"""Tracking fixed points and slow points along an ordered dim (private helper of the bifurcation analyzer).
+"""Identity matching across an ordered sweep dim (epoch, a parameter): the one matcher of dynlearn.
 
-Input: the fixed-point analyzer's arrays reshaped to ``(L, K, P, ...)``: ``L`` lines (every combination of the
-other sweep dims), ``K`` steps along the ordered dim, ``P`` point slots. All lines advance together, one step
-at a time (the ordered dim is sequential by nature):
+The bifurcation tracker matches fixed points and slow points from epoch to epoch with it; the basins analyzer
+matches attractors across a parameter or epoch with it. It is pluggable: the distance between a track's last
+position and a candidate (``distance``, default Euclidean; e.g. modulo a period for angles) and the identity
+classes that may never match (``cls``) are the caller's.
+
+Input: arrays reshaped to ``(L, K, P, ...)``: ``L`` lines (every combination of the other sweep dims), ``K``
+steps along the ordered dim, ``P`` point slots. All lines advance together, one step at a time (the ordered dim
+is sequential by nature):
 
 - every live track (slot) is compared with the points of the next step: cost = distance / gate + a stability
   term (``stability_weight`` when the point types differ); pairs further than ``gate`` or of different class
@@ -42,10 +47,16 @@ class Tracks:
     track_of_point: np.ndarray  # (L, K, P), -1 where no point
 
 
+def euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b|`` over the last axis (broadcasting)."""
+    return np.linalg.norm(a - b, axis=-1)
+
+
 def track(pos: np.ndarray, present: np.ndarray, cls: np.ndarray, code: np.ndarray, *, gate: float,
-          stability_weight: float, max_gap: int, on_step=None) -> Tracks:
-    """Track points ``pos`` ``(L, K, P, d)`` (``present``, class ``cls`` and type ``code`` ``(L, K, P)``);
-    ``on_step()`` is called after every step (a progress meter)."""
+          stability_weight: float, max_gap: int, on_step=None, distance=euclidean) -> Tracks:
+    """Track points ``pos`` ``(L, K, P, d)`` (``present``, identity class ``cls`` and type ``code``
+    ``(L, K, P)``): a track continues only to a point of the same class within ``gate`` (``distance``), a
+    different type costs ``stability_weight``. ``on_step()`` is called after every step (a progress meter)."""
     L, K, P, d = pos.shape
     T = max(1, P * (max_gap + 2))
     slot_id = np.full((L, T), -1, dtype=np.int64)
@@ -67,7 +78,7 @@ def track(pos: np.ndarray, present: np.ndarray, cls: np.ndarray, code: np.ndarra
         slot_id[stale] = -1
         live = slot_id >= 0
         pres = present[:, k]
-        dist = np.linalg.norm(slot_pos[:, :, None, :] - pos[:, k][:, None, :, :], axis=-1)  # (L, T, P)
+        dist = distance(slot_pos[:, :, None, :], pos[:, k][:, None, :, :])  # (L, T, P)
         dist = np.nan_to_num(dist, nan=np.inf)
         allowed = live[:, :, None] & pres[:, None, :] & (slot_cls[:, :, None] == cls[:, k][:, None, :]) & (dist <= gate)
         cost = dist / gate + stability_weight * (slot_code[:, :, None] != code[:, k][:, None, :])
