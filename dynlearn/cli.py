@@ -158,11 +158,13 @@ def browse(
     serve: bool = typer.Option(False, help="serve the page live instead"),
     port: int = typer.Option(5006, help="port for --serve"),
     host: str = typer.Option("127.0.0.1", help="address --serve listens on (0.0.0.0: every interface)"),
+    progress: bool = typer.Option(True, help="show the page's progress (one step per view) on stderr"),
 ) -> None:
     """Browse a store: figures of the run, the reproduction and every analyzer, with sliders over sweep dims."""
     from .views import serve as _serve
     from .views import write_html
 
+    _progress(progress)
     try:
         check_store_target(store, must_exist=True)
         if serve:
