@@ -80,7 +80,7 @@ def test_divergence_and_nan_are_labeled_outcomes(quad):
     theta = run.tree["params"]["theta"].sel(seed=0)
     assert np.all(np.isfinite(theta.sel(h=30.0, shift=0.0).values))
     np.testing.assert_allclose(theta.sel(h=1.0, shift=0.0).values, 0.9 ** np.arange(40), rtol=1e-13)
-    assert tr["status"].attrs["flag_meanings"] == "ok diverged nan max_steps"
+    assert tr["status"].attrs["flag_meanings"].split()[:4] == ["ok", "diverged", "nan", "max_steps"]
 
 
 @pytest.mark.parametrize("optimizer,options", [("momentum", {"beta": 0.5}), ("adam", {})], ids=["momentum", "adam"])
