@@ -205,13 +205,18 @@ def _coords(tree, view: str, sliders: dict) -> dict:
     return at
 
 
-def exercise(pg: Page, tree, moves: tuple[str, ...] = ("ArrowRight", "End", "ArrowLeft", "Home")) -> int:
-    """Move every slider of the page through ``moves``; check the data and the other sliders each time."""
+def store_check(pg: Page, tree):
+    """Check that a view shows the store's data at the values its sliders point at."""
+    return lambda view, sliders: _check_view(tree, view, pg.data(view), _coords(tree, view, sliders))
+
+
+def exercise(pg: Page, check, moves: tuple[str, ...] = ("ArrowRight", "End", "ArrowLeft", "Home")) -> int:
+    """Move every slider of the page through ``moves``; ``check(view, sliders)`` the data and that no other slider
+    moved, each time. Returns the number of moves."""
     before = pg.sliders()
     assert before, "the page has no slider"
-    views = sorted({_split(name)[0] for name in before})
-    for view in views:
-        _check_view(tree, view, pg.data(view), _coords(tree, view, before))
+    for view in sorted({_split(name)[0] for name in before}):
+        check(view, before)
     n = 0
     for name, (value, cats) in sorted(before.items()):
         view = _split(name)[0]
@@ -226,7 +231,7 @@ def exercise(pg: Page, tree, moves: tuple[str, ...] = ("ArrowRight", "End", "Arr
             now = pg.sliders()
             moved = {k for k in now if now[k][0] != old[k][0]}
             assert moved <= {name}, f"moving {name} moved {sorted(moved - {name})}"
-            _check_view(tree, view, pg.data(view), _coords(tree, view, now))
+            check(view, now)
             n += 1
     return n
 
@@ -256,7 +261,7 @@ def test_ghost_page(browser, tmp_path):
                                    "--html", str(html), "--no-progress"])
     assert res.exit_code == 0, res.output
     pg = Page(browser, html.as_uri())
-    assert exercise(pg, open_store(tmp_path / "ghost.zarr")) == 2 * 4
+    assert exercise(pg, store_check(pg, open_store(tmp_path / "ghost.zarr"))) == 2 * 4
     assert pg.page.title() == "dynlearn — ghost"
     assert pg.errors == [] and pg.blocked == []
     pg.close()
@@ -268,7 +273,7 @@ def test_store_with_analyzer_groups(browser, sweep_store, tmp_path):
     tree = open_store(sweep_store)
     names = set(pg.sliders())
     assert {"slider:train: loss:lr", "slider:fixed_points: points:seed", "slider:bifurcations: tracks:lr"} <= names
-    exercise(pg, tree)
+    exercise(pg, store_check(pg, tree))
     pg.page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert pg.errors == [] and pg.blocked == []
     pg.close()
@@ -282,7 +287,32 @@ def test_page_of_4000_positions(browser, tmp_path):
     assert html.stat().st_size < 20e6
     pg = Page(browser, html.as_uri())
     assert {len(c) for _, c in pg.sliders().values()} == {4000}
-    exercise(pg, open_store(store), moves=("End", "ArrowLeft", "Home", "PageUp", "ArrowRight"))
+    exercise(pg, store_check(pg, open_store(store)), moves=("End", "ArrowLeft", "Home", "PageUp", "ArrowRight"))
+    assert pg.errors == [] and pg.blocked == []
+    pg.close()
+
+
+def test_grid_of_40_by_100_positions(browser, tmp_path):
+    """Two sliders over one array: each position's curves are found where the sliders point."""
+    from dynlearn.page import html, layout
+    from dynlearn.page_sweep import CurveSweep
+
+    a, b, seeds, n = 40, 100, 3, 50
+    code = (np.arange(a)[:, None, None] * 1e4 + np.arange(b)[None, :, None] * 10 + np.arange(seeds))
+    y = code[..., None] + np.linspace(0, 1, n)  # curve (i, j, s): i*1e4 + j*10 + s, rising by 1
+    sweep = CurveSweep(np.arange(n), y, [("a", "a", np.arange(a) * 0.5), ("b", "b", np.arange(b) + 100.0)],
+                       [f"seed {s}" for s in range(seeds)], ("epoch", "epoch"), ("value", "value"), "grid")
+    page = tmp_path / "grid.html"
+    page.write_text(html(layout({"grid": sweep}, "grid"), "grid"))
+    pg = Page(browser, page.as_uri())
+
+    def check(view, sliders):
+        i = sliders["slider:grid:a"][1].index(sliders["slider:grid:a"][0])
+        j = sliders["slider:grid:b"][1].index(sliders["slider:grid:b"][0])
+        got = sorted(round(float(np.min(src["value"]))) for src in pg.data(view))
+        assert got == [i * 10_000 + j * 10 + s for s in range(seeds)], (i, j)
+
+    assert exercise(pg, check, moves=("End", "ArrowLeft", "Home", "PageUp")) == 2 * 4
     assert pg.errors == [] and pg.blocked == []
     pg.close()
 
@@ -329,7 +359,7 @@ def test_serve_sessions_are_independent(browser, sweep_store, served):
     assert a.page.title() == b.page.title() == "dynlearn — saddle-sweep"
     start = b.sliders()
     start_data = b.data("train: loss")
-    exercise(a, tree, moves=("End",))
+    exercise(a, store_check(a, tree), moves=("End",))
     assert b.sliders() == start and b.data("train: loss") == start_data, "session b followed session a"
     b.press("slider:train: loss:lr", "ArrowRight")
     b.page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('slider:train: loss:lr').value === '5e-10'")
