@@ -9,6 +9,8 @@ Layout::
     /state       resume state: two slots holding parameters + optimizer state at a chunk boundary
     /<analyzer>  one group per analyzer run on the store (fixed_points, bifurcations, basins, ...)
 
+The run groups' variables and where each chunk of epochs writes: :class:`dynlearn.layout.RunLayout`.
+
 Crash safety (a killed run never leaves a store that cannot be opened, and resumes losing nothing):
 
 1. the whole layout is preallocated (``to_zarr(compute=False)``) in a temporary directory and renamed into

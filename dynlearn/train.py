@@ -32,12 +32,13 @@ import zarr
 from . import outcome as oc
 from .config import Experiment, resolve_experiment
 from .errors import ConfigError, StoreError
-from .integrity import RUN_DATA, check_store, relock, store_lock
+from .integrity import relock, store_lock
+from .layout import STATE_SECTIONS, RunLayout
 from .optim import make_optimizer
 from .progress import Meter
 from .safety import check_store_target, remove, scratch_dir
 from .schedule import make_schedule
-from .store import ChunkWriter, consolidate, create_store, open_store, root_attrs, unconsolidate
+from .store import ChunkWriter, consolidate, create_store, open_store, unconsolidate
 from .system import TrainableSystem
 from .threads import torch_threads
 
@@ -175,8 +176,41 @@ def _provenance() -> dict[str, Any]:
     }
 
 
+@dataclass
+class TrainState:
+    """What the training loop carries from epoch to epoch, for the flat batch of ``B`` networks.
+
+    Attributes
+    ----------
+    theta : dict of str to Tensor
+        Learned parameters, each ``(B, *event shape)``.
+    opt_state : dict of str to Tensor
+        The optimizer's state.
+    sched_state : dict of str to Tensor
+        The schedule's state (empty without a schedule).
+    hp : dict of str to Tensor
+        Hyper-parameters in effect, each ``(B,)``.
+    status : Tensor
+        ``(B,)`` int8 outcome code of every network (``ok`` while it trains).
+    out_epoch : Tensor
+        ``(B,)`` int64 epoch at which a network stopped being ok (-1: never).
+    """
+
+    theta: dict[str, torch.Tensor]
+    opt_state: dict[str, torch.Tensor]
+    sched_state: dict[str, torch.Tensor]
+    hp: dict[str, torch.Tensor]
+    status: torch.Tensor
+    out_epoch: torch.Tensor
+
+    def slot(self, scheduled: tuple[str, ...]) -> dict[str, Any]:
+        """The resume state as :class:`dynlearn.layout.RunLayout` stores it (tensors; ``hp``: the scheduled ones)."""
+        return {"theta": self.theta, "opt": self.opt_state, "hp": {n: self.hp[n] for n in scheduled},
+                "sched": self.sched_state, "status": self.status, "outcome_epoch": self.out_epoch}
+
+
 class _Runner:
-    """One experiment's training loop and its store layout."""
+    """One experiment's training loop (the store layout and resume I/O: :class:`dynlearn.layout.RunLayout`)."""
 
     def __init__(self, exp: Experiment, path: Path, show_progress: bool | None) -> None:
         self.exp, self.path, self.show = exp, path, show_progress
@@ -190,10 +224,8 @@ class _Runner:
         self.seeds = np.asarray(tr["seeds"], dtype=np.int64)
         self.sweep = {k: np.asarray(v, dtype=float) for k, v in cfg["sweep"].items()}
         self.fixed = dict(cfg["hyper"])
-        self.dims = ("seed", *self.sweep)
         self.shape = (len(self.seeds), *(len(v) for v in self.sweep.values()))
         self.B = int(np.prod(self.shape))
-        self.n_chunks = math.ceil(self.E / self.C)
         self.optimizer = make_optimizer(tr["optimizer"], **tr["optimizer_options"])
         self.schedule = make_schedule(tr["schedule"])
         self.scheduled = tuple(self.schedule.changes) if self.schedule else ()
@@ -207,99 +239,45 @@ class _Runner:
         self.metric_names = tuple(self.system.metric_attrs)
         self.param_names = tuple(self.system.parameters)
 
-    # -- layout ---------------------------------------------------------------------------------------------
-    def _coords(self) -> dict[str, Any]:
-        coords: dict[str, Any] = {"seed": ("seed", self.seeds, {"long_name": "random seed of the initialisation"})}
-        for h, v in self.sweep.items():
-            coords[h] = (h, v, self.system.hyper[h].attrs(h))
-        for h, v in self.fixed.items():
-            if h not in self.scheduled:
-                coords[h] = ((), float(v), self.system.hyper[h].attrs(h))
-        return coords
+    def _layout(self, state: TrainState) -> RunLayout:
+        return RunLayout(self.system, seeds=self.seeds, sweep=self.sweep, fixed=self.fixed, scheduled=self.scheduled,
+                         epochs=self.E, chunk=self.C, checkpoint_every=self.k,
+                         dtype=np.float32 if self.dtype == torch.float32 else np.float64,
+                         state=state.slot(self.scheduled))
 
-    def _event(self, name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        return tuple(self.system.parameters[name].shape), self.system.event_shape(name)
-
-    def layout(self, theta: Mapping[str, torch.Tensor], opt_state: Mapping[str, torch.Tensor],
-               sched_state: Mapping[str, torch.Tensor]) -> dict[str, xr.Dataset]:
-        import dask.array as da
-
-        coords = self._coords()
-        E, C, k = self.E, self.C, self.k
-        sw = self.shape
-        npdt = np.float32 if self.dtype == torch.float32 else np.float64
-
-        def lazy(shape, chunks, dtype):
-            return da.zeros(shape, chunks=chunks, dtype=dtype)
-
-        tdims = ("epoch", *self.dims)
-        tchunks = (C, *sw)
-        train = {
-            "loss": (tdims, lazy((E, *sw), tchunks, np.float64), {"long_name": "training loss", "units": "1"}),
-            "grad_norm": (tdims, lazy((E, *sw), tchunks, np.float64),
-                          {"long_name": "L2 norm of the loss gradient over all parameters", "units": "1"}),
-            "status": (tdims, lazy((E, *sw), tchunks, np.int8), oc.flag_attrs("network status at this epoch")),
-            "outcome": (self.dims, lazy(sw, sw, np.int8), oc.flag_attrs("outcome of training")),
-            "outcome_epoch": (self.dims, lazy(sw, sw, np.int64),
-                              {"long_name": "epoch at which training stopped being ok (-1: never)", "units": "epoch"}),
-            "committed": (("chunk",), lazy((self.n_chunks,), (1,), bool),
-                          {"long_name": "chunk fully written (epochs chunk_start .. next chunk_start - 1)"}),
-        }
-        for m in self.metric_names:
-            train[m] = (tdims, lazy((E, *sw), tchunks, np.float64), dict(self.system.metric_attrs[m]))
-        for h in self.scheduled:
-            attrs = dict(self.system.hyper[h].attrs(h))
-            attrs["long_name"] = f"{attrs.get('long_name', h)} in effect at this epoch (scheduled)"
-            train[f"current_{h}"] = (tdims, lazy((E, *sw), tchunks, np.float64), attrs)
-        train_coords = {
-            **coords,
-            "epoch": ("epoch", np.arange(E, dtype=np.int64), {"long_name": "training epoch", "units": "epoch"}),
-            "chunk_start": ("chunk", np.arange(0, E, C, dtype=np.int64), {"long_name": "first epoch of the chunk"}),
-        }
-        train_ds = xr.Dataset(train, coords=train_coords)
-        train_ds["outcome_epoch"].encoding["fill_value"] = -1
-        train_ds["committed"].encoding["fill_value"] = False
-        train_ds["outcome"].encoding["fill_value"] = 0
-
-        ck = np.arange(0, E, k, dtype=np.int64)
-        pvars = {}
-        for name in self.param_names:
-            edims, eshape = self._event(name)
-            decl = self.system.parameters[name]
-            pvars[name] = (("epoch", *self.dims, *edims), lazy((len(ck), *sw, *eshape), (C // k, *sw, *eshape), npdt),
-                           decl.attrs(name))
-        params_ds = xr.Dataset(
-            pvars,
-            coords={**coords, "epoch": ("epoch", ck, {"long_name": "training epoch (parameter checkpoint)",
-                                                      "units": "epoch"})},
-        )
-
-        svars = {"slot_chunk": (("slot",), np.full(2, -1, dtype=np.int64), {"long_name": "chunk whose end state the slot holds"})}
-        state_tensors = {**{f"theta__{n}": v for n, v in theta.items()}, **{f"opt__{n}": v for n, v in opt_state.items()},
-                         **{f"hp__{n}": self.hp0[n] for n in self.scheduled},
-                         **{f"sched__{n}": v for n, v in sched_state.items()}}
-        for key, v in state_tensors.items():
-            extra = tuple(f"{key}_{i}" for i in range(v.dim() - 1))
-            svars[key] = (("slot", *self.dims, *extra), lazy((2, *sw, *v.shape[1:]), (1, *sw, *v.shape[1:]),
-                                                           _np_dtype(v)), {})
-        for key, dt in (("status", np.int8), ("outcome_epoch", np.int64)):
-            svars[key] = (("slot", *self.dims), lazy((2, *sw), (1, *sw), dt), {})
-        state_ds = xr.Dataset(svars, coords={k2: v for k2, v in coords.items() if k2 in self.dims})
-        state_ds.attrs["description"] = "resume state (parameters, optimizer and schedule state) at chunk boundaries"
-        self.state_keys = tuple(state_tensors)
-        return {"train": train_ds, "params": params_ds, "state": state_ds}
-
-    # -- running ----------------------------------------------------------------------------------------------
-    def _fresh(self):
+    def _fresh(self) -> TrainState:
+        """The state at epoch 0: ``system.init`` of every seed, fresh optimizer and schedule state, all ok."""
         with torch.no_grad():
             theta = self.system.init(self.flat_seed, {k: v.clone() for k, v in self.hp0.items()})
         theta = {k: v.to(self.dtype).to(self.device).contiguous() for k, v in theta.items()}
         missing = set(self.param_names) - set(theta)
         if missing:
             raise StoreError(f"{self.system.name}.init() did not return {sorted(missing)}")
-        opt_state = self.optimizer.init(theta)
-        sched_state = self.schedule.init(self.hp0) if self.schedule else {}
-        return theta, opt_state, sched_state
+        return TrainState(
+            theta=theta,
+            opt_state=self.optimizer.init(theta),
+            sched_state=self.schedule.init(self.hp0) if self.schedule else {},
+            hp={k: v.clone() for k, v in self.hp0.items()},
+            status=torch.zeros(self.B, dtype=torch.int8, device=self.device),
+            out_epoch=torch.full((self.B,), -1, dtype=torch.int64, device=self.device),
+        )
+
+    def _restore(self, slot: Mapping[str, Any]) -> TrainState:
+        """A :class:`TrainState` from the numpy arrays of a stored slot (:meth:`RunLayout.load_state`)."""
+
+        def tensor(arr, dtype=None):
+            t = torch.as_tensor(arr, device=self.device)
+            return t.to(dtype) if dtype is not None else t
+
+        return TrainState(
+            theta={n: tensor(slot["theta"][n], self.dtype) for n in self.param_names},
+            opt_state={n: tensor(v) for n, v in slot["opt"].items()},
+            sched_state={n: tensor(v) for n, v in slot["sched"].items()},
+            hp={n: (tensor(slot["hp"][n], self.dtype) if n in self.scheduled else v.clone())
+                for n, v in self.hp0.items()},
+            status=tensor(slot["status"]),
+            out_epoch=tensor(slot["outcome_epoch"]),
+        )
 
     def run(self, overwrite: bool = False, repair: bool = False) -> RunResult:
         """Train (or resume, or repair) with torch using ``train.threads`` threads (1 by default: the batch of
@@ -309,31 +287,14 @@ class _Runner:
 
     def _run(self, overwrite: bool = False, repair: bool = False) -> RunResult:
         t_start = time.perf_counter()
-        theta, opt_state, sched_state = self._fresh()
-        hp = {k: v.clone() for k, v in self.hp0.items()}
-        status = torch.zeros(self.B, dtype=torch.int8, device=self.device)
-        out_epoch = torch.full((self.B,), -1, dtype=torch.int64, device=self.device)
-        groups = self.layout(theta, opt_state, sched_state)
+        state = self._fresh()
+        layout = self._layout(state)
         start_chunk = 0
         if self.path.exists() and not overwrite:
-            attrs = root_attrs(self.path)
-            if attrs.get("config_hash") != self.exp.hash:
-                raise StoreError(
-                    f"{self.path} holds a different experiment ({attrs.get('config', {}).get('name')!r}, config hash "
-                    f"{attrs.get('config_hash')}); use another --out or --overwrite"
-                )
-            if repair:  # uncommits every damaged chunk: what remains damaged, the run below rewrites
-                from .repair import repair_run
-
-                repair_run(self.path, groups, attrs)
-            else:
-                check_store(self.path, groups=RUN_DATA)  # resume only from intact committed chunks
-            root = zarr.open_group(str(self.path), mode="r")
-            flags = np.asarray(root["train/committed"][:], dtype=bool)
-            start_chunk = int(np.argmin(flags)) if not flags.all() else len(flags)
+            start_chunk = layout.resume_chunk(self.path, self.exp.hash, repair=repair)
             if start_chunk > 0:
-                theta, opt_state, sched_state, hp, status, out_epoch = self._load_state(root, start_chunk - 1)
-            if start_chunk == self.n_chunks:
+                state = self._restore(layout.load_state(self.path, start_chunk - 1))
+            if start_chunk == layout.n_chunks:
                 consolidate(self.path)
                 return RunResult(self.path, None, 0, self.E, time.perf_counter() - t_start)
             unconsolidate(self.path)
@@ -343,7 +304,7 @@ class _Runner:
                      "config_hash": self.exp.hash, "provenance": _provenance()}
 
             def setup():
-                create_store(self.path, groups, attrs, overwrite=overwrite)
+                create_store(self.path, layout.datasets(), attrs, overwrite=overwrite)
                 relock(self.path)  # the new store has a new lock file
 
         resumed_from = start_chunk * self.C
@@ -351,20 +312,16 @@ class _Runner:
         meter = Meter(self.E, f"train {self.exp.config['name']}", self.show, unit="epoch")
         meter.update(resumed_from)
         prep = 0.0
-        delay = float(os.environ.get("DYNLEARN_CHUNK_DELAY", "0") or 0)  # test hook: widen the kill window
         try:
-            for ci in range(start_chunk, self.n_chunks):
-                a, b = ci * self.C, min((ci + 1) * self.C, self.E)
-                recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch = self._train_chunk(
-                    a, b, theta, opt_state, sched_state, hp, status, out_epoch, meter)
+            for ci in range(start_chunk, layout.n_chunks):
+                a, b = layout.chunk_epochs(ci)
+                recs, ckpts, state = self._train_chunk(a, b, state, meter)
                 t0 = time.perf_counter()
-                blocks = self._blocks(ci, a, b, recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch)
+                blocks = layout.chunk_blocks(ci, *self._block_data(recs, ckpts, state))
                 prep += time.perf_counter() - t0
-                writer.submit(blocks, commit=("train/committed", ci))
-                n_ok = int((status == oc.OK).sum())
+                writer.submit(blocks, commit=layout.commit_flag(ci))
+                n_ok = int((state.status == oc.OK).sum())
                 meter.set(ok=f"{n_ok}/{self.B}")
-                if delay:
-                    time.sleep(delay)
         finally:
             meter.close()
             writer.close()
@@ -373,9 +330,12 @@ class _Runner:
         return RunResult(self.path, None, self.E - resumed_from, resumed_from, total,
                          seconds_write_blocked=writer.wait_seconds + prep, seconds_writing=writer.write_seconds)
 
-    def _train_chunk(self, a, b, theta, opt_state, sched_state, hp, status, out_epoch, meter):
-        """Epochs ``a .. b-1``. The common path (every network ok) costs a handful of tensor ops per epoch;
-        status bookkeeping runs only on the epochs where some network fails."""
+    def _train_chunk(self, a: int, b: int, state: TrainState, meter: Meter):
+        """Epochs ``a .. b-1`` from ``state``: ``(records, checkpoints, state at the end)``. The common path (every
+        network ok) costs a handful of tensor ops per epoch; status bookkeeping runs only on the epochs where some
+        network fails."""
+        theta, opt_state, sched_state, hp = state.theta, state.opt_state, state.sched_state, state.hp
+        status, out_epoch = state.status, state.out_epoch
         n = b - a
         B = self.B
         f64 = torch.float64
@@ -431,48 +391,12 @@ class _Runner:
                     hp, sched_state = self.schedule.step(e, hp, sched_state, {"loss": loss, **metrics, "status": status})
                 meter.update()
         recs["grad_norm"].sqrt_()
-        return recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch
+        return recs, ckpts, TrainState(theta, opt_state, sched_state, hp, status, out_epoch)
 
-    def _blocks(self, ci, a, b, recs, ckpts, theta, opt_state, sched_state, hp, status, out_epoch):
-        sw = self.shape
-        full = tuple(slice(None) for _ in sw)
-        blocks: dict[str, tuple[Any, np.ndarray]] = {}
-        for key, buf in recs.items():
-            blocks[f"train/{key}"] = ((slice(a, b), *full), buf.cpu().numpy().reshape(b - a, *sw))
-        k0 = -(-a // self.k)
-        for name, buf in ckpts.items():
-            arr = buf.cpu().numpy()
-            blocks[f"params/{name}"] = ((slice(k0, k0 + arr.shape[0]), *full), arr.reshape(arr.shape[0], *sw, *arr.shape[2:]))
-        slot = ci % 2
-        state = {**{f"theta__{n}": v for n, v in theta.items()}, **{f"opt__{n}": v for n, v in opt_state.items()},
-                 **{f"hp__{n}": hp[n] for n in self.scheduled}, **{f"sched__{n}": v for n, v in sched_state.items()},
-                 "status": status, "outcome_epoch": out_epoch}
-        for key, v in state.items():
-            arr = v.detach().cpu().numpy()
-            blocks[f"state/{key}"] = ((slot, *full), arr.reshape(*sw, *arr.shape[1:]))
-        blocks["state/slot_chunk"] = ((slot,), np.asarray(ci, dtype=np.int64))
-        blocks["train/outcome"] = (full, status.cpu().numpy().reshape(sw))
-        blocks["train/outcome_epoch"] = (full, out_epoch.cpu().numpy().reshape(sw))
-        return blocks
-
-    def _load_state(self, root, chunk: int):
-        slot = chunk % 2
-        if int(root["state/slot_chunk"][slot]) != chunk:
-            raise StoreError(f"{self.path}: resume state for chunk {chunk} is missing (store damaged)")
-
-        def get(key, dtype=None):
-            arr = np.asarray(root[f"state/{key}"][slot])
-            t = torch.as_tensor(arr.reshape(self.B, *arr.shape[len(self.shape):]), device=self.device)
-            return t.to(dtype) if dtype is not None else t
-
-        theta = {n: get(f"theta__{n}", self.dtype) for n in self.param_names}
-        opt_keys = [k[5:] for k in self.state_keys if k.startswith("opt__")]
-        opt_state = {n: get(f"opt__{n}") for n in opt_keys}
-        hp = {n: (get(f"hp__{n}", self.dtype) if n in self.scheduled else v.clone()) for n, v in self.hp0.items()}
-        sched = {k[7:]: get(k) for k in self.state_keys if k.startswith("sched__")}
-        return theta, opt_state, sched, hp, get("status"), get("outcome_epoch")
-
-
-def _np_dtype(t: torch.Tensor):
-    return {torch.float64: np.float64, torch.float32: np.float32, torch.int64: np.int64, torch.int32: np.int32,
-            torch.int8: np.int8, torch.bool: np.bool_}[t.dtype]
+    def _block_data(self, recs: Mapping[str, torch.Tensor], ckpts: Mapping[str, torch.Tensor], state: TrainState):
+        """What a chunk writes, as numpy: its records, its checkpoints and the resume state at its end."""
+        slot = state.slot(self.scheduled)
+        as_np = {sec: {n: v.detach().cpu().numpy() for n, v in slot[sec].items()} for sec in STATE_SECTIONS}
+        as_np.update(status=state.status.cpu().numpy(), outcome_epoch=state.out_epoch.cpu().numpy())
+        return ({k: buf.cpu().numpy() for k, buf in recs.items()}, {k: buf.cpu().numpy() for k, buf in ckpts.items()},
+                as_np)
