@@ -198,16 +198,20 @@ def test_second_writer_is_refused_readers_are_not(reference, store, tmp_path):
     assert not (store / LOCK_NAME).exists()
 
 
-def _dynlearn(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "dynlearn.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+def _dynlearn(*args, chunk_delay=None):
+    """``dynlearn ARGS`` in a subprocess; ``chunk_delay``: every chunk of epochs takes at least that many seconds
+    (tests/slow_cli.py)."""
+    cmd = ["-m", "dynlearn.cli"] if chunk_delay is None else [str(Path(__file__).with_name("slow_cli.py")),
+                                                               str(chunk_delay)]
+    return subprocess.Popen([sys.executable, *cmd, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_two_cli_runs_on_one_store_the_lock_dies_with_its_process(tmp_path):
     exp = tmp_path / "exp.toml"
     exp.write_text(EXPERIMENT.format(epochs=1000))
     out = tmp_path / "run.zarr"
-    first = _dynlearn("run", exp, "--out", out, "--no-progress", env={"DYNLEARN_CHUNK_DELAY": "0.5"})
+    first = _dynlearn("run", exp, "--out", out, "--no-progress", chunk_delay=0.5)
     deadline = time.time() + 120
     while not (out / LOCK_NAME).is_file() or not (out / LOCK_NAME).read_text().strip():
         assert first.poll() is None and time.time() < deadline, first.communicate()

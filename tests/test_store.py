@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +17,8 @@ import zarr
 import dynlearn
 from dynlearn.errors import StoreError
 from dynlearn.store import committed_epochs, create_store, open_store, root_attrs, write_group
+
+SLOW_CLI = Path(__file__).with_name("slow_cli.py")
 
 EXPERIMENT = """
 name = "kill-test"
@@ -33,9 +35,11 @@ lr = [1e-10, 5e-10, 2e-9]
 """
 
 
-def _run_cli(args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "dynlearn.cli", *args], env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+def _run_cli(args, chunk_delay=None, **kw):
+    """``dynlearn ARGS`` in a subprocess; ``chunk_delay``: every chunk of epochs takes at least that many seconds
+    (tests/slow_cli.py)."""
+    cmd = ["-m", "dynlearn.cli"] if chunk_delay is None else [str(SLOW_CLI), str(chunk_delay)]
+    return subprocess.Popen([sys.executable, *cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
 def _committed(path) -> int:
@@ -52,8 +56,8 @@ def test_killed_run_is_openable_and_resumes_to_identical_contents(tmp_path):
     ref, run = tmp_path / "ref.zarr", tmp_path / "run.zarr"
     assert _run_cli(["run", str(exp), "--out", str(ref), "--no-progress"]).wait(timeout=300) == 0
 
-    # each chunk takes >= 0.4 s (test hook), so the kill lands mid-run, after at least two commits
-    proc = _run_cli(["run", str(exp), "--out", str(run), "--no-progress"], env={"DYNLEARN_CHUNK_DELAY": "0.4"})
+    # each chunk takes >= 0.4 s (tests/slow_cli.py), so the kill lands mid-run, after at least two commits
+    proc = _run_cli(["run", str(exp), "--out", str(run), "--no-progress"], chunk_delay=0.4)
     deadline = time.time() + 240
     while _committed(run) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
