@@ -11,10 +11,10 @@ All functions work on a flat batch of states ``x`` of shape ``(N, d)`` whose par
   tolerance and a negligible Newton step), on a negligible trust-scaled change (a stationary point of ``q``),
   or when they leave a box around the search domain (outliers). Converged states leave the active set, so the
   per-iteration cost shrinks as states finish.
-- ``_fp_minima.refine_minima``: Newton's method on ``grad q = J^T g = 0`` with the
+- :func:`.minima.refine_minima`: Newton's method on ``grad q = J^T g = 0`` with the
   exact Hessian of ``q``, for the few candidate minima that are not roots; tells local minima from saddles of
   ``q``.
-- :func:`dedupe` (in ``_fp_dedupe``, re-exported): batched duplicate removal (connected components of the
+- :func:`dedupe` (in :mod:`.dedupe`, re-exported): batched duplicate removal (connected components of the
   "closer than tol" graph inside each sweep entry, keeping the lowest-``q`` copy), without a Python loop over
   entries.
 """
@@ -28,7 +28,7 @@ import torch
 
 from dynlearn.system import has_fast_products
 
-from ._fp_dedupe import dedupe  # noqa: F401  (re-exported)
+from .dedupe import dedupe  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
 

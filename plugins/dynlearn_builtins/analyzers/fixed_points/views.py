@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _fp_classify as fc
+from . import classify as fc
 
 #: colours of the point types (stable: blues, unstable: reds, saddle: orange, ghost: green)
 COLORS = {"stable_node": "#1f4e9c", "stable_focus": "#4f8fd6", "unstable_node": "#b2182b", "unstable_focus": "#ef6548",

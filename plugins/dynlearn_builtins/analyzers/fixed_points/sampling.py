@@ -20,7 +20,7 @@ import torch
 from dynlearn import outcome as oc
 from dynlearn.stepper import iterate, rk4_step
 
-from ._fp_solver import take
+from .solver import take
 
 Tensor = torch.Tensor
 

@@ -9,7 +9,7 @@ The analyzer consumes the :class:`~dynlearn_builtins.analyzers.fixed_points.Fixe
 2. stores the tracks as a graph (networkx: nodes = points at a step, edges = continuations) in two tables,
    ``node`` and ``edge``, rebuilt by :func:`tracks_graph`;
 3. detects events conservatively, each with its evidence and a confidence (see
-   :mod:`dynlearn_builtins.analyzers._fp_events`): ``saddle_node`` (a pair of fixed points born or
+   :mod:`dynlearn_builtins.analyzers.bifurcations.events`): ``saddle_node`` (a pair of fixed points born or
    annihilated), ``stability_change`` (flows: a real eigenvalue crossing 0 = ``fold``, a complex pair =
    ``hopf``; maps: crossing +1 ``fold``, -1 ``flip``, a complex pair ``neimark_sacker``) and
    ``ghost_emergence`` (a ghost appears without a bifurcation: the abrupt-learning mechanism of the ghost
@@ -49,8 +49,8 @@ from dynlearn.matching import track
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
-from . import _fp_classify as fc
-from ._fp_events import detect
+from ..fixed_points import classify as fc
+from .events import detect
 
 __all__ = ["Bifurcations", "tracks_graph"]
 
@@ -157,7 +157,7 @@ class Bifurcations(dynlearn.Analyzer):
         coord = np.asarray(f[dim].values)
         events = detect(nodes, n_fixed, coord, typical, kind=batch.system.kind, gate=gate, pair_gate=pair_gate,
                         eig_scale=self.eig_scale, min_confidence=self.min_confidence)
-        from ._fp_tables import build
+        from .tables import build
 
         ds = build(batch, fp, dim, others, shape, tr, pos, code, f.speed.values.reshape(L, K, P), events, coord)
         ds.attrs["tracked_dim"] = dim
@@ -167,7 +167,7 @@ class Bifurcations(dynlearn.Analyzer):
 
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """holoviews objects: tracks along the ordered dim coloured by type, with the events marked."""
-        from ._fp_tables import views
+        from .tables import views
 
         return views(result)
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import _fp_classify as fc
-from ._fp_pipeline import Diagnosis, PointSet, Settings
-from ._fp_solver import take
+from . import classify as fc
+from .pipeline import Diagnosis, PointSet, Settings
+from .solver import take
 
 _GHOST_VARS = {
     "curvature": ("ghost_curvature", "normal-form curvature a of the speed along the slow direction (phi = r + a u^2)"),

@@ -12,10 +12,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from . import _fp_classify as fc
-from ._fp_sampling import passage
-from ._fp_minima import refine_minima
-from ._fp_solver import OUTSIDE, dedupe, solve, take
+from . import classify as fc
+from .sampling import passage
+from .minima import refine_minima
+from .solver import OUTSIDE, dedupe, solve, take
 
 Tensor = torch.Tensor
 

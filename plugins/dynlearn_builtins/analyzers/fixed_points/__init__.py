@@ -67,9 +67,9 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
-from ._fp_classify import TYPES
-from ._fp_pipeline import PointSet, Settings, diagnose, find, merge
-from ._fp_sampling import starting_states
+from .classify import TYPES
+from .pipeline import PointSet, Settings, diagnose, find, merge
+from .sampling import starting_states
 
 __all__ = ["FixedPoints", "TYPES"]
 
@@ -211,11 +211,11 @@ class FixedPoints(dynlearn.Analyzer):
                                       passage_factor=self.passage_factor, passage_steps=self.passage_steps,
                                       linger_min=self.linger_min))
                 meter.update()
-        from ._fp_dataset import to_dataset
+        from .dataset import to_dataset
 
         ds = to_dataset(batch, diags, typical_t, st)
         if self.landscape and d <= 2:
-            from ._fp_dataset import landscape
+            from .dataset import landscape
 
             ds = ds.merge(landscape(batch, lo, hi, chunk))
         ds.attrs["description"] = "fixed points, slow points and ghosts (dynlearn fixed_points analyzer)"
@@ -252,7 +252,7 @@ class FixedPoints(dynlearn.Analyzer):
     # -- views ------------------------------------------------------------------------------------------------
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """holoviews objects: points vs the first sweep dim coloured by type, counts, speed landscape."""
-        from ._fp_views import fixed_point_views
+        from .views import fixed_point_views
 
         return fixed_point_views(result)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _fp_classify as fc
+from ..fixed_points import classify as fc
 
 COLUMNS = ("line", "event_type", "subtype", "step_before", "step_after", "location", "track_a", "track_b",
            "count_change", "pair_distance", "eig_a", "eig_b", "q_min_depth", "confidence", "x")

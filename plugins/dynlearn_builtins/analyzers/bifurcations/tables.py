@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _fp_classify as fc
-from ._fp_events import COLUMNS
+from ..fixed_points import classify as fc
+from .events import COLUMNS
 
 
 def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], tr, pos: np.ndarray,
@@ -109,7 +109,7 @@ def views(ds: xr.Dataset) -> dict[str, Any]:
     import holoviews as hv
     import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
 
-    from ._fp_views import COLORS, MAX_FRAMES
+    from ..fixed_points.views import COLORS, MAX_FRAMES
 
     dim = ds.attrs.get("tracked_dim", "epoch")
     first = str(ds["state"].values[0])

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ._fp_solver import take
+from .solver import take
 
 Tensor = torch.Tensor
 
