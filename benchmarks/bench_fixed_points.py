@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the batched finder (the median is reported)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dynlearn_builtins.analyzers._fp_pipeline import Settings, find
+    from dynlearn_builtins.analyzers.fixed_points.pipeline import Settings, find
     from dynlearn_builtins.analyzers.fixed_points import FixedPoints
 
     rng = np.random.default_rng(args.seed)

@@ -1,4 +1,4 @@
-"""The fixed-point analyzer's batched root finder (_fp_solver.solve) on small full-rank RNN maps.
+"""The fixed-point analyzer's batched root finder (fixed_points.solver.solve) on small full-rank RNN maps.
 
 Checked against a per-state ``scipy.optimize.root`` loop: every root scipy finds is among the batched finder's,
 whose residuals are below 1e-10; merging states into known roots (chord iteration with stored inverse
@@ -16,7 +16,7 @@ import torch
 
 from dynlearn.params import Param
 from dynlearn.system import MapSystem
-from dynlearn_builtins.analyzers import _fp_solver
+from dynlearn_builtins.analyzers.fixed_points import solver as _fp_solver
 
 D = 8
 DELTA = 0.5
