@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import dynlearn  # noqa: F401  (registers the plugins)
-from dynlearn.reproduce import packaged_experiment
+from dynlearn_datasets.packaged import packaged_experiment
 
 from _common import dtrain, loop_seconds
 

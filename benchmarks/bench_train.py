@@ -31,7 +31,7 @@ import warnings
 
 import torch
 
-from dynlearn.reproduce import packaged_experiment
+from dynlearn_datasets.packaged import packaged_experiment
 
 from _common import dtrain, loop_seconds
 

@@ -11,9 +11,8 @@ stability, Koopman eigenfunctions.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import outcome, registry
+from ._version import __version__
 from .analyzer import Analyzer, make_analyzer
 from .api import analyze
 from .config import Experiment, load_experiment, resolve_experiment

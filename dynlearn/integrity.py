@@ -44,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import PathError, StoreError
+from .safety import BAD_JSON, is_store, remove
 
-__all__ = ["Damage", "Report", "verify", "check_root", "check_store", "store_lock", "relock", "LOCK_NAME",
+__all__ = ["Damage", "Report", "verify", "check_store", "store_lock", "relock", "LOCK_NAME",
            "RUN_DATA"]
 
 LOCK_NAME = ".dynlearn-lock"
-_BAD_JSON = "not valid JSON (truncated or overwritten?)"
 #: groups of a training run whose chunks are written by committed chunks of epochs
 RUN_DATA = ("train", "params", "state")
 #: coordinates a run's layout is read from: every chunk is expected once a chunk of epochs is committed
@@ -119,19 +119,6 @@ class Report:
                 lines.append(f"  to recompute /{g}: 'dynlearn analyze {self.store} ANALYZER --group {g} --overwrite'")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-def check_root(store: str | os.PathLike) -> None:
-    """Raise the one-line :class:`StoreError` naming ``STORE/zarr.json`` if it exists and is not a JSON object."""
-    p = Path(store)
-    try:
-        if isinstance(json.loads((p / "zarr.json").read_bytes()), dict):
-            return
-    except OSError:
-        return  # missing or unreadable: the caller's own checks say so
-    except ValueError:
-        pass
-    raise Report(p, [Damage("zarr.json", _BAD_JSON)]).error()
 
 
 def check_store(store: str | os.PathLike, *, groups: tuple[str, ...] | None = None,
@@ -215,7 +202,7 @@ def _metadata(p: Path, report: Report, groups, skip) -> dict[str, dict]:
             what = None if isinstance(meta, dict) and meta.get("node_type") in ("array", "group") else \
                 "not zarr v3 metadata (no node_type)"
         except ValueError:
-            what = _BAD_JSON
+            what = BAD_JSON
         except OSError as exc:
             what = f"unreadable ({exc.strerror})"
         if what is None and meta["node_type"] == "array":
@@ -415,7 +402,6 @@ def store_lock(store: str | os.PathLike) -> Iterator[None]:
 def relock(store: str | os.PathLike) -> None:
     """Take (again) the lock of a store this process is writing (inside :func:`store_lock`), now that it exists:
     a store created or replaced has a new lock file. Does nothing outside :func:`store_lock` or without a store."""
-    from .safety import is_store
 
     p = Path(store)
     with _GUARD:
@@ -454,8 +440,7 @@ def _release(p: Path, entry: dict[str, Any]) -> None:
     fd = entry["fd"]
     if fd is None:
         return
-    from .errors import PathError
-    from .safety import remove
+
 
     try:
         if os.stat(p / LOCK_NAME).st_ino == entry["ino"]:

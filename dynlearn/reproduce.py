@@ -23,11 +23,14 @@ from typing import Any, ClassVar
 import numpy as np
 import xarray as xr
 
-from .config import Experiment, load_experiment, resolve_experiment
-from .errors import ConfigError
+from ._version import __version__
+from .errors import StoreError
+from .integrity import relock
+from .provenance import config_hash, provenance
 from .safety import check_name, check_store_target
+from .store import create_store, root_attrs
 
-__all__ = ["Reproduction", "Claim", "claims_dataset", "packaged_experiment", "run_reproduction"]
+__all__ = ["Reproduction", "Claim", "claims_dataset", "run_reproduction"]
 
 
 @dataclass
@@ -63,27 +66,6 @@ def claims_dataset(claims: list[Claim]) -> xr.Dataset:
     return ds
 
 
-def packaged_experiment(name: str, overrides: dict[str, Any] | None = None) -> Experiment:
-    """Load ``dynlearn_datasets/experiments/<name>.toml``, optionally deep-merging ``overrides``."""
-    import tomllib
-
-    try:
-        text = resources.files("dynlearn_datasets").joinpath("experiments", f"{name}.toml").read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"no packaged experiment {name!r}") from None
-    raw = tomllib.loads(text)
-    if overrides:
-        raw = _merge(raw, overrides)
-    return resolve_experiment(raw, source=f"{name}.toml")
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class Reproduction:
     """Base class of reproductions. ``quick=True`` runs the reduced version the test-suite checks."""
 
@@ -106,17 +88,10 @@ class Reproduction:
         is recomputed (nothing of an analysis can be resumed); any other store there is a
         :class:`~dynlearn.errors.StoreError` unless ``overwrite``.
         """
-        from . import __version__
-        from .config import config_hash
-        from .errors import StoreError
-        from .integrity import relock
-        from .store import create_store, root_attrs
-        from .train import _provenance
-
         out = Path(out)
         config = {"name": self.name, "description": self.description, "quick": self.quick, **settings}
         attrs = {"version": __version__, "config": config, "config_hash": config_hash(config),
-                 "provenance": _provenance()}
+                 "provenance": provenance()}
         if out.exists() and not overwrite:
             try:
                 same = root_attrs(out).get("config_hash") == attrs["config_hash"]
@@ -155,5 +130,3 @@ def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: 
         consolidate(path)
     return open_store(path)
 
-
-__all__ += ["load_experiment"]

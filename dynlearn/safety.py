@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import PathError
+from .errors import PathError, StoreError
 
 __all__ = [
     "NAME_PATTERN",
@@ -48,6 +48,7 @@ __all__ = [
     "scratch_dir",
     "check_store_target",
     "check_page_target",
+    "check_root_json",
     "write_text_atomic",
     "PAGE_MARKER",
 ]
@@ -58,6 +59,8 @@ RUN_GROUPS = frozenset({"train", "params", "state", "claims"})
 #: the marker a page written by dynlearn carries (only such a file is ever replaced)
 PAGE_MARKER = '<meta name="generator" content="dynlearn">'
 _ATTR_KEY = "dynlearn"
+#: what a metadata file that does not parse is called (here and in :mod:`dynlearn.integrity`)
+BAD_JSON = "not valid JSON (truncated or overwritten?)"
 _SCRATCH: set[str] = set()
 
 
@@ -200,9 +203,7 @@ def check_store_target(path: str | os.PathLike, *, overwrite: bool = False, must
         if not p.is_dir():
             raise PathError(f"{p} is a file, not a dynlearn store")
         if not is_store(p):
-            from .integrity import check_root
-
-            check_root(p)  # a dynlearn store whose root zarr.json is damaged says so
+            check_root_json(p)  # a dynlearn store whose root zarr.json is damaged says so
             what = "a zarr store not written by dynlearn" if (p / "zarr.json").exists() else "a directory that is not a dynlearn store"
             hint = " (--overwrite never empties such a directory)" if overwrite else ""
             raise PathError(f"{p} is {what}; choose another path{hint}")
@@ -211,6 +212,19 @@ def check_store_target(path: str | os.PathLike, *, overwrite: bool = False, must
     elif p.parent.exists() and not p.parent.is_dir():
         raise PathError(f"{p.parent} is a file, not a directory")
     return p
+
+
+def check_root_json(p: Path) -> None:
+    """The one-line :class:`StoreError` of a store whose root ``zarr.json`` exists but is not a JSON object
+    (the same line :func:`dynlearn.integrity.verify` gives)."""
+    try:
+        if isinstance(json.loads((p / "zarr.json").read_bytes()), dict):
+            return
+    except OSError:
+        return  # missing or unreadable: the caller's own checks say so
+    except ValueError:
+        pass
+    raise StoreError(f"{p}/zarr.json: {BAD_JSON} (run 'dynlearn verify {p}')")
 
 
 def check_page_target(path: str | os.PathLike, *, replace: bool = True) -> Path:

@@ -40,7 +40,8 @@ import xarray as xr
 import zarr
 
 from .errors import PathError, StoreError
-from .safety import RUN_GROUPS, check_inside, check_name, check_store_target, remove, rename, scratch_dir
+from .safety import (RUN_GROUPS, check_inside, check_name, check_root_json, check_store_target, is_store, remove,
+                     rename, scratch_dir)
 
 __all__ = [
     "looks_like_store",
@@ -110,10 +111,8 @@ def root_attrs(path: str | os.PathLike | xr.DataTree) -> dict[str, Any]:
     if isinstance(path, xr.DataTree):
         raw = path.attrs.get(ATTR_KEY)
     else:
-        from .integrity import check_root
-
         p = _check_exists(path)
-        check_root(p)
+        check_root_json(p)
         raw = json.loads((p / "zarr.json").read_text()).get("attributes", {}).get(ATTR_KEY)
     if raw is None:
         raise StoreError(f"{path} is a zarr store but not a dynlearn result store (no '{ATTR_KEY}' root attrs)")
@@ -193,8 +192,6 @@ def _write_json_atomic(target: Path, obj: dict[str, Any]) -> None:
 
 def _store_of(path: Path) -> Path:
     """The dynlearn store root at or above ``path`` (the root ``zarr.json`` with dynlearn's attrs)."""
-    from .safety import is_store
-
     for q in (path.parent, *path.parent.parents):
         if is_store(q):
             return q

@@ -36,6 +36,7 @@ from .integrity import relock, store_lock
 from .layout import STATE_SECTIONS, RunLayout
 from .optim import make_optimizer
 from .progress import Meter
+from .provenance import provenance
 from .safety import check_store_target, remove, scratch_dir
 from .schedule import make_schedule
 from .store import ChunkWriter, consolidate, create_store, open_store, unconsolidate
@@ -155,25 +156,6 @@ def run_experiment(
     finally:
         if temp_dir is not None:
             remove(temp_dir)
-
-
-def _provenance() -> dict[str, Any]:
-    import platform
-    import sys
-
-    from . import __version__
-
-    return {
-        "dynlearn": __version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "xarray": xr.__version__,
-        "zarr": zarr.__version__,
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 @dataclass
@@ -300,8 +282,8 @@ class _Runner:
             unconsolidate(self.path)
             setup = None
         else:
-            attrs = {"version": _provenance()["dynlearn"], "config": self.exp.config,
-                     "config_hash": self.exp.hash, "provenance": _provenance()}
+            attrs = {"version": provenance()["dynlearn"], "config": self.exp.config,
+                     "config_hash": self.exp.hash, "provenance": provenance()}
 
             def setup():
                 create_store(self.path, layout.datasets(), attrs, overwrite=overwrite)

@@ -7,7 +7,7 @@ import xarray as xr
 
 import dynlearn
 from dynlearn.distributed import run_sharded, shard_experiments
-from dynlearn.reproduce import packaged_experiment
+from dynlearn_datasets.packaged import packaged_experiment
 
 OVERRIDES = {"train": {"epochs": 600, "seeds": 5, "chunk": 200}, "sweep": {"lr": [1e-10, 5e-10, 2e-9]}}
 

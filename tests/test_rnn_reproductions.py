@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dynlearn
-from dynlearn.reproduce import packaged_experiment
+from dynlearn_datasets.packaged import packaged_experiment
 
 pytestmark = pytest.mark.numerics   # training runs over seeds (counts, Wilson intervals): other rounding paths
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynlearn.reproduce import Claim, Reproduction, packaged_experiment
+from dynlearn.reproduce import Claim, Reproduction
+from dynlearn_datasets.packaged import packaged_experiment
 from dynlearn.store import open_store, root_attrs, write_group
 from dynlearn.train import run_experiment
 from dynlearn.views import decimate

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynlearn.reproduce import Claim, Reproduction, packaged_experiment
+from dynlearn.reproduce import Claim, Reproduction
+from dynlearn_datasets.packaged import packaged_experiment
 from dynlearn.store import open_store, write_group
 from dynlearn.train import run_experiment
 
