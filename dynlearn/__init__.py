@@ -31,8 +31,9 @@ from .reproduce import Claim, Reproduction, run_reproduction
 from .simulate import Trajectory, simulate
 from .store import open_store
 from .sweep import Batch, flatten, grid
-from .system import FlowSystem, Manifold, MapSystem, System, TrainableSystem, make_system
-from .task import Task, make_task
+from .plugins import make_system, make_task
+from .system import FlowSystem, Manifold, MapSystem, System, TrainableSystem
+from .task import Task
 from .train import RunResult, run_experiment, train
 
 

@@ -151,7 +151,8 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True, skip: tu
 
 def trainable_from(tree: xr.DataTree | str | os.PathLike):
     """Rebuild the trainable system (with its task) that wrote a run store."""
-    from .system import TrainableSystem, make_system
+    from .plugins import make_system
+    from .system import TrainableSystem
 
     attrs = root_attrs(tree)
     cfg = attrs.get("config", {})

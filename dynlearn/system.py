@@ -43,6 +43,7 @@ import torch
 from .errors import ParameterError, PluginNotFoundError, ShapeError
 from .params import Param, init_options, resolve_values
 from .stepper import GenericStepper
+from .task import Task
 
 __all__ = ["System", "FlowSystem", "MapSystem", "TrainableSystem", "Manifold", "Param"]
 
@@ -280,8 +281,8 @@ class TrainableSystem(System):
     hyper: ClassVar[Mapping[str, Param]] = {
         "lr": Param(1e-2, description="learning rate", low=0, low_inclusive=False),
     }
-    #: default dataset (task) plugin name
-    task_name: ClassVar[str | None] = None
+    #: the default dataset (a :class:`~dynlearn.task.Task` subclass); ``task={...}`` options build it
+    task_class: ClassVar[type | None] = None
     #: attrs of the extra per-epoch records returned by :meth:`metrics`
     metric_attrs: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
@@ -289,15 +290,24 @@ class TrainableSystem(System):
         super().__init__(**values)
         self.task = self._resolve_task(task)
 
-    def _resolve_task(self, task: Any) -> Any:
-        from .task import Task, make_task
+    @property
+    def task_name(self) -> str | None:
+        """Registry name of the default task."""
+        return self.task_class.name if self.task_class is not None else None
 
+    def _resolve_task(self, task: Any) -> Any:
         if task is None:
-            return make_task({"name": self.task_name}) if self.task_name else None
+            return self.task_class() if self.task_class is not None else None
         if isinstance(task, Task):
             return task
         if isinstance(task, Mapping):
-            return make_task({"name": self.task_name, **task} if "name" not in task else task)
+            options = dict(task)
+            name = options.pop("name", self.task_name)
+            if self.task_class is None or name != self.task_name:
+                raise ParameterError(
+                    f"system {self.name!r}: task {name!r} is not its default task {self.task_name!r}; pass a Task "
+                    "object, or build the system with dynlearn.make_system (which looks task names up)")
+            return self.task_class(**options)
         raise ParameterError(f"task must be a Task or a mapping of its options, got {type(task).__name__}")
 
     # -- what implementers provide ----------------------------------------------------------------------------
@@ -347,23 +357,6 @@ class TrainableSystem(System):
         return {k: d.default for k, d in self.hyper.items()}
 
 
-def make_system(config: Mapping[str, Any] | str) -> System:
-    """Build a System from its registry name or a config mapping ``{"name": ..., **options}``."""
-    from .registry import get
-
-    if isinstance(config, str):
-        config = {"name": config}
-    config = dict(config)
-    name = config.pop("name", None)
-    if not name:
-        raise ParameterError("a system config needs a 'name'")
-    cls = get("systems", name)
-    try:
-        return cls(**config)
-    except TypeError as exc:
-        raise ParameterError(f"system {name!r}: {exc}") from None
-
-
 def _plain(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         v = v.detach().cpu().numpy()
@@ -376,4 +369,4 @@ def _plain(v: Any) -> Any:
     return v
 
 
-__all__ += ["make_system", "PluginNotFoundError"]
+__all__ += ["PluginNotFoundError"]

@@ -4,7 +4,7 @@ A task is a small object holding its declared parameters (``T``, ``dt``, ...) an
 trainable systems that use it need (time grid, inputs, targets). Tasks are deterministic functions of their
 parameters, so a training run can be resumed bit for bit.
 
-    >>> from dynlearn.task import make_task
+    >>> from dynlearn.plugins import make_task
     >>> task = make_task({"name": "delayed_activation", "T": 100.0, "dt": 0.1})
     >>> task.get_params()["T"]
     100.0
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from .errors import ParameterError
 from .params import Param, init_options, resolve_values
 
-__all__ = ["Task", "make_task"]
+__all__ = ["Task"]
 
 
 class Task:
@@ -43,20 +43,3 @@ class Task:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-
-
-def make_task(config: Mapping[str, Any] | str) -> Task:
-    """Build a Task from its registry name or a mapping ``{"name": ..., **parameters}``."""
-    from .registry import get
-
-    if isinstance(config, str):
-        config = {"name": config}
-    config = dict(config)
-    name = config.pop("name", None)
-    if not name:
-        raise ParameterError("a task config needs a 'name'")
-    cls = get("datasets", name)
-    try:
-        return cls(**config)
-    except TypeError as exc:
-        raise ParameterError(f"task {name!r}: {exc}") from None

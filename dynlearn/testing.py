@@ -39,7 +39,7 @@ def _instance(system: System | type[System] | str) -> System:
     if isinstance(system, System):
         return system
     if isinstance(system, str):
-        from .system import make_system
+        from .plugins import make_system
 
         return make_system(system)
     return system()
@@ -263,7 +263,7 @@ def check_system(system: System | type[System] | str) -> None:
 # -- Analyzer checks ------------------------------------------------------------------------------------------
 def _default_target(an: Analyzer) -> tuple[System, xr.Dataset]:
     from .sweep import grid
-    from .system import make_system
+    from .plugins import make_system
 
     if "flow" in an.kinds:
         sys = make_system({"name": "hopf"})
@@ -344,7 +344,7 @@ def analyzer_checks(
 
 def _analyzer_args(analyzer, system, params):
     from .analyzer import make_analyzer
-    from .system import make_system
+    from .plugins import make_system
 
     an = analyzer if isinstance(analyzer, Analyzer) else make_analyzer(analyzer) if isinstance(analyzer, str) else analyzer()
     if system is None:

@@ -43,6 +43,7 @@ import xarray as xr
 from dynlearn.errors import ParameterError
 from dynlearn.params import Param
 from dynlearn.system import Manifold, MapSystem, TrainableSystem
+from dynlearn_datasets.in_context_regression import InContextRegression
 
 from .two_factor import TwoFactorMap, two_factor_jacobian, two_factor_manifolds, two_factor_map
 
@@ -83,7 +84,7 @@ class LinearAttention(TrainableSystem, MapSystem):
     }
     hyper = {"lr": Param(1.0, description="learning rate eta", low=0, low_inclusive=False)}
     domain_bounds = ([-3.0, -3.0], [3.0, 3.0])
-    task_name = "in_context_regression"
+    task_class = InContextRegression
     metric_attrs = {
         "a": {"long_name": "reduced coordinate a = v k, k = sqrt(|x_q||h|/y_q)", "units": "1"},
         "b": {"long_name": "reduced coordinate b = x_q^T Gamma h / (|x_q||h|) k", "units": "1"},

@@ -63,6 +63,7 @@ import torch
 from dynlearn.errors import ParameterError
 from dynlearn.params import Param
 from dynlearn.system import MapSystem, System, TrainableSystem
+from dynlearn_datasets.delayed_activation import DelayedActivation
 
 from . import _rnn_kernels as K
 from ._rnn_status import learning_status, wilson_interval
@@ -205,7 +206,7 @@ class LowRankRNN(TrainableSystem, MapSystem):
 
     name = "rnn"
     description = "low-rank RNN x -> (1-D) x + D tanh(M N x + b) on delayed activation, with its latent circuit"
-    task_name = "delayed_activation"
+    task_class = DelayedActivation
     domain_bounds = ([-1.0], [1.0])
     time_units = "ms"
     metric_attrs = {

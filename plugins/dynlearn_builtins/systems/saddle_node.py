@@ -34,6 +34,7 @@ import torch
 from dynlearn.errors import ParameterError
 from dynlearn.params import Param
 from dynlearn.system import FlowSystem, TrainableSystem
+from dynlearn_datasets.delayed_activation import DelayedActivation
 
 __all__ = [
     "SaddleNode",
@@ -132,7 +133,7 @@ class SaddleNode(TrainableSystem, FlowSystem):
         "x_star": Param(10.0, description="output threshold x* (numeric loss)", low=0, low_inclusive=False),
     }
     domain_bounds = ([-3.0], [3.0])
-    task_name = "delayed_activation"
+    task_class = DelayedActivation
     time_units = "time"
     metric_attrs = {
         "escape_time": {"long_name": "escape time pi/(2 sqrt r) of x(t) from x(0)=0", "units": "time"},
