@@ -27,7 +27,7 @@ from dynlearn.system import System
 
 Tensor = torch.Tensor
 
-__all__ = ["Settled", "time_scale", "settle", "attractor_classes", "fixed_point_polish"]
+__all__ = ["Settled", "time_scale", "settle", "attractor_classes", "fixed_point_polish", "polish_centroids"]
 
 
 @dataclass
@@ -47,7 +47,8 @@ class Settled:
     n_attractors
         ``(B,)``: attractors found (the diverged class counts as one).
     centroid
-        ``(B, 2, d)``: mean final state of class ``-1`` and ``+1`` (NaN for the diverged class).
+        ``(B, 2, d)``: mean final state of class ``-1`` and ``+1`` (NaN for the diverged class); moved onto the
+        fixed point it approximates by :func:`polish_centroids` where there is one.
     """
 
     x0: Tensor
@@ -189,3 +190,22 @@ def fixed_point_polish(system: System, x: Tensor, p: Mapping[str, Tensor], iters
         ok = torch.isfinite(step).all(-1, keepdim=True) & (step.norm(dim=-1, keepdim=True) < 1.0)
         x = torch.where(ok, x - step, x)
     return x
+
+
+def polish_centroids(system: System, st: Settled, p: Mapping[str, Tensor], tol: float) -> Settled:
+    """Move each class centroid of ``st`` onto the fixed point it approximates, where there is one.
+
+    A centroid is the mean final state of a class: samples that started near the separatrix have not quite
+    settled after the horizon, so it misses a fixed-point attractor by up to ~1e-3 (depending on the samples, hence
+    on the seed). Newton's method (:func:`fixed_point_polish`) from the centroid is kept where it converges
+    (residual <= 1e-10 (1 + |x|)) within ``tol`` of it (the clustering distance); elsewhere (a periodic or chaotic
+    attractor, a continuum of fixed points, the diverged class) the centroid stays.
+    """
+    cen = st.centroid
+    x = torch.nan_to_num(cen)
+    new = fixed_point_polish(system, x, p)
+    res = system.residual(new, p).norm(dim=-1)
+    good = (torch.isfinite(cen).all(-1) & torch.isfinite(new).all(-1) & (res <= 1e-10 * (1 + new.norm(dim=-1)))
+            & ((new - x).norm(dim=-1) <= tol))
+    st.centroid = torch.where(good.unsqueeze(-1), new, cen)
+    return st

@@ -17,7 +17,7 @@ import torch
 from dynlearn.progress import Meter
 
 from ._koopman_adapt import boundary_samples, label_near_zero
-from ._koopman_attractors import Settled, attractor_classes, settle
+from ._koopman_attractors import Settled, attractor_classes, polish_centroids, settle
 from ._koopman_locate import first_crossing
 from ._koopman_net import BatchedMLP
 from ._koopman_train import Curves, TrainConfig, eigen_lambda, eigen_raw, train_psi
@@ -120,7 +120,8 @@ def fit_batch(an, batch, show_progress) -> Fitted:
     horizon = an._horizon(system)
     x0 = (lo64 + (hi64 - lo64) * torch.rand(1, an.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
     st = settle(system, x0.contiguous(), p64, horizon=horizon)
-    st = attractor_classes(st, tol=an.cluster_tol * float((hi64 - lo64).norm()))
+    tol = an.cluster_tol * float((hi64 - lo64).norm())
+    st = polish_centroids(system, attractor_classes(st, tol=tol), p64, tol)
     active = batch.valid & (st.label == 1).any(1) & (st.label == -1).any(1)
 
     # validation curves and their crossings by simulation (independent of the networks)

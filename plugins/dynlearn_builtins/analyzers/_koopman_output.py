@@ -150,7 +150,9 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
                                                 "not change along the curve, or the sweep element is inactive)"}),
         "attractor": X(fit.settled.centroid, ("side", "state"),
                        coords={**state_c, "side": ("side", np.array(["minus", "plus"], dtype=object))},
-                       attrs={"long_name": "mean final state of the class psi -> -1 / +1 (NaN: diverged)", "units": L}),
+                       attrs={"long_name": "attractor of the class psi -> -1 / +1: mean final state, Newton-polished "
+                                          "onto a fixed point where one is within the clustering distance (NaN: "
+                                          "diverged)", "units": L}),
         "n_attractors": X(fit.settled.n_attractors, (), attrs={"long_name": "attractors found by simulation "
                                                                "(divergence counts as one)", "units": "1"}),
         "perturb_origin": X(origins, ("target", "state"), coords=state_c,
