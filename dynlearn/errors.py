@@ -7,7 +7,11 @@ problem (the CLI prints exactly that line). They also subclass the matching buil
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
+    "did_you_mean",
     "DynlearnError",
     "ConfigError",
     "PluginNotFoundError",
@@ -17,6 +21,35 @@ __all__ = [
     "StoreError",
     "PathError",
 ]
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """The hint ending an unknown-name message: ``"; did you mean 'x'?"``, or ``""`` if nothing is close.
+
+    The one place that picks the closest name (:func:`difflib.get_close_matches`), for parameter and option names
+    (:func:`dynlearn.params.check_names`) and plugin names (:meth:`dynlearn.registry.Registry.get`).
+
+    Parameters
+    ----------
+    name
+        The unknown name as given.
+    valid
+        The names that exist.
+
+    Returns
+    -------
+    str
+        ``"; did you mean 'closest'?"`` or the empty string.
+
+    Examples
+    --------
+    >>> did_you_mean("sadle_node", ["saddle_node", "hopf"])
+    "; did you mean 'saddle_node'?"
+    >>> did_you_mean("xyz", ["saddle_node"])
+    ''
+    """
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class DynlearnError(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Iterable, Mapping
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError, UnknownNameError
+from .errors import ParameterError, UnknownNameError, did_you_mean
 
 __all__ = ["Param", "Settings", "check_names", "check_value", "resolve_values", "resolve_options", "init_options"]
 
@@ -98,7 +97,7 @@ def check_names(
 
     The one check of every name a user gives (system parameters, sweep and grid axes, hyper-parameters,
     analyzer options): the message names the first unknown name (in the given order), lists the valid ones and suggests
-    the closest (:func:`difflib.get_close_matches`).
+    the closest (:func:`~dynlearn.errors.did_you_mean`).
 
     Parameters
     ----------
@@ -123,11 +122,9 @@ def check_names(
     if not unknown:
         return
     bad = unknown[0]
-    close = difflib.get_close_matches(bad, valid, n=1)
     where = f"{key}.{bad}: " if key else ""
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     names = ", ".join(valid) or "(none)"
-    raise UnknownNameError(f"{where}{owner} has no {what} {bad!r}; its {what}s are: {names}{hint}")
+    raise UnknownNameError(f"{where}{owner} has no {what} {bad!r}; its {what}s are: {names}{did_you_mean(bad, valid)}")
 
 
 def resolve_values(owner: str, decls: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,10 +159,8 @@ def check_option(owner: str, name: str, value: Any, decl: Param) -> Any:
             return None
         raise ParameterError(f"{owner}: option {name!r} needs a value ({decl.description or decl.kind})")
     if decl.choices and value not in decl.choices:
-        close = difflib.get_close_matches(str(value), [str(c) for c in decl.choices], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ParameterError(f"{owner}: option {name!r} must be one of {', '.join(map(repr, decl.choices))}, "
-                             f"got {value!r}{hint}")
+                             f"got {value!r}{did_you_mean(str(value), decl.choices)}")
     kinds = _KINDS.get(decl.kind)
     bad_bool = isinstance(value, (bool, np.bool_)) and decl.kind in ("number", "int")
     if kinds is not None and (not isinstance(value, kinds) or bad_bool):

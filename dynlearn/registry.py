@@ -23,7 +23,12 @@ or registered in a running session (notebooks) with a decorator::
 
 Discovery never crashes: a plugin that fails to import is reported as a :class:`PluginWarning` naming it and
 its error, and the others still load. Asking for an unknown name raises :class:`PluginNotFoundError` listing
-the available names.
+the available names and suggesting the closest::
+
+    >>> dynlearn.get_system("sadle_node")
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.PluginNotFoundError: unknown system 'sadle_node'; available: ...; did you mean 'saddle_node'?
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from .errors import PluginNotFoundError
+from .errors import PluginNotFoundError, did_you_mean
 
 __all__ = [
     "KINDS",
@@ -104,7 +109,7 @@ def _base_class(kind: str) -> type:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise PluginNotFoundError(f"unknown plugin kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        raise PluginNotFoundError(f"unknown plugin kind {kind!r}; kinds are: {', '.join(KINDS)}{did_you_mean(kind, KINDS)}")
 
 
 def _describe(obj: Any) -> str:
@@ -188,7 +193,8 @@ class Registry:
         return sorted(set(self._discover()[kind]) | set(self._session[kind]))
 
     def get(self, kind: str, name: str) -> Any:
-        """The plugin class registered as ``name``; :class:`PluginNotFoundError` lists the alternatives."""
+        """The plugin class registered as ``name``; :class:`PluginNotFoundError` lists the alternatives and
+        suggests the closest (:func:`~dynlearn.errors.did_you_mean`)."""
         _check_kind(kind)
         if name in self._session[kind]:
             return self._session[kind][name]
@@ -198,8 +204,10 @@ class Registry:
         broken = self._broken[kind].get(name)
         if broken is not None:
             raise PluginNotFoundError(f"{kind[:-1]} plugin {name!r} is installed but failed to load: {broken[0]}")
-        available = ", ".join(self.names(kind)) or "(none)"
-        raise PluginNotFoundError(f"unknown {kind[:-1]} {name!r}; available: {available}")
+        known = self.names(kind)
+        available = ", ".join(known) or "(none)"
+        raise PluginNotFoundError(f"unknown {kind[:-1]} {name!r}; available: {available}"
+                                  f"{did_you_mean(name, known)}")
 
     def info(self, kind: str | None = None) -> list[PluginInfo]:
         """One :class:`PluginInfo` per plugin (broken ones included, with their error)."""
