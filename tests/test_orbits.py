@@ -13,7 +13,7 @@ import dynlearn
 from dynlearn import outcome as oc
 from dynlearn.sweep import flatten, grid
 from dynlearn.testing import analyzer_checks
-from dynlearn_builtins.analyzers._orbit_kernels import (
+from dynlearn_builtins.analyzers.orbits.kernels import (
     APERIODIC, CHAOTIC, CLASS_NAMES, CONVERGED, DIVERGED, MASKED, MONOTONE, OSCILLATING, PERIODIC, SPIRAL,
     detect_period,
 )

@@ -12,7 +12,7 @@ from scipy.integrate import quad
 import dynlearn
 from dynlearn.sweep import grid
 from dynlearn.testing import analyzer_checks
-from dynlearn_builtins.analyzers._orbit_kernels import PERIODIC
+from dynlearn_builtins.analyzers.orbits.kernels import PERIODIC
 from dynlearn_builtins.analyzers.transverse import STABILITY_NAMES, TransverseStability
 
 ATTRACTING, NEUTRAL, REPELLING, MIXED, DIVERGED, UNDEFINED = (STABILITY_NAMES.index(n) for n in (

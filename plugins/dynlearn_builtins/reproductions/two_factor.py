@@ -34,7 +34,7 @@ from dynlearn.simulate import simulate
 from dynlearn.store import write_group
 from dynlearn.sweep import grid
 
-from ..analyzers._orbit_kernels import APERIODIC, CHAOTIC, DIVERGED, OSCILLATING, PERIODIC
+from ..analyzers.orbits.kernels import APERIODIC, CHAOTIC, DIVERGED, OSCILLATING, PERIODIC
 from ..analyzers.orbits import Orbits
 from ..analyzers.transverse import STABILITY_NAMES
 from ..analyzers.transverse import TransverseStability as TransverseAnalyzer

@@ -16,7 +16,7 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.progress import Meter
 from dynlearn.system import Manifold, System
 
-from ._orbit_kernels import (
+from .kernels import (
     APERIODIC,
     CHAOTIC,
     CONVERGED,

@@ -57,9 +57,9 @@ from dynlearn.analyzer import Analyzer
 from dynlearn.errors import ParameterError
 from dynlearn.sweep import Batch
 
-from ._orbit_classify import OrbitOptions, classify_orbits, raw_states, resolve_manifold, start_states
-from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, MASKED, NONE, flag_attrs
-from ._orbit_refine import find_transitions
+from .classify import OrbitOptions, classify_orbits, raw_states, resolve_manifold, start_states
+from .kernels import APPROACH_NAMES, CLASS_NAMES, MASKED, NONE, flag_attrs
+from .refine import find_transitions
 
 __all__ = ["Orbits"]
 
@@ -243,6 +243,6 @@ class Orbits(Analyzer):
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """``orbit_diagram`` (last states vs the first sweep dim), ``lyapunov`` (exponents vs it) and
         ``phase`` (class fractions vs it); other sweep dims become HoloMap sliders."""
-        from ._orbit_views import orbit_views
+        from .views import orbit_views
 
         return orbit_views(result)

@@ -12,8 +12,8 @@ import xarray as xr
 from dynlearn.errors import ParameterError
 from dynlearn.sweep import Batch
 
-from ._orbit_classify import OrbitOptions, classify_orbits, projector, signature
-from ._orbit_kernels import APPROACH_NAMES, CLASS_NAMES, flag_attrs
+from .classify import OrbitOptions, classify_orbits, projector, signature
+from .kernels import APPROACH_NAMES, CLASS_NAMES, flag_attrs
 
 Tensor = torch.Tensor
 

@@ -50,8 +50,8 @@ from dynlearn.errors import ParameterError
 from dynlearn.sweep import Batch
 from dynlearn.system import Manifold
 
-from ._orbit_classify import OrbitOptions, projector, raw_states, resolve_manifold
-from ._orbit_kernels import (
+from ..orbits.classify import OrbitOptions, projector, raw_states, resolve_manifold
+from ..orbits.kernels import (
     APERIODIC,
     CHAOTIC,
     CLASS_NAMES,
@@ -66,7 +66,7 @@ from ._orbit_kernels import (
     flag_attrs,
     label_attractors,
 )
-from ._orbit_manifold import manifold_run
+from .manifold import manifold_run
 
 __all__ = ["TransverseStability", "STABILITY_NAMES"]
 
@@ -269,6 +269,6 @@ class TransverseStability(Analyzer):
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """``exponents`` (mean tangential and transverse exponents vs the first sweep dim) and ``stability``
         (mean largest transverse exponent: > 0 repelling, < 0 attracting)."""
-        from ._orbit_views import transverse_views
+        from .views import transverse_views
 
         return transverse_views(result)

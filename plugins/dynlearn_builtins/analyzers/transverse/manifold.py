@@ -25,8 +25,8 @@ from dynlearn.progress import Meter
 from dynlearn.stepper import freeze
 from dynlearn.system import Manifold
 
-from ._orbit_classify import OrbitOptions, constraint_jacobian, projector
-from ._orbit_kernels import ExponentAccumulator, Stepper, advance
+from ..orbits.classify import OrbitOptions, constraint_jacobian, projector
+from ..orbits.kernels import ExponentAccumulator, Stepper, advance
 
 Tensor = torch.Tensor
 
