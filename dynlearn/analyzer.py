@@ -44,7 +44,7 @@ from .threads import analyzer_threads, torch_threads
 __all__ = ["Analyzer", "resolve_target", "make_analyzer"]
 
 
-def resolve_target(source: Any, params: Any = None) -> tuple[System, Any, str]:
+def resolve_target(source: Any, params: Any = None, epochs: Any = None) -> tuple[System, Any, str]:
     """Normalise an analyzer input to ``(system, params, on_nan)``.
 
     ``source`` may be a System, a system name or config mapping, a training-run ``xr.DataTree``, or the path of
@@ -52,18 +52,51 @@ def resolve_target(source: Any, params: Any = None) -> tuple[System, Any, str]:
     parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
     (``on_nan="mask"``, and other variables the Dataset carries are ignored). Parameters the caller gives
     (``on_nan="raise"``) are checked strictly: an unknown name is an error (see :func:`~dynlearn.sweep.flatten`).
+
+    ``epochs`` selects the run's stored epochs to study (:mod:`dynlearn.epochs`; ``None``: all of them). This is
+    the one place a selection is applied, whichever way an analyzer runs; it also applies to given parameters
+    with an ``epoch`` dim, and is an error for anything else.
     """
     from . import store as _store
-
-    if isinstance(source, System):
-        return source, params, "raise"
-    if isinstance(source, (str, Mapping)) and not isinstance(source, xr.DataTree) and not _store.looks_like_store(source):
-        return make_system(source), params, "raise"
+    if isinstance(source, System) or (
+            isinstance(source, (str, Mapping)) and not isinstance(source, xr.DataTree)
+            and not _store.looks_like_store(source)):
+        system = source if isinstance(source, System) else make_system(source)
+        if epochs is not None:
+            if not (isinstance(params, xr.Dataset) and "epoch" in params.dims):
+                raise ParameterError(f"epochs={epochs!r} selects epochs of a training run (a store or its tree); "
+                                     f"{system.name!r} was given with parameters that have no 'epoch' dim")
+            params = _select_epochs(params, epochs)
+        return system, params, "raise"
     tree = _store.open_store(source) if not isinstance(source, xr.DataTree) else source
     trainable = _store.trainable_from(tree)
     run_params = tree["params"].to_dataset() if params is None else params
+    if epochs is not None:
+        run_params = _select_epochs(run_params, epochs)
     system, dyn_params = trainable.dynamics_dataset(run_params)
     return system, dyn_params, "mask"
+
+
+def _select_epochs(params: xr.Dataset, epochs: Any) -> xr.Dataset:
+    from .epochs import select_epochs
+
+    return params.sel(epoch=select_epochs(params["epoch"].values, epochs))
+
+
+def _align_upstream(upstream: Mapping[str, xr.Dataset], params: Any) -> dict[str, xr.Dataset]:
+    """Upstream results at the epochs being analysed; one that lacks some of them is left out (recomputed)."""
+    coords = getattr(params, "coords", {})
+    if "epoch" not in coords:
+        return dict(upstream)
+    want = coords["epoch"].values
+    out = {}
+    for name, ds in upstream.items():
+        if "epoch" not in ds.dims:
+            out[name] = ds
+        elif set(want.tolist()) <= set(ds["epoch"].values.tolist()):
+            out[name] = ds if len(want) == ds.sizes["epoch"] and (ds["epoch"].values == want).all() \
+                else ds.sel(epoch=want)
+    return out
 
 
 class Analyzer:
@@ -140,10 +173,33 @@ class Analyzer:
         *,
         upstream: Mapping[str, xr.Dataset] | None = None,
         show_progress: bool | None = None,
+        epochs: Any = None,
     ) -> xr.Dataset:
-        """Analyse ``source`` (System / name / run / store path) over the sweep in ``params``."""
-        system, params, on_nan = resolve_target(source, params)
-        return self._run_resolved(system, params, on_nan, upstream, show_progress)
+        """Analyse ``source`` (System / name / run / store path) over the sweep in ``params``.
+
+        Parameters
+        ----------
+        source
+            A System, a system name or config, a training run (``xr.DataTree``) or the path of its store.
+        params
+            The parameter sweep (:func:`~dynlearn.sweep.grid`, a mapping or a Dataset); for a run, its stored
+            checkpoints by default.
+        upstream
+            Results of the analyzers this one ``requires`` (computed when absent, or when they lack an epoch
+            being analysed).
+        show_progress
+            Progress bars on stderr (``None``: :func:`dynlearn.progress.progress_enabled`).
+        epochs
+            Which stored epochs of a run to analyse (:mod:`dynlearn.epochs`): ``None`` (all), ``"last"``, a list,
+            ``"::10"``, ``"100:500"``, ``{"every": 10}``.
+
+        Returns
+        -------
+        xarray.Dataset
+            The result, with every sweep dim (``epoch``, ``seed``, ...) and the analyzer's own.
+        """
+        system, params, on_nan = resolve_target(source, params, epochs)
+        return self._run_resolved(system, params, on_nan, _align_upstream(upstream or {}, params), show_progress)
 
     def _run_resolved(self, system: System, params: Any, on_nan: str, upstream: Mapping[str, xr.Dataset] | None,
                       show_progress: bool | None) -> xr.Dataset:

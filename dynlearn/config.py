@@ -29,6 +29,7 @@ An experiment file::
 
     [[analyze]]               # analyzers run on the stored run afterwards
     name = "fixed_points"
+    epochs = "::1000"         # which stored epochs (default: all; see dynlearn.epochs)
 
 Every problem is reported as one :class:`~dynlearn.errors.ConfigError` line naming the key.
 """
@@ -323,6 +324,13 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
         if group in RUN_GROUPS:
             raise ConfigError(f"{source}: analyze[{i}].group {group!r} belongs to the run; choose another name")
 
+        if "epochs" in a:  # checked against the checkpoints the run will store, before any training
+            from .epochs import select_epochs
+
+            try:
+                select_epochs(np.arange(0, train["epochs"], train["checkpoint_every"]), a["epochs"])
+            except DynlearnError as exc:
+                raise ConfigError(f"analyze[{i}].{exc}") from None
     config = {
         "name": name,
         "description": description,
