@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the batched finder (the median is reported)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dynlearn_builtins.analyzers.fixed_points.pipeline import Settings, find
+    from dynlearn_builtins.analyzers.fixed_points.pipeline import Box, find
     from dynlearn_builtins.analyzers.fixed_points import FixedPoints
 
     rng = np.random.default_rng(args.seed)
@@ -134,16 +134,15 @@ def main() -> None:
     system = FullRankRNN(W=W.tolist(), b=b.tolist())
     batch = dynlearn.flatten(system, None)
     lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
-    fp = FixedPoints(slow_points=False, max_points=args.starts)
-    st = Settings(lo, hi, fp.margin, fp.max_iter, fp.root_tol, fp.dedupe_tol, False, fp.slow_ratio, args.starts)
+    st, box = FixedPoints(slow_points=False, max_points=args.starts).settings, Box(lo, hi)
     x0 = torch.as_tensor(starts, dtype=torch.float64)[None]
     # warm-up (one-time library initialisation is not timed): both methods on a few states
-    find(system, batch.params, x0[:, :32], torch.ones(1, 32, dtype=torch.bool), torch.ones(1), st)
+    find(system, batch.params, x0[:, :32], torch.ones(1, 32, dtype=torch.bool), torch.ones(1), st, box)
     scipy_loop(W, b, starts[:4])
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        pts = find(system, batch.params, x0, torch.ones(1, args.starts, dtype=torch.bool), torch.ones(1), st)
+        pts = find(system, batch.params, x0, torch.ones(1, args.starts, dtype=torch.bool), torch.ones(1), st, box)
         times.append(time.perf_counter() - t0)
     t_batched = float(np.median(times))
     ours = pts.x[0][pts.mask[0] & pts.root[0]].numpy()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dynlearn
+from dynlearn import outcome as oc
 from dynlearn_builtins.analyzers.fixed_points import TYPES
 from dynlearn_builtins.systems.saddle_node import critical_lr, r_star
 from problems import ghost_passage_time
@@ -55,7 +56,7 @@ def test_no_bifurcation_event(run):
 
 
 def test_diverged_network_is_masked(run):
-    """Non-finite parameters (a diverged network) are a labeled 'not analysed' entry, not an error."""
+    """Non-finite parameters (a diverged network) are an entry with outcome "masked" (not analysed), not an error."""
     import xarray as xr
 
     from dynlearn_builtins.analyzers.fixed_points import FixedPoints
@@ -68,6 +69,7 @@ def test_diverged_network_is_masked(run):
     params["r"] = r
     t["params"] = xr.DataTree(params)
     out = FixedPoints(n_starts=8).run(t).transpose("epoch", "seed", ...)
-    assert not bool(out.analysed[5, 0]) and int(out.n_fixed[5, 0]) == -1 and int(out.n_ghost[5, 0]) == -1
+    assert int(out.outcome[5, 0]) == oc.MASKED and int(out.n_fixed[5, 0]) == -1 and int(out.n_ghost[5, 0]) == -1
     assert not bool(out.present[5, 0].any()) and np.isnan(out.speed[5, 0]).all()
-    assert int(out.n_ghost[5, 1]) == 1 and bool(out.analysed.sum() == out.analysed.size - 1)
+    assert int(out.n_ghost[5, 1]) == 1 and bool((out.outcome == oc.OK).sum() == out.outcome.size - 1)
+    assert out.outcome.attrs["flag_meanings"] == " ".join(oc.NAMES)

@@ -46,6 +46,7 @@ import xarray as xr
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.matching import track
+from dynlearn.params import Param, Settings
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
@@ -55,8 +56,35 @@ from .events import detect
 __all__ = ["Bifurcations", "tracks_graph"]
 
 
+#: variables of the fixed_points result the tracker reads
+NEEDS = ("position", "present", "point_type", "n_unstable", "n_neutral", "eig_real", "eig_imag", "speed")
+
+
+def tracked_dim(settings: Settings, batch: Batch, fp: xr.Dataset) -> str:
+    """The dim to track along, after checking the upstream ``fp`` against the sweep (one-line
+    :class:`~dynlearn.errors.ShapeError` / :class:`~dynlearn.errors.ParameterError`)."""
+    missing = [v for v in NEEDS if v not in fp]
+    if missing:
+        raise ShapeError(f"bifurcations: the fixed_points input lacks {missing} (not a fixed_points result?)")
+    for d, n in zip(batch.dims, batch.shape):
+        if fp.sizes.get(d) != n:
+            raise ShapeError(f"bifurcations: the fixed_points input has dim {d!r} of size {fp.sizes.get(d)}, "
+                             f"the sweep has {n}")
+    if settings.dim is not None:
+        if settings.dim not in batch.dims:
+            raise ParameterError(f"bifurcations: dim {settings.dim!r} is not a sweep dim; sweep dims: "
+                                 f"{list(batch.dims)}")
+        return settings.dim
+    if not batch.dims:
+        raise ParameterError("bifurcations: needs an ordered sweep dim (epoch or a parameter grid) to track along")
+    return "epoch" if "epoch" in batch.dims else batch.dims[0]
+
+
 class Bifurcations(dynlearn.Analyzer):
     """Tracks of fixed points and ghosts along an ordered dim, with bifurcation and ghost-emergence events.
+
+    Options are declared in :attr:`options` and validated once into :attr:`settings`; ``dim`` and the upstream
+    result are checked against the sweep at the start of :meth:`analyze`.
 
     Parameters
     ----------
@@ -75,60 +103,38 @@ class Bifurcations(dynlearn.Analyzer):
         A crossing eigenvalue within ``eig_scale`` of the boundary on both sides counts as evidence.
     min_confidence
         Events with a lower confidence are left out.
+    threads
+        Torch intra-op threads (every analyzer's option; ``None``: chosen from the problem size).
     """
 
     name = "bifurcations"
     description = "tracks of fixed points and ghosts along epochs or a parameter; saddle-node, stability-change and ghost-emergence events"
     kinds = ("flow", "map")
     requires = ("fixed_points",)
-
-    def __init__(self, dim: str | None = None, gate: float = 0.25, pair_gate: float | None = None,
-                 stability_weight: float = 0.5, max_gap: int = 2, eig_scale: float = 0.5,
-                 min_confidence: float = 0.5) -> None:
-        self.dim = dim
-        self.gate = gate
-        self.pair_gate = pair_gate
-        self.stability_weight = stability_weight
-        self.max_gap = max_gap
-        self.eig_scale = eig_scale
-        self.min_confidence = min_confidence
-
-    def _check(self, batch: Batch, fp: xr.Dataset) -> str:
-        for name in ("gate", "stability_weight", "eig_scale"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0) or (name == "gate" and v == 0):
-                raise ParameterError(f"bifurcations: {name} must be a finite number >= 0 (gate > 0), got {v!r}")
-        if self.pair_gate is not None and not (np.isfinite(self.pair_gate) and self.pair_gate > 0):
-            raise ParameterError(f"bifurcations: pair_gate must be > 0, got {self.pair_gate!r}")
-        if not isinstance(self.max_gap, (int, np.integer)) or self.max_gap < 0:
-            raise ParameterError(f"bifurcations: max_gap must be an integer >= 0, got {self.max_gap!r}")
-        if not 0 <= self.min_confidence <= 1:
-            raise ParameterError(f"bifurcations: min_confidence must be in [0, 1], got {self.min_confidence!r}")
-        need = ("position", "present", "point_type", "n_unstable", "n_neutral", "eig_real", "eig_imag", "speed")
-        missing = [v for v in need if v not in fp]
-        if missing:
-            raise ShapeError(f"bifurcations: the fixed_points input lacks {missing} (not a fixed_points result?)")
-        for d, n in zip(batch.dims, batch.shape):
-            if fp.sizes.get(d) != n:
-                raise ShapeError(f"bifurcations: the fixed_points input has dim {d!r} of size {fp.sizes.get(d)}, "
-                                 f"the sweep has {n}")
-        if self.dim is not None:
-            if self.dim not in batch.dims:
-                raise ParameterError(f"bifurcations: dim {self.dim!r} is not a sweep dim; sweep dims: {list(batch.dims)}")
-            return self.dim
-        if not batch.dims:
-            raise ParameterError("bifurcations: needs an ordered sweep dim (epoch or a parameter grid) to track along")
-        return "epoch" if "epoch" in batch.dims else batch.dims[0]
+    options = {
+        "dim": Param(None, kind="str", nullable=True,
+                     description="ordered sweep dim to track along (None: epoch if present, else the first)"),
+        "gate": Param(0.25, low=0, low_inclusive=False, units="box widths",
+                      description="largest distance between matched points"),
+        "pair_gate": Param(None, low=0, low_inclusive=False, nullable=True, units="box widths",
+                           description="largest distance between a saddle-node pair (None: gate)"),
+        "stability_weight": Param(0.5, low=0, units="gates", description="cost of a match whose point types differ"),
+        "max_gap": Param(2, kind="int", low=0, description="steps a track may miss and keep its ID"),
+        "eig_scale": Param(0.5, low=0, description="a crossing eigenvalue this close to the stability boundary on "
+                           "both sides counts as evidence"),
+        "min_confidence": Param(0.5, low=0, high=1, description="events with a lower confidence are left out"),
+    }
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
+        opts = self.settings
         fp = upstream["fixed_points"]
-        dim = self._check(batch, fp)
+        dim = tracked_dim(opts, batch, fp)
         others = [d for d in batch.dims if d != dim]
         lo = np.asarray(fp.attrs.get("bounds_low", batch.system.domain()[0]), dtype=float)
         hi = np.asarray(fp.attrs.get("bounds_high", batch.system.domain()[1]), dtype=float)
         scale = float(np.mean(hi - lo))
-        gate = self.gate * scale
-        pair_gate = (self.pair_gate if self.pair_gate is not None else self.gate) * scale
+        gate = opts.gate * scale
+        pair_gate = (opts.pair_gate if opts.pair_gate is not None else opts.gate) * scale
         f = fp.transpose(*others, dim, "point", ...)
         shape = [f.sizes[d] for d in others]
         L, K, P, d = int(np.prod(shape, dtype=np.int64)), f.sizes[dim], f.sizes["point"], f.sizes["state"]
@@ -137,8 +143,8 @@ class Bifurcations(dynlearn.Analyzer):
         code = f.point_type.values.reshape(L, K, P).astype(np.int64)
         cls = (code >= fc.CODE["ghost"]).astype(np.int64)
         with Meter(K, "bifurcations: tracking", show_progress, unit="step") as meter:
-            tr = track(pos, present, cls, code, gate=gate, stability_weight=self.stability_weight,
-                       max_gap=self.max_gap, on_step=meter.update)
+            tr = track(pos, present, cls, code, gate=gate, stability_weight=opts.stability_weight,
+                       max_gap=opts.max_gap, on_step=meter.update)
         ln, st, pt = tr.node_line, tr.node_step, tr.node_point
         eig_r = f.eig_real.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
         eig_i = f.eig_imag.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
@@ -156,7 +162,7 @@ class Bifurcations(dynlearn.Analyzer):
         nodes["eig_imag"] = list(eig_i[ln, st, pt])
         coord = np.asarray(f[dim].values)
         events = detect(nodes, n_fixed, coord, typical, kind=batch.system.kind, gate=gate, pair_gate=pair_gate,
-                        eig_scale=self.eig_scale, min_confidence=self.min_confidence)
+                        eig_scale=opts.eig_scale, min_confidence=opts.min_confidence)
         from .tables import build
 
         ds = build(batch, fp, dim, others, shape, tr, pos, code, f.speed.values.reshape(L, K, P), events, coord)

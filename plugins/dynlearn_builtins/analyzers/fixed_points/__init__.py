@@ -63,19 +63,27 @@ import torch
 import xarray as xr
 
 import dynlearn
-from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.params import Param
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from .classify import TYPES
-from .pipeline import PointSet, Settings, diagnose, find, merge
+from .pipeline import concat, diagnose, find, search_box, take_entries, warm_pass
 from .sampling import starting_states
 
 __all__ = ["FixedPoints", "TYPES"]
 
 
+def _positive(default: float, description: str, **kw: Any) -> Param:
+    """A finite number option > 0."""
+    return Param(default, description=description, low=0, low_inclusive=False, **kw)
+
+
 class FixedPoints(dynlearn.Analyzer):
     """Fixed points and ghosts of a flow or map, for every entry of a sweep (see the module docstring).
+
+    Options are declared in :attr:`options` (each with its default, range and description) and validated once
+    into :attr:`settings`; ``bounds`` is checked against the system at the start of :meth:`analyze`.
 
     Parameters
     ----------
@@ -110,144 +118,86 @@ class FixedPoints(dynlearn.Analyzer):
         Sweep entries per batch (default: sized from ``n_starts`` and the state dimension).
     seed
         Seed of the starting states.
+    threads
+        Torch intra-op threads (every analyzer's option; ``None``: chosen from the problem size).
     """
 
     name = "fixed_points"
     description = "fixed points, slow points and ghosts with their stability, batched over every sweep dim"
     kinds = ("flow", "map")
-
-    def __init__(self, n_starts: int = 64, trajectory_fraction: float = 0.5, trajectory_steps: int = 40,
-                 noise: float = 0.01, bounds: list | None = None, margin: float = 0.1, max_iter: int = 200,
-                 root_tol: float = 1e-10, dedupe_tol: float = 1e-6, neutral_tol: float = 1e-7,
-                 slow_points: bool = True, slow_ratio: float = 0.5, passage_factor: float = 10.0,
-                 passage_steps: int = 2000, linger_min: float = 2.0, warm_start: str | None = "epoch",
-                 max_points: int = 32, landscape: bool = True, chunk_size: int | None = None, seed: int = 0) -> None:
-        self.n_starts = n_starts
-        self.trajectory_fraction = trajectory_fraction
-        self.trajectory_steps = trajectory_steps
-        self.noise = noise
-        self.bounds = bounds
-        self.margin = margin
-        self.max_iter = max_iter
-        self.root_tol = root_tol
-        self.dedupe_tol = dedupe_tol
-        self.neutral_tol = neutral_tol
-        self.slow_points = slow_points
-        self.slow_ratio = slow_ratio
-        self.passage_factor = passage_factor
-        self.passage_steps = passage_steps
-        self.linger_min = linger_min
-        self.warm_start = warm_start
-        self.max_points = max_points
-        self.landscape = landscape
-        self.chunk_size = chunk_size
-        self.seed = seed
-
-    # -- input checks ---------------------------------------------------------------------------------------
-    def _check(self, system) -> tuple[torch.Tensor, torch.Tensor]:
-        for name in ("n_starts", "max_iter", "max_points", "passage_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ParameterError(f"fixed_points: {name} must be a positive integer, got {v!r}")
-        if not 0 <= self.trajectory_fraction <= 1:
-            raise ParameterError(f"fixed_points: trajectory_fraction must be in [0, 1], got {self.trajectory_fraction}")
-        for name in ("root_tol", "dedupe_tol", "neutral_tol", "slow_ratio", "passage_factor", "linger_min"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ParameterError(f"fixed_points: {name} must be a finite number > 0, got {v!r}")
-        if not (np.isfinite(self.margin) and self.margin >= 0) or not (np.isfinite(self.noise) and self.noise >= 0):
-            raise ParameterError("fixed_points: margin and noise must be finite and >= 0")
-        if self.bounds is None:
-            lo, hi = system.domain()
-        else:
-            try:
-                lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (system.state_dim,)) for b in self.bounds)
-            except (ValueError, TypeError):
-                raise ShapeError(f"fixed_points: bounds must be [low, high] with {system.state_dim} values each, "
-                                 f"got {self.bounds!r}") from None
-            if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
-                raise ParameterError(f"fixed_points: bounds need finite low < high, got {self.bounds!r}")
-        return (torch.as_tensor(np.array(lo, dtype=float), dtype=torch.float64),
-                torch.as_tensor(np.array(hi, dtype=float), dtype=torch.float64))
+    options = {
+        "n_starts": Param(64, kind="int", low=1, description="starting states per sweep entry"),
+        "trajectory_fraction": Param(0.5, low=0, high=1,
+                                     description="fraction of the starts taken along short trajectories"),
+        "trajectory_steps": Param(40, kind="int", low=1, description="RK4 steps (flows) or iterations (maps) of "
+                                  "the trajectories the starts are taken from"),
+        "noise": Param(0.01, low=0, description="Gaussian noise added to the trajectory starts",
+                       units="box widths"),
+        "bounds": Param(None, kind="list", nullable=True,
+                        description="search box [[low...], [high...]] (None: the system's domain)"),
+        "margin": Param(0.1, low=0, description="points further outside the box are outliers",
+                        units="box widths"),
+        "max_iter": Param(200, kind="int", low=1, description="iterations of the minimiser of q"),
+        "root_tol": _positive(1e-10, "a point with |g|_inf <= root_tol is a fixed point"),
+        "dedupe_tol": _positive(1e-6, "points closer than this are the same point", units="box widths"),
+        "neutral_tol": _positive(1e-7, "an eigenvalue this close (relative) to the stability boundary is neutral"),
+        "slow_points": Param(True, kind="bool", description="look for slow points (minima of q that are not zeros)"),
+        "slow_ratio": _positive(0.5, "largest speed of a slow point over the median speed of the sampled states"),
+        "passage_factor": _positive(10.0, "radius of the passage test's ball", units="bottleneck widths sqrt(r/a)"),
+        "passage_steps": Param(2000, kind="int", low=1, description="RK4 steps per direction of the passage test"),
+        "linger_min": _positive(2.0, "smallest linger ratio of a ghost"),
+        "warm_start": Param("epoch", kind="str", nullable=True, description="ordered sweep dim along which the "
+                            "neighbours' points seed a second pass (None or absent: no second pass)"),
+        "max_points": Param(32, kind="int", low=1, description="size cap of the point dim (fixed points first, "
+                            "then lowest q)"),
+        "landscape": Param(True, kind="bool", description="store the speed |g| on a grid of the box (1-D and 2-D)"),
+        "chunk_size": Param(None, kind="int", low=1, nullable=True,
+                            description="sweep entries per batch (None: sized from n_starts and the state dim)"),
+        "seed": Param(0, kind="int", low=0, description="seed of the starting states"),
+    }
 
     def work_size(self, batch: Batch) -> int:
         """Numbers in all starting states: starts x sweep elements x state dim (sets the threads)."""
-        n = self.n_starts if isinstance(self.n_starts, (int, np.integer)) else 1
-        return int(n) * batch.size * batch.system.state_dim
-
-    def _settings(self, lo, hi) -> Settings:
-        return Settings(lo, hi, self.margin, self.max_iter, self.root_tol, self.dedupe_tol, self.slow_points,
-                        self.slow_ratio, self.max_points)
+        return int(self.n_starts) * batch.size * batch.system.state_dim
 
     # -- analysis ---------------------------------------------------------------------------------------------
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
+        st = self.settings
         system = batch.system
-        lo, hi = self._check(system)
-        st = self._settings(lo, hi)
+        box = search_box(st, system)
         d = system.state_dim
         B = batch.size
         n_par = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in batch.params.values())
-        chunk = self.chunk_size or max(1, int(4e6 // (self.n_starts * (d * d + 8 * d + n_par))))
-        gen = torch.Generator().manual_seed(int(self.seed))
-        warm = self.warm_start if self.warm_start in batch.dims and batch.shape[batch.dims.index(self.warm_start)] > 1 else None
+        chunk = st.chunk_size or max(1, int(4e6 // (st.n_starts * (d * d + 8 * d + n_par))))
+        gen = torch.Generator().manual_seed(int(st.seed))
+        warm = st.warm_start if st.warm_start in batch.dims and batch.shape[batch.dims.index(st.warm_start)] > 1 \
+            else None
         n_chunks = -(-B // chunk) * (3 if warm else 2)
         sets, typical = [], []
         with Meter(n_chunks, "fixed_points", show_progress, unit="chunk") as meter:
-            for sl, p in batch.chunks(chunk):
-                starts, typ = starting_states(system, p, self.n_starts, lo=lo, hi=hi,
-                                              trajectory_fraction=self.trajectory_fraction,
-                                              trajectory_steps=self.trajectory_steps, noise=self.noise, generator=gen)
-                sets.append(find(system, p, starts, torch.ones(starts.shape[:2], dtype=torch.bool), typ, st))
+            for _, p in batch.chunks(chunk):
+                starts, typ = starting_states(system, p, st, box, generator=gen)
+                sets.append(find(system, p, starts, torch.ones(starts.shape[:2], dtype=torch.bool), typ, st, box))
                 typical.append(typ)
                 meter.update()
-            points = _concat(sets)
+            points = concat(sets)
             typical_t = torch.cat(typical)
             if warm:
-                points = self._warm_pass(batch, points, typical_t, st, chunk, meter, warm)
+                points = warm_pass(batch, points, typical_t, st, box, chunk, meter, warm)
             diags = []
             for sl, p in batch.chunks(chunk):
-                sub = PointSet(*(getattr(points, f)[sl] for f in ("x", "q", "ginf", "root", "mask")))
-                diags.append(diagnose(system, p, sub, st, neutral_tol=self.neutral_tol,
-                                      passage_factor=self.passage_factor, passage_steps=self.passage_steps,
-                                      linger_min=self.linger_min))
+                diags.append(diagnose(system, p, take_entries(points, sl), st, box))
                 meter.update()
-        from .dataset import to_dataset
+        from .dataset import landscape, to_dataset
 
-        ds = to_dataset(batch, diags, typical_t, st)
-        if self.landscape and d <= 2:
-            from .dataset import landscape
-
-            ds = ds.merge(landscape(batch, lo, hi, chunk))
+        ds = to_dataset(batch, diags, typical_t)
+        if st.landscape and d <= 2:
+            ds = ds.merge(landscape(batch, box, chunk))
         ds.attrs["description"] = "fixed points, slow points and ghosts (dynlearn fixed_points analyzer)"
         ds.attrs["system_kind"] = system.kind
-        ds.attrs["bounds_low"] = [float(v) for v in lo]
-        ds.attrs["bounds_high"] = [float(v) for v in hi]
+        ds.attrs["bounds_low"] = [float(v) for v in box.lo]
+        ds.attrs["bounds_high"] = [float(v) for v in box.hi]
         return ds
-
-    def _warm_pass(self, batch, points: PointSet, typical, st, chunk, meter, dim) -> PointSet:
-        """Second pass: every entry starts from the points found at its neighbours along ``dim``."""
-        axis = batch.dims.index(dim)
-        shape = batch.shape
-        P, d = points.size, points.x.shape[-1]
-        x = points.x.reshape(*shape, P, d)
-        m = points.mask.reshape(*shape, P)
-        n = shape[axis]
-        idx = torch.arange(n)
-        extra_x, extra_m = [], []
-        for shift in (1, -1):
-            src = (idx - shift).clamp(0, n - 1)
-            ok = ((idx - shift) >= 0) & ((idx - shift) < n)
-            xs = x.index_select(axis, src)
-            ms = m.index_select(axis, src) & ok.view(*([1] * axis), n, *([1] * (len(shape) - axis)))
-            extra_x.append(xs.reshape(batch.size, P, d))
-            extra_m.append(ms.reshape(batch.size, P))
-        sx = torch.cat(extra_x, 1).nan_to_num(0.0)
-        sm = torch.cat(extra_m, 1)
-        sets = []
-        for sl, p in batch.chunks(chunk):
-            sets.append(find(batch.system, p, sx[sl], sm[sl], typical[sl], st))
-            meter.update()
-        return merge(points, _concat(sets), st)
 
     # -- views ------------------------------------------------------------------------------------------------
     def views(self, result: xr.Dataset) -> dict[str, Any]:
@@ -255,22 +205,3 @@ class FixedPoints(dynlearn.Analyzer):
         from .views import fixed_point_views
 
         return fixed_point_views(result)
-
-
-def _concat(sets: list[PointSet]) -> PointSet:
-    """Concatenate chunk point sets along the batch dim, padding the point dim."""
-    P = max(s.size for s in sets)
-    out = []
-    for s in sets:
-        pad = P - s.size
-        if pad:
-            B, _, d = s.x.shape
-            s = PointSet(
-                torch.cat([s.x, torch.full((B, pad, d), torch.nan, dtype=s.x.dtype)], 1),
-                torch.cat([s.q, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
-                torch.cat([s.ginf, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
-                torch.cat([s.root, torch.zeros(B, pad, dtype=torch.bool)], 1),
-                torch.cat([s.mask, torch.zeros(B, pad, dtype=torch.bool)], 1),
-            )
-        out.append(s)
-    return PointSet(*(torch.cat([getattr(s, f) for s in out]) for f in ("x", "q", "ginf", "root", "mask")))

@@ -9,7 +9,9 @@ import torch
 import xarray as xr
 
 from . import classify as fc
-from .pipeline import Diagnosis, PointSet, Settings
+from dynlearn import outcome as oc
+
+from .pipeline import Box, Diagnosis, PointSet
 from .solver import take
 
 _GHOST_VARS = {
@@ -50,8 +52,9 @@ def _cat(diags: list[Diagnosis]) -> Diagnosis:
     return Diagnosis(ps, **{f.name: torch.cat([getattr(dg, f.name) for dg in diags]) for f in fields(Diagnosis)[1:]})
 
 
-def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, st: Settings) -> xr.Dataset:
-    """The analyzer's Dataset (see :class:`FixedPoints`)."""
+def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor) -> xr.Dataset:
+    """The analyzer's Dataset (see :class:`FixedPoints`); ``outcome`` is ``masked`` for an entry whose parameters
+    are not finite (e.g. a network that diverged in training: not analysed), ``ok`` otherwise."""
     system = batch.system
     dg = _cat(diags)
     pts = dg.points
@@ -72,14 +75,16 @@ def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, st: Setting
     counts_ok = batch.valid
     n = lambda c: torch.where(counts_ok, c, torch.full_like(c, -1))  # noqa: E731
     data = {
-        "n_fixed": (n(is_fixed.sum(1)), (), {"long_name": "number of fixed points found (-1: not analysed)",
-                                             "units": "1"}),
+        "n_fixed": (n(is_fixed.sum(1)), (), {"long_name": "number of fixed points found (-1 where outcome is "
+                                             "masked)", "units": "1"}),
         "n_ghost": (n((code == fc.CODE["ghost"]).sum(1)), (),
-                    {"long_name": "number of ghosts (slow points that pass the passage test; -1: not analysed)",
-                     "units": "1"}),
+                    {"long_name": "number of ghosts (slow points that pass the passage test; -1 where outcome is "
+                                  "masked)", "units": "1"}),
         "n_slow": (n((code == fc.CODE["slow_point"]).sum(1)), (),
-                   {"long_name": "number of slow points that are not ghosts (-1: not analysed)", "units": "1"}),
-        "analysed": (batch.valid, (), {"long_name": "parameters finite, entry analysed"}),
+                   {"long_name": "number of slow points that are not ghosts (-1 where outcome is masked)",
+                    "units": "1"}),
+        "outcome": (torch.where(batch.valid, oc.OK, oc.MASKED).to(torch.int8), (),
+                    oc.flag_attrs("outcome of the entry (masked: parameters not finite, not analysed)")),
         "typical_speed": (typical, (), {"long_name": "median speed |g| of the sampled starting states",
                                         "units": speed_units}),
         "present": (mask, ("point",), {"long_name": "the slot holds a point"}),
@@ -115,9 +120,10 @@ def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, st: Setting
     return ds
 
 
-def landscape(batch, lo: torch.Tensor, hi: torch.Tensor, chunk: int) -> xr.Dataset:
+def landscape(batch, box: Box, chunk: int) -> xr.Dataset:
     """Speed ``|g|`` on a grid of the search box (1-D: 201 points; 2-D: 41 x 41), for every sweep entry."""
     system = batch.system
+    lo, hi = box.lo, box.hi
     d = system.state_dim
     n = 201 if d == 1 else 41
     axes = [torch.linspace(float(lo[i]), float(hi[i]), n, dtype=torch.float64) for i in range(d)]

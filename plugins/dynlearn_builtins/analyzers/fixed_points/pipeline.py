@@ -1,7 +1,10 @@
 """The fixed-point analyzer's pipeline on padded point sets (private).
 
-``find`` (solve from starting states -> roots and candidate minima of q, refined and deduplicated),
-``merge`` (union of two point sets, e.g. a warm-start pass), ``diagnose`` (eigenvalues, types, ghost passage).
+``search_box`` (the box of the ``bounds`` option, checked against the system), ``find`` (solve from starting
+states -> roots and candidate minima of q, refined and deduplicated), ``merge`` (union of two point sets),
+``warm_pass`` (the neighbours' points along an ordered sweep dim as starting states), ``diagnose``
+(eigenvalues, types, ghost passage). Helpers receive the analyzer's validated options
+(:class:`~dynlearn.params.Settings`) and the :class:`Box`.
 Every step works on all sweep entries of a chunk at once; point sets are padded ``(B, P, ...)`` with a mask.
 """
 
@@ -10,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
+
+from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.params import Settings
 
 from . import classify as fc
 from .sampling import passage
@@ -66,38 +73,61 @@ def compact(ps: PointSet, keep: Tensor, max_points: int) -> PointSet:
     return ps.select(idx, valid)
 
 
-@dataclass
-class Settings:
+@dataclass(frozen=True)
+class Box:
+    """The search box: ``lo``, ``hi`` ``(d,)`` (float64)."""
+
     lo: Tensor
     hi: Tensor
-    margin: float
-    max_iter: int
-    root_tol: float
-    dedupe_tol: float
-    slow_points: bool
-    slow_ratio: float
-    max_points: int
 
     @property
     def width(self) -> Tensor:
         return self.hi - self.lo
 
     @property
-    def tol(self) -> float:
-        return self.dedupe_tol * float(self.width.mean())
+    def scale(self) -> float:
+        """Mean width (the unit of ``dedupe_tol`` and of the bifurcation tracker's gates)."""
+        return float(self.width.mean())
 
 
-def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, typical: Tensor, st: Settings) -> PointSet:
-    """Points reached from ``starts`` ``(B, S, d)`` (where ``start_mask``) for parameters ``p`` ``(B, *event)``."""
+def search_box(settings: Settings, system) -> Box:
+    """The box of ``settings.bounds`` (``[[low...], [high...]]``, each broadcast to the state dim), or the
+    system's domain; a :class:`~dynlearn.errors.ShapeError` or :class:`~dynlearn.errors.ParameterError` (one
+    line) when it does not fit the system."""
+    if settings.bounds is None:
+        lo, hi = system.domain()
+    else:
+        try:
+            lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (system.state_dim,)) for b in settings.bounds)
+        except (ValueError, TypeError):
+            raise ShapeError(f"fixed_points: bounds must be [low, high] with {system.state_dim} values each, "
+                             f"got {settings.bounds!r}") from None
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
+            raise ParameterError(f"fixed_points: bounds need finite low < high, got {settings.bounds!r}")
+    return Box(torch.as_tensor(np.array(lo, dtype=float), dtype=torch.float64),
+               torch.as_tensor(np.array(hi, dtype=float), dtype=torch.float64))
+
+
+def _tol(settings: Settings, box: Box) -> float:
+    """Deduplication distance: ``dedupe_tol`` box widths."""
+    return settings.dedupe_tol * box.scale
+
+
+def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, typical: Tensor, st: Settings,
+         box: Box) -> PointSet:
+    """Points reached from ``starts`` ``(B, S, d)`` (where ``start_mask``) for parameters ``p`` ``(B, *event)``
+    (options ``margin``, ``max_iter``, ``root_tol``, ``dedupe_tol``, ``slow_points``, ``slow_ratio``,
+    ``max_points`` of ``st``)."""
     B, S, d = starts.shape
     flat_idx = start_mask.reshape(-1).nonzero().squeeze(-1)
     owner = torch.arange(B, device=starts.device).repeat_interleave(S)[flat_idx]
     x0 = starts.reshape(-1, d)[flat_idx]
-    center = (st.lo + st.hi) / 2
+    lo, hi, width, tol = box.lo, box.hi, box.width, _tol(st, box)
+    center = (lo + hi) / 2
     # without slow points only roots matter: after 10 iterations, a state whose q does not drop tenfold in 3
     # iterations is not in a root's Newton basin and stops (with slow points it may be descending into a ghost:
     # it runs until q does not halve in 10 iterations)
-    sol = solve(system, x0, p, owner, center=center, half_width=st.width / 2, radius0=0.25 * float(st.width.mean()),
+    sol = solve(system, x0, p, owner, center=center, half_width=width / 2, radius0=0.25 * box.scale,
                 root_tol=st.root_tol, max_iter=st.max_iter, patience=10 if st.slow_points else 3,
                 stall=0.5 if st.slow_points else 0.1)
 
@@ -110,16 +140,16 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
     q = scatter(sol.q, torch.inf)
     ginf = scatter(sol.g_inf, torch.inf)
     status = scatter(sol.status, OUTSIDE)
-    m = st.margin * st.width
-    in_box = ((x >= st.lo - m) & (x <= st.hi + m)).all(-1) & (status != OUTSIDE)
+    m = st.margin * width
+    in_box = ((x >= lo - m) & (x <= hi + m)).all(-1) & (status != OUTSIDE)
     root = in_box & (ginf <= st.root_tol)
     ps = PointSet(x, q, ginf, root, root.clone())
-    keep = dedupe(x, q, root, st.tol)
+    keep = dedupe(x, q, root, tol)
     if st.slow_points:
         speed = (2 * q).sqrt()
         cand = in_box & ~root & (speed <= st.slow_ratio * typical.unsqueeze(1))
         # coarse dedupe before the (more expensive) exact-Hessian refinement
-        cand = dedupe(x, q, cand, 1e3 * st.tol)
+        cand = dedupe(x, q, cand, 1e3 * tol)
         cps = compact(PointSet(x, q, ginf, torch.zeros_like(cand), cand), cand, st.max_points)
         flat = cps.mask.reshape(-1).nonzero().squeeze(-1)
         if flat.numel():
@@ -134,22 +164,73 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
             cg = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
             cg[flat] = gr
             ok = torch.zeros(B * Pc, dtype=torch.bool, device=q.device)
-            in_box_r = ((xr >= st.lo - m) & (xr <= st.hi + m)).all(-1)
+            in_box_r = ((xr >= lo - m) & (xr <= hi + m)).all(-1)
             ok[flat] = (is_min | (gr <= st.root_tol)) & in_box_r
             cx, cq, cg, ok = cx.reshape(B, Pc, d), cq.reshape(B, Pc), cg.reshape(B, Pc), ok.reshape(B, Pc)
             croot = ok & (cg <= st.root_tol)
             slow_ok = ok & (croot | ((2 * cq).sqrt() <= st.slow_ratio * typical.unsqueeze(1)))
             ps = PointSet.cat(ps, PointSet(cx, cq, cg, croot, slow_ok))
             keep = torch.cat([keep, slow_ok], dim=1)
-            keep = dedupe(ps.x, ps.q, keep, st.tol)
+            keep = dedupe(ps.x, ps.q, keep, tol)
     return compact(ps, keep, st.max_points)
 
 
-def merge(a: PointSet, b: PointSet, st: Settings) -> PointSet:
+def merge(a: PointSet, b: PointSet, st: Settings, box: Box) -> PointSet:
     """Union of two point sets of the same entries (duplicates removed, lowest ``q`` kept)."""
     ps = PointSet.cat(a, b)
-    keep = dedupe(ps.x, ps.q, ps.mask, st.tol)
+    keep = dedupe(ps.x, ps.q, ps.mask, _tol(st, box))
     return compact(ps, keep, st.max_points)
+
+
+def concat(sets: list[PointSet]) -> PointSet:
+    """Concatenate chunk point sets along the batch dim, padding the point dim."""
+    P = max(s.size for s in sets)
+    out = []
+    for s in sets:
+        pad = P - s.size
+        if pad:
+            B, _, d = s.x.shape
+            s = PointSet(
+                torch.cat([s.x, torch.full((B, pad, d), torch.nan, dtype=s.x.dtype)], 1),
+                torch.cat([s.q, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
+                torch.cat([s.ginf, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
+                torch.cat([s.root, torch.zeros(B, pad, dtype=torch.bool)], 1),
+                torch.cat([s.mask, torch.zeros(B, pad, dtype=torch.bool)], 1),
+            )
+        out.append(s)
+    return PointSet(*(torch.cat([getattr(s, f.name) for s in out]) for f in fields(PointSet)))
+
+
+def take_entries(ps: PointSet, sl: slice) -> PointSet:
+    """The sweep entries ``sl`` of a point set."""
+    return PointSet(*(getattr(ps, f.name)[sl] for f in fields(PointSet)))
+
+
+def warm_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, chunk: int, meter,
+              dim: str) -> PointSet:
+    """Second pass: every entry starts from the points found at its neighbours along the sweep dim ``dim``."""
+    axis = batch.dims.index(dim)
+    shape = batch.shape
+    P, d = points.size, points.x.shape[-1]
+    x = points.x.reshape(*shape, P, d)
+    m = points.mask.reshape(*shape, P)
+    n = shape[axis]
+    idx = torch.arange(n)
+    extra_x, extra_m = [], []
+    for shift in (1, -1):
+        src = (idx - shift).clamp(0, n - 1)
+        ok = ((idx - shift) >= 0) & ((idx - shift) < n)
+        xs = x.index_select(axis, src)
+        ms = m.index_select(axis, src) & ok.view(*([1] * axis), n, *([1] * (len(shape) - axis)))
+        extra_x.append(xs.reshape(batch.size, P, d))
+        extra_m.append(ms.reshape(batch.size, P))
+    sx = torch.cat(extra_x, 1).nan_to_num(0.0)
+    sm = torch.cat(extra_m, 1)
+    sets = []
+    for sl, p in batch.chunks(chunk):
+        sets.append(find(batch.system, p, sx[sl], sm[sl], typical[sl], st, box))
+        meter.update()
+    return merge(points, concat(sets), st, box)
 
 
 #: the ghost diagnostics of :class:`Diagnosis` taken from the passage test (NaN where not a slow point)
@@ -175,9 +256,10 @@ class Diagnosis:
     sign_change: Tensor
 
 
-def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, *, neutral_tol: float,
-             passage_factor: float, passage_steps: int, linger_min: float) -> Diagnosis:
-    """Classify every point; run the passage test on the slow points; order points fixed, ghost, slow."""
+def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, box: Box) -> Diagnosis:
+    """Classify every point; run the passage test on the slow points; order points fixed, ghost, slow (options
+    ``neutral_tol``, ``passage_factor``, ``passage_steps``, ``linger_min`` of ``st``)."""
+    neutral_tol = st.neutral_tol
     B, P, d = ps.x.shape
     flat = ps.mask.reshape(-1).nonzero().squeeze(-1)
     own = torch.arange(B, device=ps.x.device).repeat_interleave(P)
@@ -201,13 +283,13 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, *, neu
         code[flat] = torch.where(is_root, fc.classify(ev, system.kind, neutral_tol), fc.CODE["slow_point"])
         slow = flat[~is_root]
         if slow.numel():
-            rho_max = 0.5 * (st.width / 2).min()
+            rho_max = 0.5 * (box.width / 2).min()
             pas = passage(system, ps.x.reshape(-1, d)[slow], take(p, own[slow]), rho_max=rho_max,
-                          factor=passage_factor, n_steps=passage_steps, max_map_steps=20000)
+                          factor=st.passage_factor, n_steps=st.passage_steps, max_map_steps=20000)
             for k in diag:
                 diag[k][slow] = getattr(pas, k)
             sign[slow] = pas.sign_change
-            ghost = pas.passes & pas.sign_change & (pas.linger >= linger_min)
+            ghost = pas.passes & pas.sign_change & (pas.linger >= st.linger_min)
             code[slow] = torch.where(ghost, fc.CODE["ghost"], fc.CODE["slow_point"])
     # order: fixed points, then ghosts, then slow points; each by their first coordinate
     x0 = ps.x.reshape(-1, d)[:, 0].nan_to_num(0.0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from dynlearn import outcome as oc
+from dynlearn.params import Settings
 from dynlearn.stepper import iterate, rk4_step
 
 from .solver import take
@@ -63,20 +64,22 @@ def map_path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, limit: T
     return _path(system, x0, p, n_steps, lambda x: system.rhs(x, p), torch.isfinite(x0).all(-1), limit, center)
 
 
-def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tensor, hi: Tensor,
-                    trajectory_fraction: float, trajectory_steps: int, noise: float,
+def starting_states(system, p: Mapping[str, Tensor], st: Settings, box, *,
                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Starting states ``(B, S, d)`` for ``B`` parameter sets ``p`` ``(B, *event)``, and the typical speed ``(B,)``
     (median ``|g|`` over 256 uniform samples of the box: the scale a slow point is compared with).
 
-    Flows are integrated for ``5`` typical time scales (box half-width / typical speed), maps iterated
-    ``trajectory_steps`` times; a trajectory state is taken at a random step where it is still inside the box
-    (a uniform state otherwise).
+    ``S`` is the option ``n_starts``; a ``trajectory_fraction`` of them are taken along trajectories: flows are
+    integrated for ``5`` typical time scales (box half-width / typical speed), maps iterated ``trajectory_steps``
+    times; a trajectory state is taken at a random step where it is still inside the box (a uniform state
+    otherwise), plus Gaussian ``noise`` (box widths).
     """
+    n_starts, noise = st.n_starts, st.noise
+    lo, hi = box.lo, box.hi
     B = next(iter(p.values())).shape[0] if p else 1
     d = lo.numel()
     dtype = lo.dtype
-    n_traj = int(round(n_starts * trajectory_fraction))
+    n_traj = int(round(n_starts * st.trajectory_fraction))
     n_unif = n_starts - n_traj
     width = hi - lo
     u = lo + width * torch.rand(B, n_starts, d, generator=generator, dtype=dtype)
@@ -95,9 +98,9 @@ def starting_states(system, p: Mapping[str, Tensor], n_starts: int, *, lo: Tenso
     if system.kind == "flow":
         tscale = (width.min() / 2) / typical.clamp(min=1e-300)
         horizon = (5 * tscale).clamp(max=1e12).repeat_interleave(n_traj)
-        xs, _, ins = rk4_path(system, x0, ptr, horizon, trajectory_steps, limit=width / 2, center=center)
+        xs, _, ins = rk4_path(system, x0, ptr, horizon, st.trajectory_steps, limit=width / 2, center=center)
     else:
-        xs, ins = map_path(system, x0, ptr, trajectory_steps, limit=width / 2, center=center)
+        xs, ins = map_path(system, x0, ptr, st.trajectory_steps, limit=width / 2, center=center)
     keys = torch.rand(ins.shape, generator=generator, dtype=dtype)
     keys = torch.where(ins, keys, torch.full_like(keys, -1.0))
     pick = keys.argmax(0)
@@ -172,6 +175,28 @@ def _exit_time(xs: Tensor, vs: Tensor, ins: Tensor, center: Tensor, rho: Tensor)
     return s, left
 
 
+def _map_exit(system, x0: Tensor, p: Mapping[str, Tensor], center: Tensor, rho: Tensor,
+              steps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Iterate a map from ``x0`` ``(K, d)`` with the core stepper (:func:`dynlearn.stepper.iterate`) until each
+    orbit leaves the ball ``|y - center| <= rho`` (or turns non-finite), at most ``steps`` iterations.
+
+    Returns whether it left, the iteration at which it did (``steps`` when it did not) and its last state
+    inside. Iterated in segments of up to 64 steps, stopping once every orbit has left.
+    """
+    region = lambda y: (y - center).norm(dim=-1) <= rho  # noqa: E731
+    code = torch.full(x0.shape[:1], oc.OK, dtype=torch.int8, device=x0.device)
+    when = torch.full(x0.shape[:1], steps, dtype=torch.int64, device=x0.device)
+    y, done = x0, 0
+    while done < steps:
+        n = min(max(8, done), 64, steps - done)
+        out = iterate(system, y, p, n, max_norm=torch.finfo(x0.dtype).max, region=region, code=code)
+        when = torch.where((code == oc.OK) & (out.outcome != oc.OK), done + out.escape, when)
+        y, code, done = out.final, out.outcome, done + n
+        if not bool((code == oc.OK).any()):
+            break
+    return code != oc.OK, when.to(x0.dtype), y
+
+
 def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, factor: float, n_steps: int,
             max_map_steps: int) -> Passage:
     """Passage test and normal-form diagnostics for candidate ghosts ``x`` ``(K, d)``.
@@ -208,21 +233,9 @@ def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, fact
         est = torch.where(shaped, t_ball, 20 * rho / r.clamp(min=torch.finfo(x.dtype).tiny))
         steps = int(min(max_map_steps, max(10, float((3 * est).nan_to_num(max_map_steps).max()) + 10)))
         entry_pt = x - rho.unsqueeze(-1) * v
-        y = entry_pt
-        inside = torch.ones(K, dtype=torch.bool, device=x.device)
-        count = torch.zeros(K, dtype=x.dtype, device=x.device)
-        exit_pt = entry_pt.clone()
-        for _ in range(steps):
-            y = system.rhs(y, p)
-            now_in = ((y - x).norm(dim=-1) <= rho) & torch.isfinite(y).all(-1)
-            leaving = inside & ~now_in
-            exit_pt = torch.where(leaving.unsqueeze(-1), y, exit_pt)
-            count = count + inside.to(x.dtype)
-            inside = inside & now_in
-            if not bool(inside.any()):
-                break
-        passes = ~inside & torch.isfinite(exit_pt).all(-1)
-        t_meas = count
+        left, t_meas, last = _map_exit(system, entry_pt, p, x, rho, steps)
+        exit_pt = torch.where(left.unsqueeze(-1), system.rhs(last, p), entry_pt)  # the first iterate outside
+        passes = left & torch.isfinite(exit_pt).all(-1)
     g_in = system.residual(entry_pt, p).norm(dim=-1)
     g_out = system.residual(exit_pt, p).norm(dim=-1)
     linger = t_meas * torch.maximum(g_in, g_out) / (2 * rho)
