@@ -1,11 +1,15 @@
 """Command-line interface: ``dynlearn list | run | show | analyze | browse | verify | reproduce``.
 
-Results go to stdout (``--format json`` where it applies); logs and progress bars to stderr. Every error dynlearn
-raises on purpose is printed as one line ``error: ...`` and exits with status 2.
+Results go to stdout (``--format json`` where it applies), and nothing else: while a command works, whatever
+it or a library it calls prints is sent to stderr (:func:`_results_only`), with progress bars, logs and warnings.
+A command that writes files ends with one stderr line ``wrote ...`` saying what it wrote where. Every error
+dynlearn raises on purpose is printed as one line ``error: ...`` and exits with status 2.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sys
 import warnings
@@ -37,13 +41,46 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
-def _progress(show: bool) -> None:
+def _progress(show: Optional[bool]) -> None:
     from .progress import set_progress
 
     set_progress(show)
 
 
+def _progress_option(help: str = "progress bars on stderr (default: when stderr is a terminal)"):
+    return typer.Option(None, "--progress/--no-progress", help=help, show_default=False)
+
+
+#: the stdout of the running command, where its results go (stack: commands run inside tests' runners)
+_STDOUT: list = []
+
+
+def _results_only(command):
+    """Run ``command`` with ``sys.stdout`` sent to stderr, so that only :func:`_result` writes reach stdout.
+
+    Page writers, plotting libraries and other third-party code print progress and notes on stdout; under
+    ``--format json`` that would make the output invalid.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        _STDOUT.append(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return command(*args, **kwargs)
+        finally:
+            _STDOUT.pop()
+
+    return wrapper
+
+
+def _result(text: str) -> None:
+    """Write a command's result (a table, JSON) to its stdout."""
+    typer.echo(text, file=_STDOUT[-1] if _STDOUT else sys.stdout)
+
+
 @app.command("list")
+@_results_only
 def list_cmd(
     kind: Optional[str] = typer.Option(None, help="systems | analyzers | datasets | reproductions"),
     fmt: str = typer.Option("text", "--format", help="text or json"),
@@ -58,27 +95,28 @@ def list_cmd(
         except USER_ERRORS as exc:
             _fail(exc)
     if fmt == "json":
-        typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        _result(json.dumps([i.to_dict() for i in infos], indent=2))
         return
     current = None
     for i in infos:
         if i.kind != current:
             current = i.kind
-            typer.echo(f"{i.kind}:")
+            _result(f"{i.kind}:")
         if i.ok:
-            typer.echo(f"  {i.name:<24} {i.description}")
+            _result(f"  {i.name:<24} {i.description}")
         else:
-            typer.echo(f"  {i.name:<24} BROKEN ({i.source}): {i.error}")
+            _result(f"  {i.name:<24} BROKEN ({i.source}): {i.error}")
 
 
 @app.command()
+@_results_only
 def run(
     experiment: Path = typer.Argument(..., help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
     overwrite: bool = typer.Option(False, help="replace a store holding a different experiment"),
     workers: int = typer.Option(1, help="train seed shards on this many dask.distributed worker processes"),
     repair: bool = typer.Option(False, help="recompute the damaged chunks of the store's run (see dynlearn verify)"),
-    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+    progress: Optional[bool] = _progress_option(),
 ) -> None:
     """Train the experiment (seeds x hyper-parameters as one batch) into a zarr store; resumes if interrupted."""
     from .config import load_experiment
@@ -101,10 +139,12 @@ def run(
     except USER_ERRORS as exc:
         _fail(exc)
     note = f" (resumed at epoch {res.resumed_from})" if res.resumed_from else ""
-    typer.echo(f"wrote {path}: {res.epochs_run} epochs in {res.seconds_total:.1f} s{note}", err=True)
+    groups = "".join(f", /{a.get('group', a['name'])}" for a in exp.config.get("analyze", []))
+    typer.echo(f"wrote {path}: {res.epochs_run} epochs in {res.seconds_total:.1f} s{note}{groups}", err=True)
 
 
 @app.command()
+@_results_only
 def show(
     store: Path = typer.Argument(..., help="result store"),
     fmt: str = typer.Option("text", "--format", help="text or json"),
@@ -116,19 +156,22 @@ def show(
         info = summarize(store)
     except USER_ERRORS as exc:
         _fail(exc)
-    typer.echo(json.dumps(info, indent=2) if fmt == "json" else summary_text(info))
+    _result(json.dumps(info, indent=2) if fmt == "json" else summary_text(info))
 
 
 @app.command()
+@_results_only
 def analyze(
     store: Path = typer.Argument(..., help="result store holding a training run"),
     analyzer: str = typer.Argument(..., help="analyzer name (dynlearn list --kind analyzers)"),
     option: list[str] = typer.Option([], "--set", help="analyzer option key=value (value parsed as JSON)"),
     group: Optional[str] = typer.Option(None, help="group name (default: the analyzer name); letters, digits, _ . -"),
     overwrite: bool = typer.Option(False, help="replace an existing analyzer group of that name (atomically)"),
-    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+    epochs: Optional[str] = typer.Option(None, help="stored epochs to analyse (default: all): 'last', '0,500,999', "
+                                                    "'::100' (every 100th), '100:500'"),
+    progress: Optional[bool] = _progress_option(),
 ) -> None:
-    """Run an analyzer on every stored epoch of a run and write its result as a group of the store.
+    """Run an analyzer on the stored epochs of a run (every one, or --epochs) and write its result as a group.
 
     The run's own groups (train, params, state, claims) are never a target."""
     from .api import analyze as _analyze
@@ -144,13 +187,14 @@ def analyze(
         except json.JSONDecodeError:
             opts[k] = v
     try:
-        ds = _analyze(store, analyzer, group=group, overwrite=overwrite, **opts)
+        ds = _analyze(store, analyzer, group=group, overwrite=overwrite, epochs=epochs, **opts)
     except USER_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote /{group or analyzer} to {store}: {dict(ds.sizes)}", err=True)
 
 
 @app.command()
+@_results_only
 def browse(
     store: Path = typer.Argument(..., help="result store"),
     html: Optional[Path] = typer.Option(None, help="write a standalone HTML page (JS inlined, no network)"),
@@ -158,7 +202,8 @@ def browse(
     serve: bool = typer.Option(False, help="serve the page live instead"),
     port: int = typer.Option(5006, help="port for --serve"),
     host: str = typer.Option("127.0.0.1", help="address --serve listens on (0.0.0.0: every interface)"),
-    progress: bool = typer.Option(True, help="show the page's progress (one step per view) on stderr"),
+    progress: Optional[bool] = _progress_option("the page's progress (one step per view) on stderr (default: when "
+                                                "stderr is a terminal)"),
 ) -> None:
     """Browse a store: figures of the run, the reproduction and every analyzer, with sliders over sweep dims."""
     from .views import serve as _serve
@@ -178,6 +223,7 @@ def browse(
 
 
 @app.command()
+@_results_only
 def verify(
     store: Path = typer.Argument(..., help="result store"),
     fmt: str = typer.Option("text", "--format", help="text or json"),
@@ -190,19 +236,20 @@ def verify(
         report = _verify(store)
     except USER_ERRORS as exc:
         _fail(exc)
-    typer.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.text())
+    _result(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.text())
     if not report.ok:
         raise typer.Exit(1)
 
 
 @app.command()
+@_results_only
 def reproduce(
     name: str = typer.Argument(..., help="reproduction name (dynlearn list --kind reproductions)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="result store (default dynlearn-results/<name>.zarr)"),
     quick: bool = typer.Option(False, help="reduced version (what the test-suite checks)"),
     overwrite: bool = typer.Option(False, help="start again instead of resuming"),
     html: Optional[Path] = typer.Option(None, help="also write the browse page here"),
-    progress: bool = typer.Option(True, help="show progress bars on stderr"),
+    progress: Optional[bool] = _progress_option(),
     fmt: str = typer.Option("text", "--format", help="text or json (the claims table)"),
 ) -> None:
     """Reproduce a paper's claims: runs, stores every number, prints the claims table (exit 1 if one fails)."""
@@ -225,10 +272,14 @@ def reproduce(
         _fail(exc)
     claims = tree["claims"].to_dataset()
     if fmt == "json":
-        typer.echo(json.dumps([{k: _py(claims[k].values[i]) for k in claims.variables} for i in range(claims.sizes["claim"])], indent=2))
+        _result(json.dumps([{k: _py(claims[k].values[i]) for k in claims.variables}
+                            for i in range(claims.sizes["claim"])], indent=2))
     else:
-        typer.echo(claims_text(claims))
-    if not bool(claims["passed"].all()):
+        _result(claims_text(claims))
+    passed = int(claims["passed"].sum())
+    page = f" and the page {html}" if html is not None else ""
+    typer.echo(f"wrote {path}{page}: {passed}/{claims.sizes['claim']} claims reproduced", err=True)
+    if passed < claims.sizes["claim"]:
         raise typer.Exit(1)
 
 

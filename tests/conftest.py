@@ -111,6 +111,29 @@ def _no_progress():
     dynlearn.set_progress(None)
 
 
+_EXAMPLE_TIMES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def record_example_time(request):
+    """``record_example_time(name, seconds)``: the run time of a documented example, listed at the end of the run
+    (section "documented examples: run time"; tests/test_doc_examples.py, tests/test_cli_output.py)."""
+    times = request.config.stash.setdefault(_EXAMPLE_TIMES, [])
+
+    def record(name: str, seconds: float) -> None:
+        times.append((name, seconds))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    times = config.stash.get(_EXAMPLE_TIMES, [])
+    if times:
+        terminalreporter.section("documented examples: run time")
+        for name, seconds in times:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+
+
 def pytest_configure(config):
     global SEED
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
