@@ -21,8 +21,8 @@ mu     polished max / median  psi's own max / median points polished
 =====  =====================  =====================  ================
 
 (percent of the minor semi-axis, max and median over the 5 seeds; per seed, psi's own at mu = 1.5: 1.42, 2.59,
-1.02, 1.11, 1.60%). psi's own zero set misses the 2% bound on seed 1 (and came to 1.8% on an AVX-512 CPU at seed
-0); the polished points are 200x below it on every seed, at the half-width of the final bracket
+1.02, 1.11, 1.60%). psi's own zero set misses the 2% bound on seed 1 (and at seed 0 on an Intel AVX-512 CPU:
+2.25%); the polished points are 200x below it on every seed, at the half-width of the final bracket
 (``polish_tolerance``: 2^-12 of the 0.6-long segment, 7.3e-5 = 0.0042% / 0.0090% of the minor semi-axis).
 
 Usage::
