@@ -9,8 +9,8 @@ session fixture ``seed_offset`` (the same integer), so the suite can be run unde
 Markers. ``numerics`` marks the tests whose claims come from stochastic or chaotic computation (trained
 networks, chaotic maps, training runs over thousands of epochs), the ones to rerun under other rounding paths
 (``MKL_CBWR=COMPATIBLE``, ``ATEN_CPU_CAPABILITY=default``) and seeds; ``.ci/run`` runs them again under
-``MKL_CBWR=COMPATIBLE``. Since ``-m numerics`` replaces the default ``-m 'not slow and not benchmark'``, a test
-may not be both ``numerics`` and ``slow``/``benchmark`` (collection fails).
+``MKL_CBWR=COMPATIBLE``. Since ``-m numerics`` replaces the default ``-m 'not slow and not benchmark and not
+browser'``, a test may not be both ``numerics`` and one of those (collection fails).
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    off = ("slow", "benchmark", "browser")          # deselected by default (pyproject addopts)
     both = [item.nodeid for item in items if item.get_closest_marker("numerics")
-            and (item.get_closest_marker("slow") or item.get_closest_marker("benchmark"))]
+            and any(item.get_closest_marker(m) for m in off)]
     if both:
-        raise pytest.UsageError(f"tests marked numerics and slow/benchmark (-m numerics would run them): {both}")
+        raise pytest.UsageError(f"tests marked numerics and {'/'.join(off)} (-m numerics would run them): {both}")
