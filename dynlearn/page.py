@@ -32,6 +32,17 @@ td.fail { color: #b2182b; font-weight: bold; }
 def page_title(name: str | None, store: str | Path) -> str:
     """The page's title: ``dynlearn — NAME`` (the experiment's name, else the store's stem).
 
+    Parameters
+    ----------
+    name : str or None
+        The experiment's name (``config.name`` of the store's root attrs).
+    store : str or Path
+        The store's path.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> page_title(None, "runs/sn.zarr")

@@ -135,7 +135,20 @@ class CurveSweep:
         return tuple(self.y.shape[: len(self.dims)])
 
     def frame(self, index: tuple[int, ...], x: np.ndarray | None = None, y: np.ndarray | None = None):
-        """The holoviews overlay of the curves at grid position ``index`` (of ``x, y`` when given)."""
+        """The holoviews overlay of the curves at one grid position.
+
+        Parameters
+        ----------
+        index : tuple of int
+            Position along each swept dim.
+        x, y : numpy.ndarray, optional
+            Data to draw instead of ``self.x`` / ``self.y`` (same layout; the page passes decimated data).
+
+        Returns
+        -------
+        holoviews.Overlay
+            One curve per series.
+        """
         import holoviews as hv
         import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
 
@@ -147,7 +160,13 @@ class CurveSweep:
                                        **self.opts)
 
     def holomap(self):
-        """All frames as a holoviews HoloMap (for notebooks; the page does not build it)."""
+        """All frames as a holoviews HoloMap, for a notebook (the page never builds it: see :meth:`render`).
+
+        Returns
+        -------
+        holoviews.HoloMap or holoviews.Overlay
+            A HoloMap over the swept dims, or the single overlay when there are none.
+        """
         import holoviews as hv
 
         if not self.dims:

@@ -111,7 +111,8 @@ def claims_view(ds: xr.Dataset):
 
     cols = {
         "": np.where(ds["passed"].values, "PASS", "FAIL"), "claim": ds["claim"].values,
-        "expected": [f"{v:.6g}" for v in ds["expected"].values], "measured": [f"{v:.6g}" for v in ds["measured"].values],
+        "expected": [f"{v:.6g}" for v in ds["expected"].values],
+        "measured": [f"{v:.6g}" for v in ds["measured"].values],
         "criterion": ds["tolerance"].values, "statement": ds["description"].values,
     }
     return claims_table([{k: str(v[i]) for k, v in cols.items()} for i in range(ds.sizes["claim"])])
@@ -168,7 +169,18 @@ def page(tree: xr.DataTree, title: str = "dynlearn", meter: Any = None):
 
 
 def store_title(store: str | os.PathLike) -> str:
-    """The title of ``store``'s page, the same for the HTML file and ``--serve``."""
+    """The title of ``store``'s page, the same for the HTML file and ``--serve``.
+
+    Parameters
+    ----------
+    store : str or os.PathLike
+        The store's path.
+
+    Returns
+    -------
+    str
+        ``dynlearn — NAME`` (:func:`dynlearn.page.page_title`).
+    """
     from .page import page_title
     from .store import root_attrs
 
