@@ -12,10 +12,10 @@ import dynlearn
 from dynlearn import outcome as oc
 from dynlearn.params import Param
 from dynlearn.system import MapSystem
-from dynlearn_builtins.analyzers._basins_attractors import TailAccumulator, identify, tail_periods
-from dynlearn_builtins.analyzers._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
+from dynlearn_builtins.analyzers.basins.attractors import TailAccumulator, identify, tail_periods
+from dynlearn_builtins.analyzers.basins.boundary import bisect, grid_pairs, knn_pairs, select_pairs
 from dynlearn.stepper import GenericStepper, evolve, make_stepper
-from dynlearn_builtins.analyzers._basins_table import lyapunov, wilson
+from dynlearn_builtins.analyzers.basins.table import lyapunov, wilson
 
 
 class Doubling(MapSystem):

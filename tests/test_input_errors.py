@@ -97,7 +97,7 @@ def test_system_config_holds_a_single_given_value_and_summarises_long_dims():
 
 
 def test_basins_views_rebuild_the_system_from_a_swept_config():
-    from dynlearn_builtins.analyzers._basins_views import _system
+    from dynlearn_builtins.analyzers.basins.views import _system
 
     attrs = {"system_config": json.dumps({"name": "two_factor", "sweep": {"parameters": {"mu": ["mu"]},
                                                                           "dims": {"mu": [0.5]}}})}

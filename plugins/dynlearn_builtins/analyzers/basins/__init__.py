@@ -56,10 +56,10 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
-from ._basins_attractors import TailAccumulator, identify
-from ._basins_boundary import bisect, grid_pairs, knn_pairs, select_pairs
+from .attractors import TailAccumulator, identify
+from .boundary import bisect, grid_pairs, knn_pairs, select_pairs
 from dynlearn.stepper import default_chunk, evolve
-from ._basins_table import describe, lyapunov, stability
+from .table import describe, lyapunov, stability
 
 __all__ = ["Basins"]
 
@@ -322,7 +322,7 @@ class Basins(Analyzer):
 
     # -- output ---------------------------------------------------------------------------------------------------
     def _assemble(self, ctx, shape, X: np.ndarray, parts: list[list[dict]]) -> xr.Dataset:
-        from ._basins_output import assemble
+        from .output import assemble
 
         rows = [r for part in parts for r in part]
         return assemble(self, ctx, shape, X, rows)
@@ -330,7 +330,7 @@ class Basins(Analyzer):
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """``basins``: basin image (grids; a middle slice in 3-D) with boundary points and declared manifolds;
         ``fractions``: basin fractions with their Wilson intervals."""
-        from ._basins_views import views
+        from .views import views
 
         return views(result)
 

@@ -7,7 +7,7 @@ import xarray as xr
 
 from dynlearn import outcome as oc
 
-from ._basins_table import wilson
+from .table import wilson
 
 __all__ = ["assemble", "state_dims"]
 

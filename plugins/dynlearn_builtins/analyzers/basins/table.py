@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from ._basins_attractors import Found
+from .attractors import Found
 from dynlearn.stepper import GenericStepper
 
 __all__ = ["wilson", "describe", "lyapunov", "stability"]
