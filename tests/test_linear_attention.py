@@ -112,7 +112,7 @@ def test_dynamics_dataset_gives_mu_per_network(run):
 
 def test_analyzers_run_on_a_training_run_unchanged(run):
     la, lrs, path = run
-    orb = Orbits(n_states=3, transient=200, steps=200)
+    orb = Orbits(n_samples=3, transient=200, steps=200)
     on_run = orb.run(path)
     assert on_run["orbit"].dims == ("seed", "lr", "sample")
     direct = orb.run("two_factor", dynlearn.grid(mu=[0.4, 1.1]))
@@ -167,7 +167,7 @@ def test_bad_options(kwargs, match):
 
 def test_transverse_analysis_of_a_run_is_written_to_its_store(run):
     la, lrs, path = run
-    res = dynlearn.analyze(path, "transverse", manifold="ellipse", n_states=2, transient=5, steps=64)
+    res = dynlearn.analyze(path, "transverse", manifold="ellipse", n_samples=2, transient=5, steps=64)
     assert res["transverse_exponent"].dims == ("seed", "lr", "sample", "normal")
     back = dynlearn.open_store(path)["transverse"].to_dataset()
     repelling = STABILITY_NAMES.index("repelling")

@@ -11,11 +11,11 @@ import xarray as xr
 
 import dynlearn
 from dynlearn import outcome as oc
+from dynlearn.errors import UnknownNameError
 from dynlearn.sweep import flatten, grid
 from dynlearn.testing import analyzer_checks
 from dynlearn_builtins.analyzers.orbits.kernels import (
-    APERIODIC, CHAOTIC, CLASS_NAMES, CONVERGED, DIVERGED, MASKED, MONOTONE, OSCILLATING, PERIODIC, SPIRAL,
-    detect_period,
+    APERIODIC, CHAOTIC, CLASS_NAMES, CONVERGED, MONOTONE, NO_CLASS, OSCILLATING, PERIODIC, SPIRAL, detect_period,
 )
 from dynlearn_builtins.analyzers.orbits import Orbits
 
@@ -48,20 +48,20 @@ class Logistic(dynlearn.MapSystem):
 
 
 # -- conformance ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_states=3, **FAST), "two_factor",
+@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_samples=3, **FAST), "two_factor",
                                                        grid(mu=[0.3, 0.6, 1.2]))), ids=lambda c: c.__name__)
 def test_conformance_map(check):
     check()
 
 
-@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_states=2, transient=30, steps=40, max_period=16),
+@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_samples=2, transient=30, steps=40, max_period=16),
                                                        "hopf", grid(mu=[-0.5, 0.5], omega=[1.0, 2.0]))),
                          ids=lambda c: c.__name__)
 def test_conformance_flow(check):
     check()
 
 
-@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_states=2, refine_dim="mu", refine_tol=0.05, **FAST),
+@pytest.mark.parametrize("check", list(analyzer_checks(Orbits(n_samples=2, refine_dim="mu", refine_tol=0.05, **FAST),
                                                        "two_factor", grid(mu=[0.3, 0.6, 1.2]))),
                          ids=lambda c: c.__name__)
 def test_conformance_with_refinement(check):
@@ -95,7 +95,7 @@ def _measured(out: xr.Dataset, name: str) -> float:
     elif name == "accumulation":
         sel = (cb == PERIODIC) & (out["period_before"].values >= 32) & np.isin(ca, [CHAOTIC, APERIODIC])
     else:
-        sel = ca == DIVERGED
+        sel = out["outcome_after"].values == oc.DIVERGED
     return float(at[sel].min())
 
 
@@ -105,14 +105,16 @@ def test_slice_thresholds_within_001(slice_phase, name):
 
 
 @pytest.mark.parametrize(
-    "mu, cls, period, approach",
-    [(0.3, CONVERGED, 1, MONOTONE), (0.8, CONVERGED, 1, OSCILLATING), (1.1, PERIODIC, 2, 0), (1.25, PERIODIC, 4, 0),
-     (1.295, PERIODIC, 8, 0), (1.9, CHAOTIC, 0, 0), (2.05, DIVERGED, 0, 0)],
+    "mu, outcome, cls, period, approach",
+    [(0.3, oc.OK, CONVERGED, 1, MONOTONE), (0.8, oc.OK, CONVERGED, 1, OSCILLATING), (1.1, oc.OK, PERIODIC, 2, 0),
+     (1.25, oc.OK, PERIODIC, 4, 0), (1.295, oc.OK, PERIODIC, 8, 0), (1.9, oc.OK, CHAOTIC, 0, 0),
+     (2.05, oc.DIVERGED, NO_CLASS, 0, 0)],
     ids=["monotone", "oscillating", "period2", "period4", "period8", "chaos", "diverged"],
 )
-def test_slice_phases(slice_phase, mu, cls, period, approach):
+def test_slice_phases(slice_phase, mu, outcome, cls, period, approach):
     one = slice_phase.sel(mu=mu).isel(sample=0)
-    assert (int(one["orbit"]), int(one["period"]), int(one["approach"])) == (cls, period, approach)
+    got = (int(one["outcome"]), int(one["orbit"]), int(one["period"]), int(one["approach"]))
+    assert got == (outcome, cls, period, approach)
 
 
 def test_slice_is_bounded_up_to_two_and_diverges_beyond(slice_phase):
@@ -128,14 +130,14 @@ def test_slice_converges_to_the_minimum(slice_phase):
 
 
 def test_chebyshev_lyapunov_exponent_is_ln3():
-    out = Orbits(n_states=64, transient=100, steps=2000).run(CubicSlice(), grid(mu=[2.0]))
+    out = Orbits(n_samples=64, transient=100, steps=2000).run(CubicSlice(), grid(mu=[2.0]))
     lam = out["lyapunov"].isel(exponent=0)
     assert (out["orbit"] == CHAOTIC).all()
     assert abs(float(lam.mean()) - math.log(3)) < 0.02
 
 
 def test_two_factor_balanced_manifold_start_and_exponents():
-    out = Orbits(manifold="balanced", n_states=4, **FAST).run("two_factor", grid(mu=[0.3]))
+    out = Orbits(manifold="balanced", n_samples=4, **FAST).run("two_factor", grid(mu=[0.3]))
     x0 = out["initial_state"].values
     assert np.array_equal(x0[..., 0], x0[..., 1])
     # at (1, 1): eigenvalues 1 (along the hyperbola of minima) and 1 - 2 mu
@@ -147,7 +149,7 @@ def test_two_factor_balanced_manifold_start_and_exponents():
 # -- the logistic map: another user map ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def logistic():
-    orb = Orbits(n_states=4, transient=1500, steps=200, refine_dim="r", refine_tol=1e-3)
+    orb = Orbits(n_samples=4, transient=1500, steps=200, refine_dim="r", refine_tol=1e-3)
     return orb.run(Logistic(), grid(r=[2.5, 2.9, 3.2, 3.5, 4.0]))
 
 
@@ -168,14 +170,14 @@ def test_logistic_fixed_point_and_chaos(logistic):
 
 
 def test_logistic_lyapunov_exponent_at_4_is_ln2():
-    out = Orbits(n_states=64, transient=50, steps=500).run(Logistic(), grid(r=[4.0]))
+    out = Orbits(n_samples=64, transient=50, steps=500).run(Logistic(), grid(r=[4.0]))
     assert abs(float(out["lyapunov"].mean()) - math.log(2)) < 0.02
 
 
 # -- flows through the stroboscopic map ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hopf():
-    return Orbits(n_states=3, seed=1).run("hopf", grid(mu=[-0.5, 0.5], omega=[1.0, 2.0]))
+    return Orbits(n_samples=3, seed=1).run("hopf", grid(mu=[-0.5, 0.5], omega=[1.0, 2.0]))
 
 
 def test_hopf_limit_cycle_period_and_exponents(hopf):
@@ -214,11 +216,13 @@ def test_masked_parameters_give_masked_orbits():
     params = xr.Dataset({"mu": ("seed", [0.4, np.nan, 1.1])}, coords={"seed": [0, 1, 2]})
     system = dynlearn.get_system("two_factor")()
     batch = flatten(system, params, on_nan="mask")
-    out = Orbits(n_states=2, **FAST).analyze(batch, upstream={}, show_progress=False)
-    assert out["orbit"].sel(seed=1).values.tolist() == [MASKED, MASKED]
+    out = Orbits(n_samples=2, **FAST).analyze(batch, upstream={}, show_progress=False)
+    assert out["outcome"].sel(seed=1).values.tolist() == [oc.MASKED, oc.MASKED]
+    assert out["orbit"].sel(seed=1).values.tolist() == [NO_CLASS, NO_CLASS]
     assert np.isnan(out["lyapunov"].sel(seed=1).values).all()
-    assert float(out["class_fraction"].sel(seed=1, orbit_class="masked")) == 1.0
+    assert float(out["class_fraction"].sel(seed=1, orbit_class="none")) == 1.0
     assert out["orbit"].sel(seed=0).values.tolist() == [CONVERGED, CONVERGED]
+    assert out["outcome"].sel(seed=0).values.tolist() == [oc.OK, oc.OK]
 
 
 def test_nan_parameters_from_a_grid_raise():
@@ -230,7 +234,7 @@ def test_diverged_orbits_are_frozen_and_labeled():
     out = Orbits(states=[[0.1, 0.1], [5.0, -5.0]], **FAST).run("two_factor", grid(mu=[0.5]))
     assert oc.labels(out["outcome"].values.ravel()).tolist() == ["ok", "diverged"]
     assert np.isfinite(out["final_state"].values).all()
-    assert out["orbit"].values.ravel().tolist() == [CONVERGED, DIVERGED]
+    assert out["orbit"].values.ravel().tolist() == [CONVERGED, NO_CLASS]
 
 
 @pytest.mark.parametrize(
@@ -239,19 +243,44 @@ def test_diverged_orbits_are_frozen_and_labeled():
      ({"states": [[0.1, np.nan]]}, dynlearn.ParameterError, "NaN"),
      ({"manifold": "torus"}, dynlearn.ParameterError, "no manifold 'torus'"),
      ({"steps": 10}, dynlearn.ParameterError, "steps"),
-     ({"tol": -1.0}, dynlearn.ParameterError, "tol"),
-     ({"n_states": 0}, dynlearn.ParameterError, "n_states"),
+     ({"period_tol": -1.0}, dynlearn.ParameterError, "period_tol"),
+     ({"n_samples": 0}, dynlearn.ParameterError, "n_samples"),
      ({"refine_dim": "lr"}, dynlearn.ParameterError, "refine_dim 'lr'"),
-     ({"chunk": 0}, dynlearn.ParameterError, "chunk"),
+     ({"chunk_size": 0}, dynlearn.ParameterError, "chunk_size"),
      ({"seed": -1}, dynlearn.ParameterError, "seed"),
      ({"n_exponents": 0}, dynlearn.ParameterError, "n_exponents"),
      ({"refine_dim": "mu", "refine_tol": 0.0}, dynlearn.ParameterError, "refine_tol")],
-    ids=["states-dim", "states-nan", "manifold", "steps", "tol", "n_states", "refine_dim", "chunk", "seed",
-         "n_exponents", "refine_tol"],
+    ids=["states-dim", "states-nan", "manifold", "steps", "period_tol", "n_samples", "refine_dim", "chunk_size",
+         "seed", "n_exponents", "refine_tol"],
 )
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
         Orbits(**{**FAST, **kwargs}).run("two_factor", grid(mu=[0.5]))
+
+
+@pytest.mark.parametrize("old, new", [("n_states", "n_samples"), ("chunk", "chunk_size"), ("tol", "period_tol"),
+                                      ("lyap_tol", "lyapunov_tol"), ("record", "tail"), ("flow_step", "dt")])
+def test_renamed_options_are_unknown_and_the_new_name_is_listed(old, new):
+    with pytest.raises(UnknownNameError, match=f"no option '{old}'; its options are: .*\\b{new}\\b"):
+        Orbits(**{old: 1})
+
+
+def test_options_are_declared_and_validated_once():
+    orb = Orbits(n_samples=3, transient=10)
+    assert orb.settings.n_samples == 3 and orb.n_samples == 3 and orb.settings.steps is None
+    assert set(orb.get_params()) == set(Orbits.options) | {"threads"}
+    assert all(p.description for p in Orbits.options.values())
+    with pytest.raises(dynlearn.ParameterError, match="tail"):
+        Orbits(tail=0)
+
+
+def test_outcome_is_the_one_vocabulary(slice_phase):
+    assert slice_phase["outcome"].attrs["flag_meanings"].split() == list(oc.NAMES)
+    assert slice_phase["outcome_after"].attrs["flag_meanings"].split() == list(oc.NAMES)
+    assert CLASS_NAMES == ("converged", "periodic", "chaotic", "aperiodic", "none")
+    failed = slice_phase["outcome"].values != oc.OK
+    assert failed.any() and (slice_phase["orbit"].values[failed] == NO_CLASS).all()
+    assert (slice_phase["orbit"].values[~failed] != NO_CLASS).all()
 
 
 def test_detect_period_exact():
@@ -302,7 +331,7 @@ class Triangular6(dynlearn.MapSystem):
 
 @pytest.mark.parametrize("k", [None, 2], ids=["all-qr", "top2-mgs"])
 def test_exponents_of_a_linear_map(k):
-    out = Orbits(n_states=2, transient=10, steps=400, max_period=4, n_exponents=k).run(Triangular6())
+    out = Orbits(n_samples=2, transient=10, steps=400, max_period=4, n_exponents=k).run(Triangular6())
     expected = np.sort(np.log(np.abs(Triangular6.DIAG)))[::-1][: k or 6]
     assert out.sizes["exponent"] == len(expected)
     assert np.allclose(out["lyapunov"].values, expected, atol=0.02)

@@ -10,16 +10,17 @@ import torch
 from scipy.integrate import quad
 
 import dynlearn
+from dynlearn import outcome as oc
 from dynlearn.sweep import grid
 from dynlearn.testing import analyzer_checks
-from dynlearn_builtins.analyzers.orbits.kernels import PERIODIC
+from dynlearn_builtins.analyzers.orbits.kernels import NO_CLASS, PERIODIC
 from dynlearn_builtins.analyzers.transverse import STABILITY_NAMES, TransverseStability
 
-ATTRACTING, NEUTRAL, REPELLING, MIXED, DIVERGED, UNDEFINED = (STABILITY_NAMES.index(n) for n in (
-    "attracting", "neutral", "repelling", "mixed", "diverged", "undefined"))
+ATTRACTING, NEUTRAL, REPELLING, MIXED, NONE = (STABILITY_NAMES.index(n) for n in (
+    "attracting", "neutral", "repelling", "mixed", "none"))
 
 
-@pytest.mark.parametrize("check", list(analyzer_checks(TransverseStability(n_states=3, transient=20, steps=100),
+@pytest.mark.parametrize("check", list(analyzer_checks(TransverseStability(n_samples=3, transient=20, steps=100),
                                                        "two_factor", grid(mu=[0.3, 0.6, 1.2]))),
                          ids=lambda c: c.__name__)
 def test_conformance_all_declared_manifolds(check):
@@ -46,7 +47,7 @@ ELLIPSE_MUS = [0.2, 1.0, 1.5, 1.9]
 
 @pytest.fixture(scope="module")
 def ellipse():
-    return TransverseStability(manifold="ellipse", n_states=32, transient=50, steps=1500).run(
+    return TransverseStability(manifold="ellipse", n_samples=32, transient=50, steps=1500).run(
         "two_factor", grid(mu=ELLIPSE_MUS + [2.5]))
 
 
@@ -78,8 +79,12 @@ def test_ellipse_orbits_stay_on_the_ellipse(ellipse):
 
 def test_ellipse_undefined_beyond_mu_2(ellipse):
     out = ellipse.sel(mu=2.5)
-    assert int(out["manifold_stability"]) == UNDEFINED
-    assert (out["stability"] == UNDEFINED).all() and np.isnan(out["transverse_exponent"].values).all()
+    assert int(out["manifold_outcome"]) == oc.INVALID_PARAMETERS and int(out["manifold_stability"]) == NONE
+    assert (out["outcome"] == oc.INVALID_PARAMETERS).all() and (out["stability"] == NONE).all()
+    assert (out["orbit"] == NO_CLASS).all() and np.isnan(out["transverse_exponent"].values).all()
+    defined = ellipse.sel(mu=ELLIPSE_MUS)
+    assert (defined["manifold_outcome"] == oc.OK).all() and (defined["outcome"] == oc.OK).all()
+    assert ellipse["manifold_outcome"].attrs["flag_meanings"].split() == list(oc.NAMES)
 
 
 # -- the hyperbola of minima: fixed points with normal eigenvalue 1 - mu (a^2 + b^2) ------------------------------
@@ -156,12 +161,34 @@ def test_user_manifold_on_a_flow():
 @pytest.mark.parametrize(
     "system, kwargs, match",
     [("hopf", {}, "declares no invariant manifold"), ("two_factor", {"manifold": "torus"}, "no manifold 'torus'"),
-     ("two_factor", {"tol": -1.0}, "tol"), ("two_factor", {"steps": 5}, "steps")],
-    ids=["none-declared", "unknown", "tol", "steps"],
+     ("two_factor", {"neutral_tol": -1.0}, "neutral_tol"), ("two_factor", {"steps": 5}, "steps"),
+     ("two_factor", {"chunk_size": 0}, "chunk_size")],
+    ids=["none-declared", "unknown", "neutral_tol", "steps", "chunk_size"],
 )
 def test_bad_input(system, kwargs, match):
     with pytest.raises(dynlearn.ParameterError, match=match):
         TransverseStability(**{"transient": 5, "steps": 80, **kwargs}).run(system)
+
+
+def test_diverged_and_masked_orbits_are_outcomes_not_stabilities():
+    import xarray as xr
+
+    from dynlearn.sweep import flatten
+
+    out = TransverseStability(manifold="balanced", states=[[0.1, 0.1], [3.0, 3.0]], transient=20, steps=100).run(
+        "two_factor", grid(mu=[1.1]))
+    assert out["outcome"].isel(mu=0).values.tolist() == [oc.OK, oc.DIVERGED]
+    assert out["stability"].isel(mu=0).values.tolist() == [ATTRACTING, NONE]
+    assert out["orbit"].isel(mu=0).values.tolist() == [PERIODIC, NO_CLASS]
+    assert int(out["manifold_outcome"].isel(mu=0)) == oc.OK
+    assert int(out["manifold_stability"].isel(mu=0)) == ATTRACTING
+    params = xr.Dataset({"mu": ("seed", [1.1, np.nan])}, coords={"seed": [0, 1]})
+    batch = flatten(dynlearn.get_system("two_factor")(), params, on_nan="mask")
+    out = TransverseStability(manifold="balanced", n_samples=2, transient=20, steps=100).analyze(
+        batch, upstream={}, show_progress=False)
+    assert out["outcome"].sel(seed=1).values.tolist() == [oc.MASKED, oc.MASKED]
+    assert int(out["manifold_outcome"].sel(seed=1)) == oc.MASKED
+    assert int(out["manifold_stability"].sel(seed=1)) == NONE and (out["stability"].sel(seed=1) == NONE).all()
 
 
 def test_views_render_with_bokeh(ellipse):

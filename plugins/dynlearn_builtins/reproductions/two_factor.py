@@ -3,7 +3,7 @@
 ``dynlearn reproduce two-factor-phase`` writes
 
 - ``/orbits``: the ``orbits`` analyzer on the balanced slice ``a = b`` from ``z0 = 0.1`` over a ``mu`` sweep
-  (denser through the period-doubling cascade), with every change of class / period / approach bisected
+  (denser through the period-doubling cascade), with every change of outcome / class / period / approach bisected
   along ``mu`` (``transition_*``);
 - ``/chebyshev``: Lyapunov exponents at ``mu = 2`` from many initial states on the slice;
 - ``/catapult``: the 2-D catapult ``mu = 0.8`` from ``(1.6, 0.3)`` (loss, sharpness ``a^2 + b^2``);
@@ -29,12 +29,13 @@ import torch
 import xarray as xr
 from scipy.optimize import brentq
 
+from dynlearn import outcome as oc
 from dynlearn.reproduce import Claim, Reproduction
 from dynlearn.simulate import simulate
 from dynlearn.store import write_group
 from dynlearn.sweep import grid
 
-from ..analyzers.orbits.kernels import APERIODIC, CHAOTIC, DIVERGED, OSCILLATING, PERIODIC
+from ..analyzers.orbits.kernels import APERIODIC, CHAOTIC, OSCILLATING, PERIODIC
 from ..analyzers.orbits import Orbits
 from ..analyzers.transverse import STABILITY_NAMES
 from ..analyzers.transverse import TransverseStability as TransverseAnalyzer
@@ -148,7 +149,7 @@ class PhaseDiagram(Reproduction):
         orb = Orbits(states=[[0.1, 0.1]], refine_dim="mu", **budget)
         phase = orb.run(system, grid(mu=_phase_grid(quick)), show_progress=show_progress)
         write_group(out, "orbits", phase, consolidated=False)
-        cheb = Orbits(manifold="balanced", n_states=64 if quick else 256, transient=100,
+        cheb = Orbits(manifold="balanced", n_samples=64 if quick else 256, transient=100,
                       steps=2000 if quick else 20000).run(system, grid(mu=[2.0]), show_progress=show_progress)
         write_group(out, "chebyshev", cheb, consolidated=False)
         cat = catapult()
@@ -174,7 +175,7 @@ class PhaseDiagram(Reproduction):
         claims.append(Claim("accumulation", "end of the period-doubling cascade (first non-periodic orbit after "
                             "a period >= 32 orbit); expected: Feigenbaum extrapolation of the exact doubling points",
                             accumulation, got, abs(got - accumulation) <= 0.01, "+-0.01"))
-        got = _first(tr, ca == DIVERGED)
+        got = _first(tr, tr["outcome_after"].values == oc.DIVERGED)
         claims.append(Claim("divergence", "bounded up to mu = 2, divergent beyond (first diverged orbit)", 2.0, got,
                             abs(got - 2.0) <= 0.01, "+-0.01"))
         lam = phase["lyapunov"].isel(sample=0, exponent=0)
@@ -290,7 +291,7 @@ class TransverseStability(Reproduction):
         self.create_store(out, {}, overwrite=overwrite)
         system = TwoFactorMap()
         mus = np.array([0.25, 0.5, 1.0, 1.5, 1.75, 1.95]) if quick else np.round(np.arange(0.05, 1.96, 0.05), 6)
-        ell = TransverseAnalyzer(manifold="ellipse", n_states=32 if quick else 64, transient=50,
+        ell = TransverseAnalyzer(manifold="ellipse", n_samples=32 if quick else 64, transient=50,
                                  steps=2000 if quick else 10000).run(system, grid(mu=mus), show_progress=show_progress)
         ref = ellipse_transverse_reference(mus)
         ell["exact_transverse_exponent"] = ("mu", ref, {

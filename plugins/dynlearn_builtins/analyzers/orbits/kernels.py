@@ -7,8 +7,9 @@ orbits or parameter values.
 - :class:`Stepper`: one step of a map, or of the stroboscopic map ``x -> phi_T(x)`` of a flow (``n_sub`` RK4
   steps of size ``h = T / n_sub``), and its Jacobian (the map's ``jacobian``; for a flow autograd through the
   RK4 steps, i.e. the exact Jacobian of the discrete stroboscopic map).
-- :func:`advance`: iterate with the core's divergence rule (:func:`dynlearn.stepper.freeze`: an orbit leaving
-  ``|x|_inf <= max_norm`` or turning NaN is frozen at its last finite state and labeled, the batch goes on).
+- :func:`advance`: iterate with the core's :func:`dynlearn.stepper.iterate` (its divergence rule
+  :func:`~dynlearn.stepper.freeze`: an orbit leaving ``|x|_inf <= max_norm`` or turning NaN is frozen at its last
+  finite state and labeled with a :mod:`dynlearn.outcome` code, the batch goes on).
 - :func:`tangent_run`: iterate with the tangent dynamics ``Q <- J Q`` re-orthonormalised every step (QR);
   Lyapunov exponents ``lambda_i = <ln |R_ii|> / T`` (per iteration for maps, per unit time for flows). For
   ``d = 2`` only one tangent vector is tracked and ``lambda_2 = <ln |det J|> / T - lambda_1``.
@@ -25,13 +26,14 @@ import torch
 from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError
 from dynlearn.progress import Meter
-from dynlearn.stepper import GenericStepper, freeze, step_jacobian
+from dynlearn.stepper import GenericStepper, freeze, iterate, step_jacobian
 
 Tensor = torch.Tensor
 
-#: orbit classes (``orbit`` variable codes)
-CLASS_NAMES = ("converged", "periodic", "chaotic", "aperiodic", "diverged", "nan", "masked")
-CONVERGED, PERIODIC, CHAOTIC, APERIODIC, DIVERGED, NAN, MASKED = range(7)
+#: orbit classes (``orbit`` variable codes): kinds only; an orbit whose outcome is not ``ok`` (diverged, nan,
+#: masked: the ``outcome`` variable, :mod:`dynlearn.outcome`) has the class ``none``
+CLASS_NAMES = ("converged", "periodic", "chaotic", "aperiodic", "none")
+CONVERGED, PERIODIC, CHAOTIC, APERIODIC, NO_CLASS = range(5)
 #: how a converged orbit approaches its fixed point (dominant non-neutral multiplier / eigenvalue)
 APPROACH_NAMES = ("none", "monotone", "oscillating", "spiral")
 NONE, MONOTONE, OSCILLATING, SPIRAL = range(4)
@@ -40,7 +42,8 @@ LOG_FLOOR = math.log(torch.finfo(torch.float64).tiny)  # ln|R_ii| of a superstab
 
 
 def flag_attrs(long_name: str, names: tuple[str, ...]) -> dict[str, Any]:
-    """CF flag attrs for integer codes ``0 .. len(names) - 1``."""
+    """CF flag attrs for integer codes ``0 .. len(names) - 1`` (classification variables; outcomes use
+    :func:`dynlearn.outcome.flag_attrs`)."""
     return {"long_name": long_name, "flag_values": list(range(len(names))), "flag_meanings": " ".join(names),
             "units": "1"}
 
@@ -55,17 +58,15 @@ class Stepper:
         A map or a flow.
     p
         Parameter tensors broadcasting against the states' batch shape.
-    flow_time, flow_step
-        Stroboscopic period ``T`` and the largest RK4 step (flows only).
+    flow_time, dt
+        Stroboscopic period ``T`` and the largest RK4 step (flows only; both > 0, checked by the options).
     """
 
-    def __init__(self, system, p, flow_time: float = 0.5, flow_step: float = 0.05) -> None:
+    def __init__(self, system, p, flow_time: float = 0.5, dt: float = 0.05) -> None:
         self.system, self.p = system, p
         self.is_flow = system.kind == "flow"
         if self.is_flow:
-            if not (flow_time > 0 and flow_step > 0):
-                raise ParameterError(f"flow_time and flow_step must be > 0, got {flow_time}, {flow_step}")
-            self.n_sub = max(1, int(math.ceil(flow_time / flow_step - 1e-9)))
+            self.n_sub = max(1, int(math.ceil(flow_time / dt - 1e-9)))
             self.h = flow_time / self.n_sub
             self.dt = float(flow_time)
         else:
@@ -78,12 +79,9 @@ class Stepper:
         return x
 
     def fine(self, x: Tensor, n: int) -> Tensor:
-        """``n`` single RK4 steps of size ``h``, states recorded: ``(n + 1, *x.shape)`` (flows)."""
-        out = [x]
-        for _ in range(n):
-            x = self._one(x)
-            out.append(x)
-        return torch.stack(out)
+        """``n`` single RK4 steps of size ``h``, states recorded: ``(n + 1, *x.shape)`` (flows; the core's
+        :func:`~dynlearn.stepper.iterate` with no bound on the norm)."""
+        return iterate(self.system, x, self.p, n, max_norm=math.inf, record_every=1, step=self._one).states
 
     def step_jac(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(step(x), J)`` with ``J[..., i, j] = d step_i / d x_j``."""
@@ -96,19 +94,11 @@ class Stepper:
 
 def advance(stepper: Stepper, x: Tensor, code: Tensor, n: int, max_norm: float, meter: Meter | None = None,
             project=None) -> tuple[Tensor, Tensor]:
-    """Iterate ``n`` steps (no tangent dynamics); ``project(x)`` is applied after each step when given."""
-    for k in range(n):
-        nxt = stepper.step(x)
-        if project is not None:
-            nxt = project(nxt)
-        x, code, _ = freeze(x, nxt, code, max_norm)
-        if meter is not None:
-            meter.update()
-        if k % 64 == 63 and not bool((code == oc.OK).any()):
-            if meter is not None:
-                meter.update(n - k - 1)
-            break
-    return x, code
+    """Iterate ``n`` steps (no tangent dynamics) with :func:`dynlearn.stepper.iterate`; ``project(x)`` is applied
+    after each step when given. Returns ``(x, code)``."""
+    step = stepper.step if project is None else (lambda y: project(stepper.step(y)))
+    out = iterate(stepper.system, x, stepper.p, n, max_norm=max_norm, code=code, step=step, meter=meter)
+    return out.final, out.outcome
 
 
 def orthonormalize(a: Tensor) -> tuple[Tensor, Tensor]:

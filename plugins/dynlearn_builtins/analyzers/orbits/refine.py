@@ -9,10 +9,12 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError
+from dynlearn.params import Settings
 from dynlearn.sweep import Batch
 
-from .classify import OrbitOptions, classify_orbits, projector, signature
+from .classify import classify_orbits, projector, signature
 from .kernels import APPROACH_NAMES, CLASS_NAMES, flag_attrs
 
 Tensor = torch.Tensor
@@ -21,25 +23,25 @@ Tensor = torch.Tensor
 SECTIONS = 7
 
 
-def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Signature -> ``(class, period, approach)``."""
-    return sig // 1_000_000, (sig % 1_000_000) // 10, sig % 10
+def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Signature -> ``(outcome, class, period, approach)``."""
+    return sig // 100_000_000, (sig // 1_000_000) % 100, (sig % 1_000_000) // 10, sig % 10
 
 
-def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tensor], opt: OrbitOptions,
-                     dim: str, tol: float, show_progress: bool | None = None) -> xr.Dataset:
-    """Where the class / period / approach of orbit ``s`` changes between neighbours along ``dim``, narrow the
-    bracket (all brackets in one batch, ``SECTIONS`` interior points per round) to the first point where the
-    state of the lower neighbour ends, until it is narrower than ``tol`` (in units of ``dim``'s coordinate).
-    The parameters are interpolated linearly between the two neighbours.
+def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tensor], settings: Settings,
+                     show_progress: bool | None = None) -> xr.Dataset:
+    """Where the outcome / class / period / approach of orbit ``s`` changes between neighbours along
+    ``settings.refine_dim``, narrow the bracket (all brackets in one batch, ``SECTIONS`` interior points per
+    round) to the first point where the state of the lower neighbour ends, until it is narrower than
+    ``settings.refine_tol`` (in units of the dim's coordinate). The parameters are interpolated linearly between
+    the two neighbours.
 
     ``*_before`` is the state at the lower neighbour, ``*_after`` the state at the upper one (states met in
     between, e.g. slowly converging orbits right at a bifurcation, are not reported).
     """
+    dim, tol = settings.refine_dim, settings.refine_tol
     if dim not in batch.dims:
         raise ParameterError(f"refine_dim {dim!r} is not a sweep dim (sweep dims: {', '.join(batch.dims) or 'none'})")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ParameterError(f"refine_tol must be a finite number > 0, got {tol!r}")
     system = batch.system
     axis = batch.dims.index(dim)
     n = batch.shape[axis]
@@ -75,7 +77,7 @@ def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tens
         x0 = x_raw[rep].unsqueeze(1)
         if manifold is not None:
             x0 = projector(manifold, system.expand_params(p_mid))(x0)
-        mid = signature(classify_orbits(system, p_mid, x0, opt, show_progress=show_progress,
+        mid = signature(classify_orbits(system, p_mid, x0, settings, show_progress=show_progress,
                                         desc=f"bisect {dim}"))[:, 0].reshape(m, SECTIONS)
         differs = mid != sig_lo[:, None]
         first = torch.where(differs, torch.arange(SECTIONS), SECTIONS).amin(-1)  # first point past the boundary
@@ -87,16 +89,18 @@ def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tens
     units = {"units": batch.coords[dim][2].get("units")} if dim in batch.coords and batch.coords[dim][2].get("units") else {}
     data = {
         "transition_at": ("transition", c_lo + frac * (c_hi - c_lo),
-                          {"long_name": f"{dim} where the orbit's class/period/approach changes (bisection)", **units}),
+                          {"long_name": f"{dim} where the orbit's outcome/class/period/approach changes (bisection)",
+                           **units}),
         "transition_low": ("transition", c_lo + t_lo.numpy() * (c_hi - c_lo),
-                           {"long_name": f"{dim}: last value with the class before", **units}),
+                           {"long_name": f"{dim}: last value with the state before", **units}),
         "transition_high": ("transition", c_lo + t_hi.numpy() * (c_hi - c_lo),
                             {"long_name": f"{dim}: first value where the state before has ended", **units}),
         "transition_sample": ("transition", sample.astype(np.int64),
                               {"long_name": "initial state (sample index) whose orbit changes", "units": "1"}),
     }
     for when, s in (("before", sig_lo), ("after", sig_hi)):
-        cls, per, app = (a.numpy() for a in decode(s))
+        out, cls, per, app = (a.numpy() for a in decode(s))
+        data[f"outcome_{when}"] = ("transition", out.astype(np.int8), oc.flag_attrs(f"outcome of the orbit {when}"))
         data[f"class_{when}"] = ("transition", cls.astype(np.int8), flag_attrs(f"orbit class {when}", CLASS_NAMES))
         data[f"period_{when}"] = ("transition", per.astype(np.int64),
                                   {"long_name": f"orbit period {when} (0: not periodic)", "units": "iteration"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 SAMPLE_DIMS = ("sample", "state", "exponent", "iterate", "orbit_class", "tangent", "normal", "transition")

@@ -21,12 +21,14 @@ from collections.abc import Mapping
 import torch
 
 from dynlearn import outcome as oc
+from dynlearn.params import Settings
 from dynlearn.progress import Meter
 from dynlearn.stepper import freeze
 from dynlearn.system import Manifold
 
-from ..orbits.classify import OrbitOptions, constraint_jacobian, projector
+from ..orbits.classify import constraint_jacobian, projector
 from ..orbits.kernels import ExponentAccumulator, Stepper, advance
+from ..orbits.options import tail_len, warmup
 
 Tensor = torch.Tensor
 
@@ -43,35 +45,36 @@ def bases(manifold: Manifold, x: Tensor, p: Mapping[str, Tensor]) -> tuple[Tenso
     return q[..., k:], q[..., :k]
 
 
-def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, opt: OrbitOptions,
+def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, settings: Settings,
                  show_progress: bool | None = None, desc: str = "transverse") -> dict[str, Tensor]:
     """Iterate orbits on ``manifold`` (re-projected every step); tangential and transverse exponents.
 
     Returns ``final``, ``code``, ``tangential (..., d-k)``, ``transverse (..., k)`` (decreasing; NaN for
-    orbits that diverged) and ``tail (L, ..., d)`` (the last ``opt.tail_len`` states).
+    orbits that diverged) and ``tail (L, ..., d)`` (the last :func:`~..orbits.options.tail_len` states).
     """
+    s = settings
     p = stepper.p
     project = projector(manifold, p)
-    code = oc.classify(x, opt.max_norm)
-    meter = Meter(opt.transient + opt.steps, desc, show_progress, unit="step")
+    code = oc.classify(x, s.max_norm)
+    meter = Meter(s.transient + s.steps, desc, show_progress, unit="step")
     try:
-        warmup = opt.warmup
-        x, code = advance(stepper, x, code, opt.transient - warmup, opt.max_norm, meter, project=project)
+        warm = warmup(s)
+        x, code = advance(stepper, x, code, s.transient - warm, s.max_norm, meter, project=project)
         t0, n0 = bases(manifold, x, p)
         k = n0.shape[-1]
         d = x.shape[-1]
         acc_t = ExponentAccumulator(x.shape[:-1], d - k, dtype=x.dtype)
         acc_n = ExponentAccumulator(x.shape[:-1], k, dtype=x.dtype)
-        L = opt.tail_len
+        L = tail_len(s)
         tail = torch.empty(L, *x.shape, dtype=x.dtype)
-        total = warmup + opt.steps
+        total = warm + s.steps
         for it in range(total):
-            if it == warmup:
+            if it == warm:
                 acc_t.reset()
                 acc_n.reset()
             nxt, jac = stepper.step_jac(x)
             nxt = project(nxt)
-            x, code, moved = freeze(x, nxt, code, opt.max_norm)
+            x, code, moved = freeze(x, nxt, code, s.max_norm)
             jac = torch.nan_to_num(jac)
             t1, n1 = bases(manifold, x, p)
             jt, jn = jac @ t0, jac @ n0
@@ -85,8 +88,8 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, opt: OrbitOpti
     finally:
         meter.close()
     alive = (code == oc.OK).unsqueeze(-1)
-    tang = acc_t.exponents(opt.steps, stepper.dt)
-    trans = acc_n.exponents(opt.steps, stepper.dt)
+    tang = acc_t.exponents(s.steps, stepper.dt)
+    trans = acc_n.exponents(s.steps, stepper.dt)
     nan = math.nan
     return {
         "final": x,
