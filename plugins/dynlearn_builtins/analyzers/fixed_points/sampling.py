@@ -3,10 +3,14 @@
 - :func:`starting_states`: for every sweep entry, states drawn uniformly from the search box plus states taken
   at random times along short trajectories (which linger near slow points and ghosts), with Gaussian noise.
 - :func:`rk4_path`: fixed-step RK4 of a flow in rescaled time ``s in [0, 1]`` with a per-state horizon ``H``
-  (``dx/ds = +-H f(x)``), so states with very different time scales share one batched loop.
+  (``dx/ds = +-H f(x)``), so states with very different time scales share one batched loop; :func:`map_path`:
+  iterates of a map. Both step through :func:`dynlearn.stepper.iterate` (the one RK4 formula, the one
+  divergence rule); no loop of their own.
 - :func:`passage`: the ghost test: a trajectory through a minimum ``x_g`` of ``q`` must leave the ball of
   radius ``rho`` around it on both sides (it passes, it is not trapped by a fixed point), linger there, and a
-  Jacobian eigenvalue's real part must change sign between entry and exit.
+  Jacobian eigenvalue's real part must change sign between entry and exit. Flows are integrated both ways
+  from the candidate; maps (not invertible) are iterated forward from the entry point until they leave
+  (:func:`dynlearn.stepper.iterate` in segments).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 
 from dynlearn import outcome as oc
 from dynlearn.params import Settings
-from dynlearn.stepper import iterate, rk4_step
+from dynlearn.stepper import GenericStepper, iterate, rk4_step
 
 from .solver import take
 
@@ -29,8 +33,8 @@ Tensor = torch.Tensor
 def _path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, step, ok0: Tensor,
           limit: Tensor | None, center: Tensor | None) -> tuple[Tensor, Tensor]:
     """States ``(n_steps + 1, N, d)`` and the ``inside`` mask of paths stepped by the core stepper
-    (:func:`dynlearn.stepper.iterate`): a state that becomes non-finite or leaves ``|x - center| <= limit`` is
-    frozen (``inside`` False from then on)."""
+    (:func:`dynlearn.stepper.iterate`, with ``step``, or the core's own step when ``None``): a state that
+    becomes non-finite or leaves ``|x - center| <= limit`` is frozen (``inside`` False from then on)."""
     region = None if limit is None else (lambda y: ((y - center).abs() <= limit).all(-1))
     code = torch.where(ok0, oc.OK, oc.NAN).to(torch.int8)
     out = iterate(system, x0, p, n_steps, max_norm=torch.finfo(x0.dtype).max, record_every=1, region=region,
@@ -61,7 +65,7 @@ def rk4_path(system, x0: Tensor, p: Mapping[str, Tensor], horizon: Tensor, n_ste
 def map_path(system, x0: Tensor, p: Mapping[str, Tensor], n_steps: int, limit: Tensor | None = None,
              center: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Iterates ``(n_steps + 1, N, d)`` of a map and the ``inside`` mask (frozen when leaving the box)."""
-    return _path(system, x0, p, n_steps, lambda x: system.rhs(x, p), torch.isfinite(x0).all(-1), limit, center)
+    return _path(system, x0, p, n_steps, None, torch.isfinite(x0).all(-1), limit, center)
 
 
 def starting_states(system, p: Mapping[str, Tensor], st: Settings, box, *,
@@ -180,8 +184,9 @@ def _map_exit(system, x0: Tensor, p: Mapping[str, Tensor], center: Tensor, rho: 
     """Iterate a map from ``x0`` ``(K, d)`` with the core stepper (:func:`dynlearn.stepper.iterate`) until each
     orbit leaves the ball ``|y - center| <= rho`` (or turns non-finite), at most ``steps`` iterations.
 
-    Returns whether it left, the iteration at which it did (``steps`` when it did not) and its last state
-    inside. Iterated in segments of up to 64 steps, stopping once every orbit has left.
+    Returns whether it left, the iteration at which it did (``steps`` when it did not) and its first iterate
+    outside (``x0`` when it did not leave). Iterated in segments of up to 64 steps, stopping once every orbit
+    has left.
     """
     region = lambda y: (y - center).norm(dim=-1) <= rho  # noqa: E731
     code = torch.full(x0.shape[:1], oc.OK, dtype=torch.int8, device=x0.device)
@@ -194,7 +199,9 @@ def _map_exit(system, x0: Tensor, p: Mapping[str, Tensor], center: Tensor, rho: 
         y, code, done = out.final, out.outcome, done + n
         if not bool((code == oc.OK).any()):
             break
-    return code != oc.OK, when.to(x0.dtype), y
+    left = code != oc.OK
+    exit_pt = torch.where(left.unsqueeze(-1), GenericStepper(system, y, p, 1.0).step(y), x0)
+    return left, when.to(x0.dtype), exit_pt
 
 
 def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, factor: float, n_steps: int,
@@ -233,8 +240,7 @@ def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, fact
         est = torch.where(shaped, t_ball, 20 * rho / r.clamp(min=torch.finfo(x.dtype).tiny))
         steps = int(min(max_map_steps, max(10, float((3 * est).nan_to_num(max_map_steps).max()) + 10)))
         entry_pt = x - rho.unsqueeze(-1) * v
-        left, t_meas, last = _map_exit(system, entry_pt, p, x, rho, steps)
-        exit_pt = torch.where(left.unsqueeze(-1), system.rhs(last, p), entry_pt)  # the first iterate outside
+        left, t_meas, exit_pt = _map_exit(system, entry_pt, p, x, rho, steps)
         passes = left & torch.isfinite(exit_pt).all(-1)
     g_in = system.residual(entry_pt, p).norm(dim=-1)
     g_out = system.residual(exit_pt, p).norm(dim=-1)
