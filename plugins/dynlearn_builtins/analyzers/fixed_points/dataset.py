@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import classify as fc
 from dynlearn import outcome as oc
 
+from . import classify as fc
 from .pipeline import Box, Diagnosis, PointSet
 from .solver import take
 
