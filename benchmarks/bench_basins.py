@@ -154,6 +154,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     import dynlearn
+    from dynlearn import outcome as oc
     from dynlearn_builtins.analyzers.basins import Basins
     from dynlearn_builtins.systems.two_factor import ellipse_level
 
@@ -193,7 +194,7 @@ def main(argv=None) -> dict:
                 if rep == 0:
                     methods["dynlearn kernel generic f64"] = lambda: dynlearn_kernel(a0, b0, mu, steps, kernel="generic")
             methods["dynlearn Basins (full) f64"] = lambda: Basins(resolution=args.n, steps=steps).run(
-                "two_factor", dynlearn.grid(mu=[mu])).label.values.ravel()
+                "two_factor", dynlearn.grid(mu=[mu])).outcome.values.ravel()
             if compiled is not None:
                 methods["torch.compile generic f64"] = lambda: compiled(a0, b0)
             for name, fn in methods.items():
@@ -209,7 +210,7 @@ def main(argv=None) -> dict:
     for (name, T), t in sorted(best.items(), key=lambda kv: (kv[0][1], kv[1])):
         out = outputs[name]
         if "Basins" in name:
-            bounded = out >= 1
+            bounded = out != oc.DIVERGED
         else:
             bounded = out == steps
         nb_T = best.get(("numba prange", T)) if T > 1 else best.get(("numba serial", 1))

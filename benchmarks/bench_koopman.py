@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 import dynlearn
+from dynlearn import outcome as oc
 from dynlearn_builtins.analyzers.basins import Basins
 from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
 from dynlearn_builtins.reproductions.koopman import QUICK, ellipse_error, parabola_error
@@ -60,13 +61,13 @@ def _basins_points(out, key, value, pair_filter):
 CASES = [
     # name, system, sweep key, value, koopman settings, error function, bound, basins settings, basins pair filter
     ("bistable a=0", "bistable", "a", 0.0, QUICK["bistable"], lambda p: parabola_error(p, 0.0), 0.04,
-     dict(resolution=128, steps=400, dt=0.05), lambda s: (s.boundary_basin_a != s.boundary_basin_b).values),
+     dict(resolution=128, steps=400, dt=0.05), lambda s: (s.boundary_outcome_a != oc.MASKED).values),
     ("bistable a=0.5", "bistable", "a", 0.5, QUICK["bistable"], lambda p: parabola_error(p, 0.5), 0.04,
-     dict(resolution=128, steps=400, dt=0.05), lambda s: (s.boundary_basin_a != s.boundary_basin_b).values),
+     dict(resolution=128, steps=400, dt=0.05), lambda s: (s.boundary_outcome_a != oc.MASKED).values),
     ("two_factor mu=0.8", "two_factor", "mu", 0.8, QUICK["two_factor"], lambda p: ellipse_error(p, 0.8), 0.02,
-     dict(resolution=128, steps=300), lambda s: (s.boundary_basin_a == 0).values),
+     dict(resolution=128, steps=300), lambda s: (s.boundary_outcome_a == oc.DIVERGED).values),
     ("two_factor mu=1.5", "two_factor", "mu", 1.5, QUICK["two_factor"], lambda p: ellipse_error(p, 1.5), 0.02,
-     dict(resolution=128, steps=300), lambda s: (s.boundary_basin_a == 0).values),
+     dict(resolution=128, steps=300), lambda s: (s.boundary_outcome_a == oc.DIVERGED).values),
 ]
 
 

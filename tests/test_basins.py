@@ -77,7 +77,7 @@ def two_factor():
 
 def _diverged_boundary(out: xr.Dataset, mu: float) -> torch.Tensor:
     sel = out.sel(mu=mu)
-    on = (sel.boundary_basin_a == 0).values & ~np.isnan(sel.boundary_state.values[:, 0])
+    on = (sel.boundary_outcome_a == oc.DIVERGED).values & ~np.isnan(sel.boundary_state.values[:, 0])
     return torch.as_tensor(sel.boundary_state.values[on])
 
 
@@ -99,9 +99,9 @@ def test_labels_inside_bounded_outside_diverged(two_factor, mu):
     sel = two_factor.sel(mu=mu)
     A_, B_ = np.meshgrid(sel.a.values, sel.b.values, indexing="ij")
     level = ellipse_level(torch.as_tensor(np.stack([A_, B_], -1)), mu).numpy()
-    label = sel.label.values
-    assert np.array_equal(label == 0, level > 1)  # no grid point is within 1e-9 of E_mu here
-    assert (label[level < 1] >= 1).all()
+    basin = sel.basin.values
+    assert np.array_equal(basin < 0, level > 1)  # no grid point is within 1e-9 of E_mu here
+    assert (basin[level < 1] >= 0).all()
     out = sel.outcome.values
     assert np.array_equal(out == oc.DIVERGED, level > 1)
     assert np.isfinite(sel.escape_time.values[level > 1]).all() and np.isnan(sel.escape_time.values[level < 1]).all()
@@ -112,10 +112,11 @@ def test_bounded_fraction_is_the_ellipse_area(two_factor, mu):
     A, B = ellipse_axes(mu)
     exact = math.pi * A * B / 2 / 36.0  # E_mu lies inside the box [-3, 3]^2 for these mu
     sel = two_factor.sel(mu=mu)
-    bounded = 1 - float(sel.basin_fraction.sel(attractor=0))
+    bounded = 1 - float(sel.diverged_fraction)
     assert abs(bounded - exact) < 2e-3
-    assert float(sel.basin_count.where(sel.basin_count >= 0).sum()) == 96 * 96
-    assert float(sel.basin_fraction_low.sel(attractor=0)) < 1 - bounded < float(sel.basin_fraction_high.sel(attractor=0))
+    n_diverged = int((sel.outcome == oc.DIVERGED).sum())
+    assert float(sel.basin_count.where(sel.basin_count >= 0).sum()) + n_diverged == 96 * 96
+    assert float(sel.diverged_fraction_low) < 1 - bounded < float(sel.diverged_fraction_high)
 
 
 def test_two_factor_attractors_mu_half(two_factor):
@@ -123,30 +124,33 @@ def test_two_factor_attractors_mu_half(two_factor):
     1 +- mu) reached from its stable manifold a = -b."""
     sel = two_factor.sel(mu=0.5)
     kinds = [k for k in sel.attractor_kind.values.tolist() if k]
-    assert kinds == ["diverged", "fixed_set", "fixed_set", "fixed_point"]
+    assert kinds == ["fixed_set", "fixed_set", "fixed_point"]
     st = sel.attractor_state.values
-    for k in (1, 2):
+    for k in (0, 1):
         a, b = st[k]
         assert abs(a * b - 1) < 1e-9 and a * a + b * b < 2 / 0.5
         assert abs(float(sel.attractor_lyapunov[k])) < 0.02  # neutral direction along the hyperbola
-    assert np.allclose(st[3], 0, atol=1e-12) and not bool(sel.attractor_stable[3])
-    assert abs(float(sel.attractor_lyapunov[3]) - math.log(1.5)) < 5e-3
-    assert bool(sel.attractor_stable[1]) and bool(sel.attractor_stable[2])
-    # boundaries are only bisected between stable basins
-    a, b = sel.boundary_basin_a.values, sel.boundary_basin_b.values
-    assert set(a[a >= 0]) <= {0, 1, 2} and set(b[b >= 0]) <= {0, 1, 2}
+    assert np.allclose(st[2], 0, atol=1e-12) and not bool(sel.attractor_stable[2])
+    assert abs(float(sel.attractor_lyapunov[2]) - math.log(1.5)) < 5e-3
+    assert bool(sel.attractor_stable[0]) and bool(sel.attractor_stable[1])
+    # boundaries are only bisected between stable basins (and the diverged one)
+    a, b = sel.boundary_attractor_a.values, sel.boundary_attractor_b.values
+    assert set(a[a >= 0]) <= {0, 1} and set(b[b >= 0]) <= {0, 1}
+    real = ~np.isnan(sel.boundary_state.values[:, 0])
+    assert set(sel.boundary_outcome_a.values[real]) <= {oc.OK, oc.DIVERGED}
+    assert (sel.boundary_outcome_a.values[~real] == oc.MASKED).all()
 
 
 @pytest.mark.parametrize("mu, period", [(1.2, 2), (1.27, 4)], ids=["mu=1.2", "mu=1.27"])
 def test_two_factor_cycles(mu, period):
     """Balanced-slice cycles: period 2 after the flip at mu = 1, period 4 in (1.2361, 1.2887)."""
     out = Basins(resolution=48, max_boundary_points=8).run("two_factor", dynlearn.grid(mu=[mu])).sel(mu=mu)
-    assert list(out.attractor_kind.values[1:3]) == ["periodic", "periodic"]
-    assert list(out.attractor_period.values[1:3]) == [period, period]
-    assert out.attractor_stable.values[1:3].all() and (out.attractor_lyapunov.values[1:3] < 0).all()
+    assert list(out.attractor_kind.values[0:2]) == ["periodic", "periodic"]
+    assert list(out.attractor_period.values[0:2]) == [period, period]
+    assert out.attractor_stable.values[0:2].all() and (out.attractor_lyapunov.values[0:2] < 0).all()
     tf = dynlearn.make_system("two_factor")
     p = {"mu": torch.tensor(mu, dtype=torch.float64)}
-    x = torch.as_tensor(out.attractor_state.values[1:3])
+    x = torch.as_tensor(out.attractor_state.values[0:2])
     y, dist = x, []
     for _ in range(period):
         y = tf.rhs(y, p)
@@ -158,20 +162,21 @@ def test_two_factor_cycles(mu, period):
 @pytest.mark.parametrize("mu", [1.5, 1.9], ids=lambda m: f"mu={m}")
 def test_two_factor_chaos(two_factor, mu):
     sel = two_factor.sel(mu=mu)
-    assert sel.attractor_kind.values[1] == "chaotic" and float(sel.attractor_lyapunov[1]) > 0.1
-    assert np.isnan(float(sel.attractor_period[1]))
+    assert sel.attractor_kind.values[0] == "chaotic" and float(sel.attractor_lyapunov[0]) > 0.1
+    assert np.isnan(float(sel.attractor_period[0]))
 
 
 def test_sweep_elements_are_independent(two_factor):
     alone = Basins(resolution=96, max_boundary_points=160).run("two_factor", dynlearn.grid(mu=[1.5]))
-    xr.testing.assert_identical(alone.label.sel(mu=1.5), two_factor.label.sel(mu=1.5))
+    xr.testing.assert_identical(alone.basin.sel(mu=1.5), two_factor.basin.sel(mu=1.5))
     xr.testing.assert_identical(alone.boundary_state.sel(mu=1.5),
                                two_factor.boundary_state.sel(mu=1.5).isel(boundary_point=slice(0, alone.sizes["boundary_point"])))
 
 
 def test_generic_kernel_gives_the_same_partition(two_factor):
     gen = Basins(resolution=96, max_boundary_points=160, kernel="generic").run("two_factor", dynlearn.grid(mu=[0.8]))
-    assert np.array_equal(gen.label.sel(mu=0.8).values == 0, two_factor.label.sel(mu=0.8).values == 0)
+    assert np.array_equal(gen.outcome.sel(mu=0.8).values == oc.DIVERGED,
+                          two_factor.outcome.sel(mu=0.8).values == oc.DIVERGED)
     assert list(gen.attractor_kind.sel(mu=0.8).values) == list(two_factor.attractor_kind.sel(mu=0.8).values)
 
 
@@ -182,9 +187,9 @@ def test_float32_misses_only_points_near_the_ellipse():
     assert float((ellipse_level(pts, 1.0).sqrt() - 1).abs().max()) < 1e-5  # ~100 float32 ulps of the semi-axes
     A_, B_ = np.meshgrid(out.a.values, out.b.values, indexing="ij")
     level = ellipse_level(torch.as_tensor(np.stack([A_, B_], -1)), 1.0).numpy()
-    lab = out.label.sel(mu=1.0).values
+    div = out.outcome.sel(mu=1.0).values == oc.DIVERGED
     far = np.abs(level - 1) > 1e-4
-    assert np.array_equal((lab == 0)[far], (level > 1)[far])
+    assert np.array_equal(div[far], (level > 1)[far])
 
 
 # -- flows with known separatrices -------------------------------------------------------------------------------
@@ -196,11 +201,11 @@ def bistable():
 @pytest.mark.parametrize("a", [0.0, 0.5], ids=lambda a: f"a={a}")
 def test_bistable_separatrix_and_attractors(bistable, a):
     sel = bistable.sel(a=a)
-    assert [k for k in sel.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
-    st = sel.attractor_state.values[1:3]
+    assert [k for k in sel.attractor_kind.values if k] == ["fixed_point", "fixed_point"]
+    st = sel.attractor_state.values[0:2]
     assert np.allclose(np.sort(st[:, 0]), [-1, 1], atol=1e-9) and np.allclose(st[:, 1], 0, atol=1e-9)
-    assert np.allclose(sel.attractor_lyapunov.values[1:3], -1.0, atol=0.03)  # eigenvalues -2 and -1
-    assert float(sel.basin_fraction[0]) == 0.0
+    assert np.allclose(sel.attractor_lyapunov.values[0:2], -1.0, atol=0.03)  # eigenvalues -2 and -1
+    assert float(sel.diverged_fraction) == 0.0
     pts = sel.boundary_state.values
     pts = pts[~np.isnan(pts[:, 0])]
     assert len(pts) >= 24
@@ -208,30 +213,30 @@ def test_bistable_separatrix_and_attractors(bistable, a):
     assert np.abs(pts[:, 0] - a * pts[:, 1] ** 2).max() < 3e-6
     # area of {x < a y^2} in [-2, 2]^2 is 8 + 16 a / 3; the grid error is below one column of cells
     exact = (8 + 16 * a / 3) / 16
-    left = int(np.argmin(st[:, 0])) + 1
+    left = int(np.argmin(st[:, 0]))
     assert abs(float(sel.basin_fraction[left]) - exact) < 1 / 32
 
 
 def test_bistable_3d_paraboloid():
     out = Basins(resolution=12, steps=500, dt=0.05, max_boundary_points=64).run("bistable_3d")
-    assert out.label.dims == ("x", "y", "z")
+    assert out.basin.dims == ("x", "y", "z")
     pts = out.boundary_state.values
     pts = pts[~np.isnan(pts[:, 0])]
     assert len(pts) >= 32
     assert np.abs(pts[:, 0] - 0.3 * (pts[:, 1] ** 2 + pts[:, 2] ** 2)).max() < 1e-5
-    assert [k for k in out.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
+    assert [k for k in out.attractor_kind.values if k] == ["fixed_point", "fixed_point"]
 
 
 def test_hopf_limit_cycle():
     out = Basins(resolution=16, steps=600, dt=0.05, max_boundary_points=8).run("hopf", dynlearn.grid(mu=[-0.5, 0.5]))
     stable = out.sel(mu=-0.5)
-    assert stable.attractor_kind.values[1] == "fixed_point"
-    assert abs(float(stable.attractor_lyapunov[1]) + 0.5) < 1e-3  # eigenvalues -0.5 +- i
+    assert stable.attractor_kind.values[0] == "fixed_point"
+    assert abs(float(stable.attractor_lyapunov[0]) + 0.5) < 1e-3  # eigenvalues -0.5 +- i
     cyc = out.sel(mu=0.5)
-    assert cyc.attractor_kind.values[1] == "periodic"
-    assert abs(float(cyc.attractor_period[1]) - 2 * math.pi) < 0.02
-    assert abs(float(np.linalg.norm(cyc.attractor_state.values[1])) - math.sqrt(0.5)) < 1e-4
-    assert float(cyc.basin_fraction[1]) > 0.99  # everything but (maybe) the unstable origin
+    assert cyc.attractor_kind.values[0] == "periodic"
+    assert abs(float(cyc.attractor_period[0]) - 2 * math.pi) < 0.02
+    assert abs(float(np.linalg.norm(cyc.attractor_state.values[0])) - math.sqrt(0.5)) < 1e-4
+    assert float(cyc.basin_fraction[0]) > 0.99  # everything but (maybe) the unstable origin
 
 
 # -- maps in 1-D and flows beyond 3-D -----------------------------------------------------------------------------
@@ -242,38 +247,91 @@ def logistic():
 
 def test_logistic_two_cycle(logistic):
     sel = logistic.sel(r=3.2)
-    assert sel.attractor_kind.values[1] == "periodic" and float(sel.attractor_period[1]) == 2
+    assert sel.attractor_kind.values[0] == "periodic" and float(sel.attractor_period[0]) == 2
     r = 3.2
     cycle = sorted([((r + 1) + s * math.sqrt((r + 1) * (r - 3))) / (2 * r) for s in (-1, 1)])
-    assert min(abs(float(sel.attractor_state[1, 0]) - c) for c in cycle) < 1e-12
-    assert bool(sel.attractor_stable[1])
+    assert min(abs(float(sel.attractor_state[0, 0]) - c) for c in cycle) < 1e-12
+    assert bool(sel.attractor_stable[0])
 
 
 def test_logistic_chaos_and_its_boundary(logistic):
     sel = logistic.sel(r=3.9)
-    assert sel.attractor_kind.values[1] == "chaotic" and float(sel.attractor_lyapunov[1]) > 0.3
+    assert sel.attractor_kind.values[0] == "chaotic" and float(sel.attractor_lyapunov[0]) > 0.3
     # bounded orbits are exactly those starting in [0, 1]: the separatrix points are 0 and 1
     pts = np.sort(sel.boundary_state.values[:, 0][~np.isnan(sel.boundary_state.values[:, 0])])
     assert len(pts) == 2 and np.allclose(pts, [0.0, 1.0], atol=TOL)
     x = logistic.x.values
-    assert np.array_equal(sel.label.values == 0, (x < 0) | (x > 1))
-    assert abs(float(sel.basin_fraction[1]) - 1 / 1.5) <= 1 / 400
+    assert np.array_equal(sel.outcome.values == oc.DIVERGED, (x < 0) | (x > 1))
+    assert abs(float(sel.basin_fraction[0]) - 1 / 1.5) <= 1 / 400
 
 
 def test_sobol_sampling_in_four_dimensions():
     out = Basins(n_samples=1024, steps=200, dt=0.1, tail=8, tail_every=4, max_boundary_points=32,
                  tol=1e-5).run(Bistable4D())
     assert out.attrs["sampling"] == "sobol"
-    assert out.label.dims == ("sample",) and out.sample_state.shape == (1024, 4)
-    assert [k for k in out.attractor_kind.values if k] == ["diverged", "fixed_point", "fixed_point"]
+    assert out.basin.dims == ("sample",) and out.sample_state.shape == (1024, 4)
+    assert [k for k in out.attractor_kind.values if k] == ["fixed_point", "fixed_point"]
     pts = out.boundary_state.values
     pts = pts[~np.isnan(pts[:, 0])]
     assert len(pts) == 32 and np.abs(pts[:, 0]).max() < 2e-5
-    lo, hi = out.basin_fraction_low.values[1:3], out.basin_fraction_high.values[1:3]
+    lo, hi = out.basin_fraction_low.values[0:2], out.basin_fraction_high.values[0:2]
     assert ((lo < 0.5) & (0.5 < hi)).all()
     side = np.sign(out.sample_state.values[:, 0])
-    lab = out.label.values
-    assert all(len(set(side[lab == k])) == 1 for k in (1, 2))
+    lab = out.basin.values
+    assert all(len(set(side[lab == k])) == 1 for k in (0, 1))
+
+
+# -- attractor ids matched along an ordered sweep dim ---------------------------------------------------------------
+class ShiftedBistable(FlowSystem):
+    """x' = -k (x - s + 1)(x + s)(x - s - 1): attractors s -+ 1, separatrix x = -s (test only).
+
+    As ``s`` goes from -0.3 to 0.3 both attractors move right while the separatrix moves left, so the larger basin
+    changes from the left attractor's to the right one's."""
+
+    name = "shifted_bistable_test"
+    description = "1-D bistable flow with moving attractors (test only)"
+    parameters = {"s": Param(0.0, low=-0.5, high=0.5), "k": Param(1.0, low=0)}
+    domain_bounds = ([-3.0], [3.0])
+
+    def rhs(self, x, p):
+        s, k = (torch.as_tensor(p[n]).unsqueeze(-1) for n in ("s", "k"))
+        return -k * (x - s + 1) * (x + s) * (x - s - 1)
+
+
+SHIFTS = [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3]
+SHIFTED = dict(resolution=120, steps=400, max_boundary_points=4)
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    params = dynlearn.grid(s=SHIFTS, k=[1.0, 2.0])
+    return {m: Basins(match_dim=m, **SHIFTED).run(ShiftedBistable(), params) for m in ("s", None)}
+
+
+def test_ids_follow_attractors_along_a_parameter(shifted):
+    out = shifted["s"]
+    assert out.attrs["matched_dim"] == "s" and out.sizes["attractor"] == 2 and (out.n_attractors == 2).all()
+    s = np.broadcast_to(out.s.values[:, None], (7, 2))
+    x = out.attractor_state.sel(state="x").transpose("s", "k", "attractor").values
+    np.testing.assert_allclose(x[..., 0], s - 1, atol=1e-6)  # id 0 is the left attractor at every s and k
+    np.testing.assert_allclose(x[..., 1], s + 1, atol=1e-6)
+    left = out.x < -out.s  # the left attractor's basin, up to the grid cell on the separatrix
+    assert bool((out.basin == xr.where(left, 0, 1)).all())
+    # without matching, ids rank basins by size: the larger basin is the left one for s < 0, the right one after
+    alone = shifted[None]
+    assert alone.attrs["matched_dim"] == ""
+    x0 = alone.attractor_state.sel(state="x", attractor=0).values
+    assert (x0[out.s.values < 0] < 0).all() and (x0[out.s.values > 0] > 0).all()
+
+
+def test_ids_are_matched_along_epochs_by_default():
+    params = xr.Dataset({"s": ("epoch", SHIFTS)}, coords={"epoch": 10 * np.arange(len(SHIFTS))})
+    out = Basins(**SHIFTED).run(ShiftedBistable(), params)
+    assert out.attrs["matched_dim"] == "epoch"
+    np.testing.assert_allclose(out.attractor_state.sel(state="x", attractor=0).values, np.array(SHIFTS) - 1,
+                               atol=1e-6)
+    off = Basins(match_dim="none", **SHIFTED).run(ShiftedBistable(), params)
+    assert off.attrs["matched_dim"] == "" and (off.attractor_state.sel(state="x", attractor=0).values[-3:] > 0).all()
 
 
 # -- labeled failures and bad input -------------------------------------------------------------------------------
@@ -282,9 +340,11 @@ def test_nan_parameters_are_masked():
     batch = dynlearn.flatten(system, dynlearn.grid(mu=[0.5, np.nan]), on_nan="mask")
     out = small_map().analyze(batch, upstream={}, show_progress=False)
     bad = out.isel(mu=1)
-    assert (bad.label.values == -1).all() and (bad.outcome.values == oc.NAN).all()
+    assert (bad.basin.values == -1).all() and (bad.outcome.values == oc.MASKED).all()
     assert np.isnan(bad.basin_fraction.values).all() and int(bad.n_boundary_points) == 0
-    assert (out.isel(mu=0).label.values >= 0).all()
+    good = out.isel(mu=0)
+    assert np.array_equal(good.basin.values >= 0, good.outcome.values == oc.OK)
+    assert np.isin(good.outcome.values, [oc.OK, oc.DIVERGED]).all()
 
 
 @pytest.mark.parametrize(
@@ -302,9 +362,10 @@ def test_nan_parameters_are_masked():
         ({"bounds": [[0, 1]]}, ShapeError),
         ({"bounds": [[1, 0], [0, 1]]}, ParameterError),
         ({"tail_every": 0}, ParameterError),
+        ({"match_dim": "m"}, ParameterError),
     ],
     ids=["precision", "kernel", "sampling", "steps", "tail", "steps<tail", "tol", "confidence", "resolution",
-         "bounds-shape", "bounds-order", "tail_every"],
+         "bounds-shape", "bounds-order", "tail_every", "match_dim"],
 )
 def test_bad_options(options, error):
     with pytest.raises(error, match="basins") as info:
@@ -324,9 +385,9 @@ def test_bounds_and_name_clash():
             return 0.5 * x
 
     out = Basins(resolution=8, steps=40, tail=4, bounds=[[-2, 2], [-1, 1]]).run(Clash(), dynlearn.grid(mu=[0.1, 0.2]))
-    assert out.label.dims == ("mu", "state_mu", "b")
+    assert out.basin.dims == ("mu", "state_mu", "b")
     assert out.state_mu.values.min() == -1.75 and out.b.values.max() == 0.875
-    assert (out.label.values == 1).all() and (out.attractor_kind.values[:, 1] == "fixed_point").all()
+    assert (out.basin.values == 0).all() and (out.attractor_kind.values[:, 0] == "fixed_point").all()
 
 
 # -- views -----------------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_claims_are_exactly_these(tree):
 
 def test_store_groups(tree):
     basins = tree["basins"].to_dataset()
-    assert basins.attrs["dynlearn_analyzer"] == "basins" and basins.label.dims == ("mu", "a", "b")
+    assert basins.attrs["dynlearn_analyzer"] == "basins" and basins.basin.dims == ("mu", "a", "b")
     ell = tree["ellipse"].to_dataset()
     assert list(ell.mu.values) == list(MUS)
     assert all("long_name" in ell[v].attrs for v in ell.data_vars)

@@ -195,7 +195,7 @@ def test_rnn_latent_separatrix_is_the_unstable_fixed_point(latent):
 @NUMERICS
 def test_agrees_with_the_basins_analyzer(latent, repro):
     basins = _group(repro, "rnn_latent_basins")
-    between = (basins.boundary_basin_a != basins.boundary_basin_b) & (basins.boundary_basin_a > 0)
+    between = basins.boundary_outcome_a == oc.OK  # between two attractors' basins (not the diverged one)
     b_pts = basins.boundary_state.values[between.values]
     assert len(b_pts) >= 1
     k_pts = _finite(latent.separatrix.values)

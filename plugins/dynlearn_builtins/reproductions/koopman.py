@@ -290,7 +290,7 @@ class KoopmanSeparatrices(Reproduction):
         bas = Basins(resolution=600, steps=400, dt=1.0).run(lc, show_progress=show_progress)
         t_bas = time.perf_counter() - t
         write_group(out, "rnn_latent_basins", bas)
-        between = ((bas.boundary_basin_a != bas.boundary_basin_b) & (bas.boundary_basin_a > 0)).values
+        between = (bas.boundary_outcome_a == oc.OK).values  # boundary points between two attractors' basins
         k_bas = bas.boundary_state.values[between][:, 0]
         row("rnn_latent_basins", "rnn_latent (1-D): |mean zero - mean of the basins analyzer's boundary|",
             lambda pts: abs(float(k_bas.mean()) - float(_finite(pts)[:, 0].mean())) if len(k_bas) and

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dynlearn import outcome as oc
 from dynlearn.reproduce import Claim, Reproduction
 from dynlearn.store import write_group
 from dynlearn.sweep import grid
@@ -53,7 +54,7 @@ def ellipse_comparison(basins: xr.Dataset, n_theta: int = 4096) -> xr.Dataset:
     theta = torch.linspace(0, 2 * math.pi, n_theta + 1, dtype=torch.float64)[:-1]
     for mu in mus:
         sel = basins.sel(mu=mu)
-        on = (sel["boundary_basin_a"] == 0).values & ~np.isnan(sel["boundary_state"].values[:, 0])
+        on = (sel["boundary_outcome_a"] == oc.DIVERGED).values & ~np.isnan(sel["boundary_state"].values[:, 0])
         pts = torch.as_tensor(sel["boundary_state"].values[on])
         dev = (ellipse_level(pts, mu).sqrt() - 1).abs()
         rec["max_dev"].append(float(dev.max()) if len(dev) else math.inf)
@@ -70,7 +71,7 @@ def ellipse_comparison(basins: xr.Dataset, n_theta: int = 4096) -> xr.Dataset:
         rec["angle_map"].append(float(diff.abs().max()))
         # labels vs the exact partition; bounded fraction vs the exact area
         level = ellipse_level(X, mu).numpy()
-        diverged = sel["label"].values == 0
+        diverged = sel["outcome"].values == oc.DIVERGED
         clear = np.abs(level - 1) > 1e-9
         rec["misclassified"].append(int((diverged != (level > 1))[clear].sum()))
         corners = [ellipse_level(X + torch.tensor([sa * ha, sb * hb], dtype=torch.float64), mu).numpy()
@@ -80,7 +81,7 @@ def ellipse_comparison(basins: xr.Dataset, n_theta: int = 4096) -> xr.Dataset:
         Aax, Bax = ellipse_axes(float(mu))
         box = (a[-1] - a[0] + 2 * ha) * (b[-1] - b[0] + 2 * hb)
         rec["exact_fraction"].append(math.pi * Aax * Bax / 2 / box)
-        rec["bounded_fraction"].append(1.0 - float(sel["basin_fraction"].sel(attractor=0)))
+        rec["bounded_fraction"].append(1.0 - float(sel["diverged_fraction"]))
     attrs = {
         "max_dev": ("max |rho - 1| of the separatrix points on the diverged basin (rho = normalised radius)", "1"),
         "mean_dev": ("mean |rho - 1| of those points", "1"),

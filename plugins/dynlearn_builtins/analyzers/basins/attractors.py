@@ -14,8 +14,9 @@ form a directed graph (an edge per observed step ``cell(x_t) -> cell(x_{t+1})``)
 - An orbit is labelled with the attractor holding the cell of its final state, or the nearest recurrent cell
   within 1.5 cells; otherwise it is *undetermined* (it has not settled: label ``-1``).
 
-The resolution limit is the cell: attractors closer than ~1.5 cells merge. Diverged orbits form the attractor
-``0`` ("diverged", |x| -> infinity).
+The resolution limit is the cell: attractors closer than ~1.5 cells merge. Here a sample's *basin index* is
+``0`` for diverged orbits (the basin of infinity, |x| -> infinity), ``k >= 1`` for attractor ``k`` and ``-1``
+for none; the analyzer's output reports an attractor id and an outcome instead (:mod:`.output`).
 
     >>> import numpy as np
     >>> acc = TailAccumulator(1, 3, lo=np.zeros(1), width=np.full(1, 0.1), flow=False, period_tol=1e-6)
@@ -37,7 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from dynlearn import outcome as oc
 
-__all__ = ["TailAccumulator", "CellGraph", "Found", "identify", "tail_periods"]
+__all__ = ["TailAccumulator", "CellGraph", "Found", "identify", "tail_periods", "extent"]
 
 #: spatial merge radius between recurrent cells, in cells
 RADIUS = 1.5
@@ -280,3 +281,18 @@ def identify(graph: CellGraph, outcome: np.ndarray) -> Found:
     cell_attr = new_id[att]
     keep = cell_attr > 0
     return Found(labels, len(order), graph.keys[rec_idx][keep], cell_attr[keep], rows[rec_idx][keep], d)
+
+
+def extent(found: Found, lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``(K, 3, d)``: the centre, lower and upper corner of each attractor's recurrent cells (state units), what
+    identifies an attractor across a sweep dim (:mod:`.matching`)."""
+    K, d = found.n_attractors, found.d
+    centre = lo + (found.lookup_rows + 0.5) * width  # (m, d) cell centres
+    k = found.lookup_attr - 1
+    out = np.empty((K, 3, d))
+    count = np.bincount(k, minlength=K)[:, None]
+    out[:, 0] = np.stack([np.bincount(k, weights=centre[:, i], minlength=K) for i in range(d)], 1) / count
+    out[:, 1], out[:, 2] = np.inf, -np.inf
+    np.minimum.at(out[:, 1], k, centre - width / 2)
+    np.maximum.at(out[:, 2], k, centre + width / 2)
+    return out

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
+from dynlearn.stepper import GenericStepper, step_jacobian
+
 from .attractors import Found
-from dynlearn.stepper import GenericStepper
 
 __all__ = ["wilson", "describe", "lyapunov", "stability"]
 
@@ -110,8 +111,9 @@ def stability(system, x: Tensor, p: Mapping[str, Tensor], kinds: list[str], peri
               tol: float = 1e-6) -> np.ndarray:
     """Linear stability of fixed points / map cycles at ``x`` (``(M, d)``); True for the other kinds.
 
-    Maps: spectral radius of the product of Jacobians along the cycle ``<= 1 + tol``. Flows: largest real part
-    of the Jacobian's eigenvalues ``<= tol`` at a fixed point.
+    Maps: spectral radius of the Jacobian of ``F^p`` (the product of Jacobians along the cycle of period ``p``,
+    :func:`dynlearn.stepper.step_jacobian`) ``<= 1 + tol``. Flows: largest real part of the Jacobian's
+    eigenvalues ``<= tol`` at a fixed point.
     """
     out = np.ones(len(kinds), dtype=bool)
     is_map = system.kind == "map"
@@ -124,9 +126,6 @@ def stability(system, x: Tensor, p: Mapping[str, Tensor], kinds: list[str], peri
             ev = torch.linalg.eigvals(system.jacobian(xi, pi)[0])
             out[i] = bool(ev.real.max() <= tol)
             continue
-        M = torch.eye(x.shape[1], dtype=x.dtype)
-        for _ in range(int(round(period[i])) if kind == "periodic" else 1):
-            M = system.jacobian(xi, pi)[0] @ M
-            xi = system.rhs(xi, pi)
-        out[i] = bool(torch.linalg.eigvals(M).abs().max() <= 1 + tol)
+        _, M = step_jacobian(system, xi, pi, n=int(round(period[i])) if kind == "periodic" else 1)
+        out[i] = bool(torch.linalg.eigvals(M[0]).abs().max() <= 1 + tol)
     return out

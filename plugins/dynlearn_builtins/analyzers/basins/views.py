@@ -1,9 +1,10 @@
 """holoviews views of the basins analyzer's output (private).
 
-- ``basins``: the basin labels over the sampled states (an image for 2-D grids, the middle slice of the last axis
-  for 3-D grids, a curve for 1-D, a scatter of the first two coordinates for quasi-random samples), with the
+- ``basins``: the basins over the sampled states (an image for 2-D grids, the middle slice of the last axis
+  for 3-D grids, a curve for 1-D, a scatter of the first two coordinates for quasi-random samples): the attractor
+  id, ``-1`` for diverged orbits and ``-2`` for the others on no attractor (unresolved, nan), with the
   separatrix points and the invariant manifolds the system declares (e.g. the two-factor ellipse ``E_mu``);
-- ``fractions``: basin fractions with their Wilson intervals.
+- ``fractions``: basin fractions (and the diverged fraction) with their Wilson intervals.
 
 Both are HoloMaps over the sweep dims (at most ``MAX_FRAMES`` frames, evenly spread over each dim).
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from dynlearn import outcome as oc
 
 MAX_FRAMES = 24
 
@@ -37,7 +40,7 @@ def _frames(result: xr.Dataset, dims: list[str]) -> list[dict[str, Any]]:
 
 
 def _system(result: xr.Dataset):
-    from dynlearn.system import make_system
+    from dynlearn.plugins import make_system
 
     try:
         config = json.loads(result.attrs["system_config"])
@@ -69,21 +72,27 @@ def _manifold_points(system, frame: xr.Dataset, n: int = 400) -> dict[str, np.nd
     return out
 
 
+def shown(frame: xr.Dataset) -> xr.DataArray:
+    """What the basin image shows: the attractor id, -1 diverged, -2 none (unresolved, nan, masked)."""
+    lab = frame["basin"].where(frame["basin"] >= 0, -2)
+    return lab.where(frame["outcome"] != oc.DIVERGED, -1).rename("basin")
+
+
 def _basin_frame(hv, frame: xr.Dataset, space: list[str], system, result: xr.Dataset):
-    lab = frame["label"]
+    lab = shown(frame)
     K = int(result.sizes["attractor"])
     kinds = [str(k) for k in frame["attractor_kind"].values]
-    title = ", ".join(f"{i}: {k}" for i, k in enumerate(kinds) if k) + " (-1: undetermined)"
+    title = ", ".join(f"{i}: {k}" for i, k in enumerate(kinds) if k) + " (-1: diverged, -2: none)"
     bpts = frame["boundary_state"].values
     bpts = bpts[~np.isnan(bpts[:, 0])]
     names = [str(s) for s in result["state"].values]
     if "sample" in lab.dims:
         xy = result["sample_state"].values
-        img = hv.Points((xy[:, 0], xy[:, 1], lab.values), [names[0], names[1]], "label").opts(
-            color="label", cmap="Category10", size=3)
+        img = hv.Points((xy[:, 0], xy[:, 1], lab.values), [names[0], names[1]], "basin").opts(
+            color="basin", cmap="Category10", size=3)
     elif len(space) == 1:
-        img = hv.Curve((lab[space[0]].values, lab.values), space[0], "label")
-        return (img * hv.Scatter((bpts[:, 0], np.zeros(len(bpts))), space[0], "label").opts(
+        img = hv.Curve((lab[space[0]].values, lab.values), space[0], "basin")
+        return (img * hv.Scatter((bpts[:, 0], np.zeros(len(bpts))), space[0], "basin").opts(
             color="black", size=5)).opts(title=title, width=600, height=300)
     else:
         if len(space) == 3:
@@ -94,8 +103,8 @@ def _basin_frame(hv, frame: xr.Dataset, space: list[str], system, result: xr.Dat
             bpts = bpts[np.abs(bpts[:, 2] - zc[mid]) <= spacing]
             title += f"; slice {space[2]} = {zc[mid]:.3g}"
         xs, ys = lab[space[0]].values, lab[space[1]].values
-        img = hv.Image((xs, ys, lab.transpose(space[1], space[0]).values), [space[0], space[1]], "label").opts(
-            cmap="Category10", clim=(-1.5, K - 0.5), color_levels=K + 1, colorbar=True)
+        img = hv.Image((xs, ys, lab.transpose(space[1], space[0]).values), [space[0], space[1]], "basin").opts(
+            cmap="Category10", clim=(-2.5, K - 0.5), color_levels=K + 2, colorbar=True)
     layers = [img, hv.Points(bpts[:, :2], [names[0], names[1]], label="separatrix points").opts(
         color="black", size=3)]
     for name, pts in _manifold_points(system, frame).items():
@@ -106,9 +115,9 @@ def _basin_frame(hv, frame: xr.Dataset, space: list[str], system, result: xr.Dat
 def _fraction_frame(hv, frame: xr.Dataset):
     kinds = [str(k) for k in frame["attractor_kind"].values]
     keep = [i for i, k in enumerate(kinds) if k]
-    names = [f"{i}: {kinds[i]}" for i in keep]
-    f = frame["basin_fraction"].values[keep]
-    lo, hi = frame["basin_fraction_low"].values[keep], frame["basin_fraction_high"].values[keep]
+    names = ["diverged"] + [f"{i}: {kinds[i]}" for i in keep]
+    f, lo, hi = (np.concatenate([[float(frame[f"diverged_fraction{s}"])], frame[f"basin_fraction{s}"].values[keep]])
+                 for s in ("", "_low", "_high"))
     bars = hv.Bars((names, f), "attractor", "basin fraction")
     err = hv.ErrorBars((names, f, f - lo, hi - f), "attractor", ["basin fraction", "minus", "plus"])
     return (bars * err).opts(title="basin fractions (Wilson intervals)", width=560, height=300)
@@ -119,7 +128,7 @@ def views(result: xr.Dataset) -> dict[str, Any]:
     import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
 
     sweep = _sweep_dims(result)
-    space = [d for d in result["label"].dims if d not in sweep]
+    space = [d for d in result["basin"].dims if d not in sweep]
     system = _system(result)
     frames = _frames(result, sweep)
     basin, frac = {}, {}
