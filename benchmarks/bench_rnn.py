@@ -31,7 +31,8 @@ import torch
 import dynlearn  # noqa: F401  (registers the plugins)
 from dynlearn_datasets.packaged import packaged_experiment
 
-from _common import dtrain, loop_seconds
+from _common import loop_seconds
+from dynlearn import api
 
 warnings.simplefilter("ignore")
 
@@ -84,12 +85,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     E, B = args.epochs, args.networks
     full = _experiment(E, B)
-    dtrain.run_experiment(_experiment(100, 4), tmp / "warm.zarr")  # imports, allocator, kernels
+    api.run_experiment(_experiment(100, 4), tmp / "warm.zarr")  # imports, allocator, kernels
 
     t_store, t_loop, t_single, t_paper, cpu_store, cpu_loop = [], [], [], [], [], []
     for k in range(args.repeat):
         t0, c0 = time.perf_counter(), time.process_time()
-        res = dtrain.run_experiment(full, tmp / f"run{k}.zarr")
+        res = api.run_experiment(full, tmp / f"run{k}.zarr")
         t_store.append(time.perf_counter() - t0)
         cpu_store.append(time.process_time() - c0)
         c0 = time.process_time()

@@ -33,7 +33,8 @@ import torch
 
 from dynlearn_datasets.packaged import packaged_experiment
 
-from _common import dtrain, loop_seconds
+from _common import loop_seconds
+from dynlearn import api
 
 warnings.simplefilter("ignore")
 
@@ -47,12 +48,12 @@ def main() -> None:
     torch.set_num_threads(1)
     exp = packaged_experiment("ghost", {"train": {"epochs": args.epochs}})
     tmp = Path(tempfile.mkdtemp())
-    dtrain.run_experiment(packaged_experiment("ghost", {"train": {"epochs": 200, "chunk": 100}}), tmp / "w.zarr")
+    api.run_experiment(packaged_experiment("ghost", {"train": {"epochs": 200, "chunk": 100}}), tmp / "w.zarr")
 
     t_store, t_null, blocked, writer_s = [], [], [], []
     for k in range(args.repeat):  # alternate, keep the minimum of each: robust to other load on the machine
         t0 = time.perf_counter()
-        res = dtrain.run_experiment(exp, tmp / f"run{k}.zarr")
+        res = api.run_experiment(exp, tmp / f"run{k}.zarr")
         t_store.append(time.perf_counter() - t0)
         blocked.append(res.write_fraction)
         writer_s.append(res.seconds_writing)

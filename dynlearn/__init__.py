@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from . import outcome, registry
 from ._version import __version__
-from .analyzer import Analyzer, make_analyzer
-from .api import analyze
+from .analyzer import Analyzer
+from .api import analyze, run_experiment, run_reproduction, train
 from .config import Experiment, load_experiment, resolve_experiment
 from .errors import (
     ConfigError,
@@ -26,15 +26,16 @@ from .errors import (
 )
 from .params import Param
 from .progress import set_progress
-from .registry import register_analyzer, register_dataset, register_reproduction, register_system
-from .reproduce import Claim, Reproduction, run_reproduction
+from .registry import (register_analyzer, register_dataset, register_reproduction, register_schedule,
+                       register_system)
+from .reproduce import Claim, Reproduction
 from .simulate import Trajectory, simulate
 from .store import open_store
 from .sweep import Batch, flatten, grid
-from .plugins import make_system, make_task
+from .plugins import make_analyzer, make_schedule, make_system, make_task
 from .system import FlowSystem, Manifold, MapSystem, System, TrainableSystem
 from .task import Task
-from .train import RunResult, run_experiment, train
+from .train import RunResult
 
 
 def get_system(name: str) -> type[System]:
@@ -84,6 +85,8 @@ __all__ = [
     "make_analyzer",
     "make_system",
     "make_task",
+    "make_schedule",
+    "register_schedule",
     "open_store",
     "outcome",
     "register_analyzer",

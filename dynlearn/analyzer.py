@@ -35,68 +35,25 @@ from typing import Any, ClassVar
 
 import xarray as xr
 
+from ._version import __version__
 from .errors import ParameterError, ShapeError
-from .params import Param, Settings, check_names, init_options, resolve_options
+from .params import Param, check_names, init_options, resolve_options
 from .sweep import Batch, flatten
-from .system import System, make_system
+from .system import System
 from .threads import analyzer_threads, torch_threads
 
-__all__ = ["Analyzer", "resolve_target", "make_analyzer"]
+__all__ = ["Analyzer", "set_application_run", "THREADS"]
+
+#: ``run(analyzer, source, params, *, upstream, show_progress, epochs)`` of the application layer
+#: (:func:`dynlearn.api.run_analyzer`): resolves a System name, a run or a store, selects epochs, computes the
+#: required analyzers, then calls :meth:`Analyzer.run_resolved`
+_APPLICATION_RUN: Callable[..., xr.Dataset] | None = None
 
 
-def resolve_target(source: Any, params: Any = None, epochs: Any = None) -> tuple[System, Any, str]:
-    """Normalise an analyzer input to ``(system, params, on_nan)``.
-
-    ``source`` may be a System, a system name or config mapping, a training-run ``xr.DataTree``, or the path of
-    a result store. For a run, the system is the trainable's state dynamics (``dynamics_dataset``) and the
-    parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
-    (``on_nan="mask"``, and other variables the Dataset carries are ignored). Parameters the caller gives
-    (``on_nan="raise"``) are checked strictly: an unknown name is an error (see :func:`~dynlearn.sweep.flatten`).
-
-    ``epochs`` selects the run's stored epochs to study (:mod:`dynlearn.epochs`; ``None``: all of them). This is
-    the one place a selection is applied, whichever way an analyzer runs; it also applies to given parameters
-    with an ``epoch`` dim, and is an error for anything else.
-    """
-    from . import store as _store
-    if isinstance(source, System) or (
-            isinstance(source, (str, Mapping)) and not isinstance(source, xr.DataTree)
-            and not _store.looks_like_store(source)):
-        system = source if isinstance(source, System) else make_system(source)
-        if epochs is not None:
-            if not (isinstance(params, xr.Dataset) and "epoch" in params.dims):
-                raise ParameterError(f"epochs={epochs!r} selects epochs of a training run (a store or its tree); "
-                                     f"{system.name!r} was given with parameters that have no 'epoch' dim")
-            params = _select_epochs(params, epochs)
-        return system, params, "raise"
-    tree = _store.open_store(source) if not isinstance(source, xr.DataTree) else source
-    trainable = _store.trainable_from(tree)
-    run_params = tree["params"].to_dataset() if params is None else params
-    if epochs is not None:
-        run_params = _select_epochs(run_params, epochs)
-    system, dyn_params = trainable.dynamics_dataset(run_params)
-    return system, dyn_params, "mask"
-
-
-def _select_epochs(params: xr.Dataset, epochs: Any) -> xr.Dataset:
-    from .epochs import select_epochs
-
-    return params.sel(epoch=select_epochs(params["epoch"].values, epochs))
-
-
-def _align_upstream(upstream: Mapping[str, xr.Dataset], params: Any) -> dict[str, xr.Dataset]:
-    """Upstream results at the epochs being analysed; one that lacks some of them is left out (recomputed)."""
-    coords = getattr(params, "coords", {})
-    if "epoch" not in coords:
-        return dict(upstream)
-    want = coords["epoch"].values
-    out = {}
-    for name, ds in upstream.items():
-        if "epoch" not in ds.dims:
-            out[name] = ds
-        elif set(want.tolist()) <= set(ds["epoch"].values.tolist()):
-            out[name] = ds if len(want) == ds.sizes["epoch"] and (ds["epoch"].values == want).all() \
-                else ds.sel(epoch=want)
-    return out
+def set_application_run(run: Callable[..., xr.Dataset]) -> None:
+    """Install the application layer's runner behind :meth:`Analyzer.run` (done by :mod:`dynlearn.api`)."""
+    global _APPLICATION_RUN
+    _APPLICATION_RUN = run
 
 
 class Analyzer:
@@ -198,20 +155,23 @@ class Analyzer:
         xarray.Dataset
             The result, with every sweep dim (``epoch``, ``seed``, ...) and the analyzer's own.
         """
-        system, params, on_nan = resolve_target(source, params, epochs)
-        return self._run_resolved(system, params, on_nan, _align_upstream(upstream or {}, params), show_progress)
+        if _APPLICATION_RUN is None:  # pragma: no cover - ``import dynlearn`` installs it
+            raise RuntimeError("import dynlearn first (its api module resolves what an analyzer runs on)")
+        return _APPLICATION_RUN(self, source, params, upstream=upstream, show_progress=show_progress,
+                                epochs=epochs)
 
-    def _run_resolved(self, system: System, params: Any, on_nan: str, upstream: Mapping[str, xr.Dataset] | None,
-                      show_progress: bool | None) -> xr.Dataset:
+    def run_resolved(self, system: System, params: Any, on_nan: str, upstream: Mapping[str, xr.Dataset],
+                     show_progress: bool | None) -> xr.Dataset:
+        """Analyse ``system`` over the sweep ``params`` with the results of every required analyzer in
+        ``upstream`` (what :meth:`run` calls once :mod:`dynlearn.api` has resolved the input)."""
         if system.kind not in self.kinds:
             raise ParameterError(
                 f"analyzer {self.name!r} works on {' and '.join(self.kinds)} systems; {system.name!r} is a {system.kind}"
             )
         batch = flatten(system, params, on_nan=on_nan, strict=on_nan == "raise", dtype=self.dtype())
-        upstream = dict(upstream or {})
-        for req in self.requires:
-            if req not in upstream:
-                upstream[req] = make_analyzer(req)._run_resolved(system, params, on_nan, None, show_progress)
+        missing_req = [r for r in self.requires if r not in upstream]
+        if missing_req:
+            raise ShapeError(f"analyzer {self.name!r} needs the results of {missing_req} in upstream")
         with torch_threads(analyzer_threads(self.work_size(batch), self.threads)):
             out = self.analyze(batch, upstream=upstream, show_progress=show_progress)
         missing = [d for d in batch.dims if d not in out.dims]
@@ -252,8 +212,6 @@ THREADS = Param(None, kind="int", low=1, nullable=True,
 
 def provenance(analyzer: Analyzer, batch: Batch) -> dict[str, str]:
     """Attrs of a result: the analyzer, its config, the system's config with the sweep, the version."""
-    from . import __version__
-
     return {
         "dynlearn_analyzer": analyzer.name,
         "analyzer_config": json.dumps(_jsonable(analyzer.to_config()), allow_nan=False),
@@ -299,20 +257,3 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_config"):
         return obj.to_config()
     return obj
-
-
-def make_analyzer(config: Mapping[str, Any] | str) -> Analyzer:
-    """Build an Analyzer from its registry name or ``{"name": ..., **options}``."""
-    from .registry import get
-
-    if isinstance(config, str):
-        config = {"name": config}
-    config = dict(config)
-    name = config.pop("name", None)
-    if not name:
-        raise ParameterError("an analyzer config needs a 'name'")
-    cls = get("analyzers", name)
-    try:
-        return cls(**config)
-    except TypeError as exc:
-        raise ParameterError(f"analyzer {name!r}: {exc}") from None

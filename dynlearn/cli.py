@@ -120,7 +120,7 @@ def run(
 ) -> None:
     """Train the experiment (seeds x hyper-parameters as one batch) into a zarr store; resumes if interrupted."""
     from .config import load_experiment
-    from .train import run_experiment
+    from .api import run_experiment
 
     _progress(progress)
     try:
@@ -253,7 +253,7 @@ def reproduce(
     fmt: str = typer.Option("text", "--format", help="text or json (the claims table)"),
 ) -> None:
     """Reproduce a paper's claims: runs, stores every number, prints the claims table (exit 1 if one fails)."""
-    from .reproduce import run_reproduction
+    from .api import run_reproduction
     from .summary import claims_text
 
     from .registry import get

@@ -94,7 +94,8 @@ class Experiment:
 
     def trainable(self):
         from .registry import get
-        from .system import TrainableSystem, make_system
+        from .plugins import make_system
+        from .system import TrainableSystem
 
         sys_cfg = dict(self.config["system"])
         if not issubclass(get("systems", sys_cfg.get("name", "")), TrainableSystem):
@@ -193,7 +194,7 @@ def _auto_chunk(epochs: int) -> int:
 def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") -> Experiment:
     """Validate a raw experiment mapping and fill in every default (system, task, optimizer, hyper)."""
     from .optim import make_optimizer
-    from .schedule import make_schedule
+    from .plugins import make_schedule
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: an experiment must be a table")
@@ -323,7 +324,6 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
         _safe_name(source, group, f"analyze[{i}].group")
         if group in RUN_GROUPS:
             raise ConfigError(f"{source}: analyze[{i}].group {group!r} belongs to the run; choose another name")
-
         if "epochs" in a:  # checked against the checkpoints the run will store, before any training
             from .epochs import select_epochs
 
@@ -331,6 +331,7 @@ def resolve_experiment(raw: Mapping[str, Any], *, source: str = "experiment") ->
                 select_epochs(np.arange(0, train["epochs"], train["checkpoint_every"]), a["epochs"])
             except DynlearnError as exc:
                 raise ConfigError(f"analyze[{i}].{exc}") from None
+
     config = {
         "name": name,
         "description": description,

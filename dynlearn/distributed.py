@@ -51,7 +51,7 @@ def shard_experiments(exp: Experiment, n_shards: int) -> list[Experiment]:
 
 
 def _train_shard(config: dict[str, Any], path: str) -> str:
-    from .train import run_experiment
+    from .api import run_experiment
 
     run_experiment(resolve_experiment(config, source=config["name"]), path)
     return path

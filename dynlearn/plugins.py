@@ -19,7 +19,10 @@ from typing import Any
 from .errors import ConfigError, ParameterError
 from .registry import get
 
-__all__ = ["make", "make_system", "make_task", "make_analyzer", "make_schedule"]
+__all__ = ["get_plugin", "make", "make_system", "make_task", "make_analyzer", "make_schedule"]
+
+#: the plugin class registered under a name (``get_plugin("reproductions", "ghost")``)
+get_plugin = get
 
 _SINGULAR = {"systems": "system", "datasets": "task", "analyzers": "analyzer", "schedules": "schedule",
              "reproductions": "reproduction"}

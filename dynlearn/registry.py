@@ -40,7 +40,12 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from .analyzer import Analyzer
 from .errors import PluginNotFoundError, did_you_mean
+from .reproduce import Reproduction
+from .schedule import Schedule
+from .system import System
+from .task import Task
 
 __all__ = [
     "KINDS",
@@ -56,6 +61,7 @@ KINDS: dict[str, str] = {
     "systems": "dynlearn.systems",
     "analyzers": "dynlearn.analyzers",
     "datasets": "dynlearn.datasets",
+    "schedules": "dynlearn.schedules",
     "reproductions": "dynlearn.reproductions",
 }
 
@@ -89,22 +95,9 @@ class PluginInfo:
 
 
 def _base_class(kind: str) -> type:
-    # imported lazily: the base modules do not import the registry
-    if kind == "systems":
-        from .system import System
-
-        return System
-    if kind == "analyzers":
-        from .analyzer import Analyzer
-
-        return Analyzer
-    if kind == "datasets":
-        from .task import Task
-
-        return Task
-    from .reproduce import Reproduction
-
-    return Reproduction
+    """The contract a plugin of ``kind`` implements (the registry sits above the contracts)."""
+    return {"systems": System, "analyzers": Analyzer, "datasets": Task, "schedules": Schedule,
+            "reproductions": Reproduction}[kind]
 
 
 def _check_kind(kind: str) -> None:
@@ -289,3 +282,4 @@ register_system = _registrar("systems")
 register_analyzer = _registrar("analyzers")
 register_dataset = _registrar("datasets")
 register_reproduction = _registrar("reproductions")
+register_schedule = _registrar("schedules")

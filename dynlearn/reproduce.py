@@ -12,11 +12,9 @@ Stores that hold no training run are made with :meth:`Reproduction.create_store`
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,10 +25,10 @@ from ._version import __version__
 from .errors import StoreError
 from .integrity import relock
 from .provenance import config_hash, provenance
-from .safety import check_name, check_store_target
+from .safety import check_name
 from .store import create_store, root_attrs
 
-__all__ = ["Reproduction", "Claim", "claims_dataset", "run_reproduction"]
+__all__ = ["Reproduction", "Claim", "claims_dataset"]
 
 
 @dataclass
@@ -109,24 +107,3 @@ class Reproduction:
 
     def default_out(self) -> Path:
         return Path("dynlearn-results") / f"{check_name(self.name, 'reproduction name')}{'-quick' if self.quick else ''}.zarr"
-
-
-def run_reproduction(name: str, out: str | os.PathLike | None = None, *, quick: bool = False,
-                     overwrite: bool = False, show_progress: bool | None = None) -> xr.DataTree:
-    """Run reproduction ``name`` into ``out`` (default ``dynlearn-results/<name>.zarr``); returns the tree."""
-    from .integrity import store_lock
-    from .registry import get
-    from .store import consolidate, open_store, write_group
-
-    rep = get("reproductions", name)(quick=quick)
-    path = check_store_target(out if out is not None else rep.default_out(), overwrite=overwrite)
-    with store_lock(path):  # one writer at a time (Reproduction.create_store re-takes it on the new store)
-        claims = rep.run(path, overwrite=overwrite, show_progress=show_progress)
-        ds = claims_dataset(claims)
-        ds.attrs["reproduction"] = name
-        ds.attrs["paper"] = rep.paper
-        ds.attrs["quick"] = json.dumps(quick)
-        write_group(path, "claims", ds)
-        consolidate(path)
-    return open_store(path)
-

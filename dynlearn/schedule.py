@@ -1,9 +1,12 @@
 """Hyper-parameter schedules: change hyper-parameters per network during training, from what they observe.
 
 A schedule keeps its own state tensors (saved with the resume state, so interrupted runs resume exactly) and
-lists in ``changes`` the hyper-parameters it modifies (recorded per epoch in ``/train``).
+lists in ``changes`` the hyper-parameters it modifies (recorded per epoch in ``/train``). Schedules are plugins
+(entry-point group ``dynlearn.schedules``, or ``dynlearn.register_schedule`` in a session), built from an
+experiment's ``[train.schedule]`` table by :func:`dynlearn.plugins.make_schedule`.
 
     >>> import torch
+    >>> from dynlearn.plugins import make_schedule
     >>> s = make_schedule({"name": "step", "hyper": "c", "epoch": 2, "value": 1.0})
     >>> hp = {"c": torch.tensor([10.0, 10.0])}
     >>> st = s.init(hp)
@@ -22,7 +25,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["Schedule", "StepSchedule", "SCHEDULES", "register_schedule", "make_schedule"]
+__all__ = ["Schedule", "StepSchedule"]
 
 Tensor = torch.Tensor
 
@@ -77,34 +80,3 @@ class StepSchedule(Schedule):
             hp = dict(hp)
             hp[self.hyper] = torch.full_like(hp[self.hyper], self.value)
         return hp, state
-
-
-SCHEDULES: dict[str, type[Schedule]] = {"step": StepSchedule}
-
-
-def register_schedule(cls: type[Schedule]) -> type[Schedule]:
-    """Make a schedule class available to experiment files under ``cls.name``."""
-    SCHEDULES[cls.name] = cls
-    return cls
-
-
-def make_schedule(config: Mapping[str, Any] | None) -> Schedule | None:
-    if not config:
-        return None
-    config = dict(config)
-    name = config.pop("name", None)
-    if name not in SCHEDULES:
-        # built-in plugins may register schedules on import
-        import importlib
-
-        for mod in ("dynlearn_builtins.schedules",):
-            try:
-                importlib.import_module(mod)
-            except ImportError:
-                pass
-    if name not in SCHEDULES:
-        raise ConfigError(f"unknown schedule {name!r}; available: {', '.join(sorted(SCHEDULES))}")
-    try:
-        return SCHEDULES[name](**config)
-    except TypeError as exc:
-        raise ConfigError(f"schedule {name!r}: {exc}") from None

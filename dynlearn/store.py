@@ -47,7 +47,6 @@ __all__ = [
     "looks_like_store",
     "open_store",
     "root_attrs",
-    "trainable_from",
     "write_group",
     "create_store",
     "ChunkWriter",
@@ -147,24 +146,6 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True, skip: tu
             ds["outcome"] = as_labels(ds["outcome"].load())
             tree["train"] = xr.DataTree(ds)
     return tree
-
-
-def trainable_from(tree: xr.DataTree | str | os.PathLike):
-    """Rebuild the trainable system (with its task) that wrote a run store."""
-    from .plugins import make_system
-    from .system import TrainableSystem
-
-    attrs = root_attrs(tree)
-    cfg = attrs.get("config", {})
-    if "system" not in cfg:
-        raise StoreError("store has no training run (no system in its config)")
-    sys_cfg = dict(cfg["system"])
-    if cfg.get("task"):
-        sys_cfg["task"] = cfg["task"]
-    system = make_system(sys_cfg)
-    if not isinstance(system, TrainableSystem):
-        raise StoreError(f"system {system.name!r} of this store is not trainable")
-    return system
 
 
 def committed_epochs(tree: xr.DataTree) -> int:

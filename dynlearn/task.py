@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .errors import ParameterError
 from .params import Param, init_options, resolve_values
 
 __all__ = ["Task"]

@@ -343,7 +343,7 @@ def analyzer_checks(
 
 
 def _analyzer_args(analyzer, system, params):
-    from .analyzer import make_analyzer
+    from .plugins import make_analyzer
     from .plugins import make_system
 
     an = analyzer if isinstance(analyzer, Analyzer) else make_analyzer(analyzer) if isinstance(analyzer, str) else analyzer()

@@ -8,7 +8,7 @@
     >>> res.tree["train"]["outcome"].values.tolist()
     [['ok', 'ok'], ['ok', 'ok']]
 
-Data flows one way: config -> :func:`run_experiment` (batched training) -> store (:mod:`dynlearn.store`). Every
+Data flows one way: config -> :func:`dynlearn.api.run_experiment` (batched training, :class:`_Runner` here) -> store (:mod:`dynlearn.store`). Every
 network gets a per-epoch ``status`` and a final ``outcome`` (ok / diverged / nan): a network whose loss or
 gradient becomes non-finite, or whose parameters leave ``|theta|_inf <= max_norm``, is frozen and labeled,
 the others go on. Interrupted runs resume from the last committed chunk and give the same store contents.
@@ -17,9 +17,8 @@ the others go on. Interrupted runs resume from the last committed chunk and give
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-import zarr
 
 from . import outcome as oc
-from .config import Experiment, resolve_experiment
-from .errors import ConfigError, StoreError
-from .integrity import relock, store_lock
+from .config import Experiment
+from .errors import StoreError
+from .integrity import relock
 from .layout import STATE_SECTIONS, RunLayout
 from .optim import make_optimizer
 from .progress import Meter
 from .provenance import provenance
-from .safety import check_store_target, remove, scratch_dir
-from .schedule import make_schedule
+from .plugins import make_schedule
 from .store import ChunkWriter, consolidate, create_store, open_store, unconsolidate
-from .system import TrainableSystem
 from .threads import torch_threads
 
-__all__ = ["train", "run_experiment", "RunResult"]
+__all__ = ["RunResult", "TrainState"]
 
 
 @dataclass
@@ -74,88 +70,6 @@ class RunResult:
     def write_fraction(self) -> float:
         """Fraction of the run's wall time the training loop spent blocked on store writes."""
         return self.seconds_write_blocked / self.seconds_total if self.seconds_total else 0.0
-
-
-def train(
-    system: TrainableSystem,
-    *,
-    epochs: int,
-    seeds: int | Sequence[int] = 1,
-    sweep: Mapping[str, Any] | None = None,
-    hyper: Mapping[str, float] | None = None,
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    show_progress: bool | None = None,
-    name: str = "train",
-    analyze: Sequence[Mapping[str, Any]] = (),
-    **train_options: Any,
-) -> RunResult:
-    """Train ``system`` for every seed and hyper-parameter combination at once (see :func:`run_experiment`).
-
-    ``train_options`` are the other ``[train]`` keys of an experiment file (``optimizer``, ``dtype``,
-    ``chunk``, ``checkpoint_every``, ``max_norm``, ``schedule``, ...). With ``out=None`` the run is kept in memory.
-    """
-    cfg = system.get_params()
-    task = cfg.pop("task", {}) or {}
-    raw = {
-        "name": name,
-        "system": {"name": system.name, **cfg},
-        "task": task,
-        "train": {"epochs": epochs, "seeds": seeds if isinstance(seeds, int) else list(seeds), **train_options},
-        "sweep": {k: list(np.atleast_1d(np.asarray(v, dtype=float)).tolist()) for k, v in (sweep or {}).items()},
-        "hyper": dict(hyper or {}),
-        "analyze": [dict(a) for a in analyze],
-    }
-    exp = resolve_experiment(raw, source=name)
-    return run_experiment(exp, out, overwrite=overwrite, show_progress=show_progress)
-
-
-def run_experiment(
-    exp: Experiment,
-    out: str | os.PathLike | None,
-    *,
-    overwrite: bool = False,
-    repair: bool = False,
-    show_progress: bool | None = None,
-) -> RunResult:
-    """Run (or resume) an experiment into the store ``out``; then its ``[[analyze]]`` steps.
-
-    The store is locked while it is written (:func:`dynlearn.integrity.store_lock`): a second writer is refused.
-    A resumed run first verifies the run's groups (:func:`dynlearn.integrity.verify`) and refuses a damaged store;
-    ``repair=True`` recomputes its damaged committed chunks instead (:mod:`dynlearn.repair`), bitwise as before.
-
-    If ``out`` holds an unfinished run of the same experiment (same config hash) it resumes from its last
-    committed chunk; a store of a different experiment is an error unless ``overwrite``. ``out`` is checked
-    first (:func:`dynlearn.safety.check_store_target`): a file, a symlink or a directory that is not a dynlearn
-    store is refused and left untouched, with or without ``overwrite``.
-    """
-    temp_dir = None
-    if out is None:
-        temp_dir = scratch_dir()
-        out = temp_dir / "run.zarr"
-    path = check_store_target(out, overwrite=overwrite)
-    if repair and overwrite:
-        raise ConfigError("--repair keeps the store and --overwrite replaces it: give one of them")
-    try:
-        with store_lock(path):
-            runner = _Runner(exp, path, show_progress)
-            result = runner.run(overwrite=overwrite, repair=repair)
-            if exp.config.get("analyze"):
-                from .api import analyze
-
-                for spec in exp.config["analyze"]:
-                    spec = dict(spec)
-                    aname = spec.pop("name")
-                    # the experiment declares these groups: a resumed or repeated run replaces its own results
-                    analyze(path, aname, show_progress=show_progress, overwrite=True, **spec)
-                result.tree = open_store(path)
-        if temp_dir is not None:
-            result.tree = result.tree.load()
-            result.path = None
-        return result
-    finally:
-        if temp_dir is not None:
-            remove(temp_dir)
 
 
 @dataclass

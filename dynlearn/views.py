@@ -137,7 +137,7 @@ def store_views(tree: xr.DataTree) -> dict[str, Any]:
         an_name = node.attrs.get("dynlearn_analyzer")
         if not an_name:
             continue
-        from .analyzer import make_analyzer
+        from .plugins import make_analyzer
 
         cfg = json.loads(node.attrs.get("analyzer_config", "{}")) or {"name": an_name}
         an = make_analyzer(cfg)

@@ -68,8 +68,12 @@ def _torch_global_state_unchanged():
 
 @pytest.fixture
 def isolated_registry():
-    """A registry with no entry points at all: session registrations only."""
+    """A registry with no entry points at all: session registrations only (and the core's own ``step``
+    schedule, which the core ships as a plugin)."""
+    from dynlearn.schedule import StepSchedule
+
     reg = Registry(entry_points=[])
+    reg.register("schedules", StepSchedule)
     with use_registry(reg):
         yield reg
 

@@ -227,7 +227,7 @@ def test_batched_training_equals_each_network_alone(batched_run, seed, lr, rank)
 def test_dynamics_dataset_maps_a_run_to_its_latent_circuit():
     rnn = LowRankRNN(n_neurons=20, max_rank=2, readout="linear", latent_form="map")
     run = dynlearn.train(rnn, epochs=20, seeds=2, sweep={"rank": [1, 2]}, checkpoint_every=10, dtype="float64")
-    from dynlearn.analyzer import resolve_target
+    from dynlearn.api import resolve_target
     from dynlearn.sweep import flatten
 
     system, params, on_nan = resolve_target(run.tree)

@@ -9,7 +9,7 @@ import xarray as xr
 
 import dynlearn
 from dynlearn.errors import ConfigError
-from dynlearn.schedule import make_schedule
+from dynlearn.plugins import make_schedule
 from dynlearn_builtins.schedules import LowerWhenStuck
 from dynlearn_builtins.systems.rnn import LowRankRNN, learning_status, wilson_interval
 

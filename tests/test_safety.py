@@ -51,7 +51,7 @@ def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("template")
     (root / "exp.toml").write_text(TINY)
     exp = dynlearn.load_experiment(root / "exp.toml")
-    from dynlearn.train import run_experiment
+    from dynlearn.api import run_experiment
 
     run_experiment(exp, root / "run.zarr")
     analyze(root / "run.zarr", "fixed_points")

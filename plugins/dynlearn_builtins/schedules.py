@@ -1,4 +1,4 @@
-"""Built-in hyper-parameter schedules (imported on demand by :func:`dynlearn.schedule.make_schedule`).
+"""Built-in hyper-parameter schedules (entry-point group ``dynlearn.schedules``).
 
 ``lower_when_stuck`` lowers a network's output confidence ``c`` once the network is detected stuck in a
 no-learning zone — the remedy of the ghost-mechanism paper's Fig. 4::
@@ -30,14 +30,13 @@ from typing import Any
 import torch
 
 from dynlearn.errors import ConfigError
-from dynlearn.schedule import Schedule, register_schedule
+from dynlearn.schedule import Schedule
 
 __all__ = ["LowerWhenStuck"]
 
 Tensor = torch.Tensor
 
 
-@register_schedule
 class LowerWhenStuck(Schedule):
     """Set ``hyper <- value`` for each network stuck for ``window`` epochs (once per network).
 

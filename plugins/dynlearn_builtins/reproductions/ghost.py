@@ -27,7 +27,7 @@ import xarray as xr
 from dynlearn.reproduce import Claim, Reproduction
 from dynlearn_datasets.packaged import packaged_experiment
 from dynlearn.store import open_store, root_attrs, write_group
-from dynlearn.train import run_experiment
+from dynlearn.api import run_experiment
 from dynlearn.views import decimate
 
 from ..systems.saddle_node import SaddleNode, analytic_grad, analytic_loss, critical_lr, r_star

@@ -28,7 +28,7 @@ import xarray as xr
 from dynlearn.reproduce import Claim, Reproduction
 from dynlearn_datasets.packaged import packaged_experiment
 from dynlearn.store import open_store, write_group
-from dynlearn.train import run_experiment
+from dynlearn.api import run_experiment
 
 from ..systems.rnn import LatentCircuit, learning_status, wilson_interval
 
