@@ -7,7 +7,7 @@ An experiment file::
 
     [system]                  # a trainable system plugin and its options
     name = "saddle_node"
-    loss = "analytic"
+    form = "analytic"         # its options (here: closed-form loss of the limit c, x* -> inf)
 
     [task]                    # the dataset plugin it trains on (default: the system's own)
     name = "delayed_activation"

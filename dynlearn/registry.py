@@ -14,7 +14,7 @@ or registered in a running session (notebooks) with a decorator::
     ...     '''dx/dt = -k x.'''
     ...     name = "decay_doc"
     ...     description = "linear decay dx/dt = -k x"
-    ...     params = {"k": dynlearn.Param(1.0)}
+    ...     parameters = {"k": dynlearn.Param(1.0)}
     ...     def rhs(self, x, p):
     ...         return -p["k"][..., None] * x
     >>> dynlearn.get_system("decay_doc").description

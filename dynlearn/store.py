@@ -79,6 +79,9 @@ def _set_compressors(ds: xr.Dataset) -> xr.Dataset:
     has) and write every chunk, even one equal to the fill value: a missing chunk file is then always damage."""
     from zarr.codecs import Crc32cCodec
 
+    for name in [n for n, v in ds.variables.items() if v.dtype.kind == "U"]:
+        # fixed-width strings have no zarr v3 data type: written as variable-length strings
+        (ds.coords if name in ds.coords else ds)[name] = ds.variables[name].astype(object)
     for v in ds.variables.values():
         codecs = tuple(v.encoding.get("compressors") or default_compressors(v.dtype))
         if not any(isinstance(c, Crc32cCodec) for c in codecs):

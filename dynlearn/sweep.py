@@ -147,10 +147,6 @@ class Batch:
         )
         return out
 
-    def broadcast(self, values: torch.Tensor, n_extra: int) -> torch.Tensor:
-        """Reshape ``(B,)`` values to ``(B, 1, ..., 1)`` with ``n_extra`` singleton dims."""
-        return values.reshape(values.shape[0], *([1] * n_extra))
-
 
 def flatten(
     system: System,

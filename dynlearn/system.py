@@ -352,10 +352,6 @@ class TrainableSystem(System):
         """
         return self, params
 
-    @property
-    def hyper_values(self) -> dict[str, Any]:
-        return {k: d.default for k, d in self.hyper.items()}
-
 
 def _plain(v: Any) -> Any:
     if isinstance(v, torch.Tensor):

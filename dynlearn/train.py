@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ __all__ = ["RunResult", "TrainState"]
 
 @dataclass
 class RunResult:
-    """What :func:`run_experiment` did: the store, its tree (opened lazily), timings (seconds)."""
+    """What :func:`dynlearn.api.run_experiment` did: the store, its tree (opened lazily), timings (seconds)."""
 
     path: Path | None
     _tree: xr.DataTree | None
@@ -53,7 +53,6 @@ class RunResult:
     seconds_total: float = 0.0
     seconds_write_blocked: float = 0.0
     seconds_writing: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def tree(self) -> xr.DataTree:
