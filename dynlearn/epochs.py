@@ -2,7 +2,7 @@
 
 An epoch selection is the ``epochs`` argument of :meth:`dynlearn.Analyzer.run` and :func:`dynlearn.analyze`,
 the ``epochs`` key of an experiment's ``[[analyze]]`` step and ``--epochs`` of ``dynlearn analyze``. It is
-applied in one place, :func:`dynlearn.analyzer.resolve_target`, to the run's stored parameter checkpoints:
+applied in one place, :func:`dynlearn.api.resolve_target`, to the run's stored parameter checkpoints:
 
 ==============================  ===========================================================================
 selection                       epochs analysed
