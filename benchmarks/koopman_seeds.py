@@ -7,7 +7,7 @@ is analysed once, and the max distance of the 64 separatrix points to the exact 
 semi-axis ``B / sqrt 2`` (the claim's bound is 2%), for
 
 - ``error_polished``: the analyzer's ``separatrix`` (psi's points moved onto the simulated class change along
-  psi's normal: :mod:`dynlearn_builtins.analyzers._koopman_polish`);
+  psi's normal: :mod:`dynlearn_builtins.analyzers.koopman.polish`);
 - ``error_psi``: psi's own zero set (``separatrix_psi``), which carries the network's training noise.
 
 Measured 2026-12-05 (AMD EPYC, 2 shared CPU cores, 1 torch thread, seeds 0-4; ``python

@@ -12,7 +12,7 @@ from scipy.optimize import brentq
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.testing import check_analyzer
-from dynlearn_builtins.analyzers._koopman_net import BatchedMLP, jvp_reference
+from dynlearn_builtins.analyzers.koopman.net import BatchedMLP, jvp_reference
 from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
 from dynlearn import outcome as oc
 from dynlearn_builtins.reproductions.koopman import (Bistable100, KoopmanSeparatrices, latent_circuit,

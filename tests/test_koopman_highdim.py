@@ -99,9 +99,9 @@ def test_full_size(rnn, exact):
 def test_boundary_samples_bracket_the_separatrix_with_exact_labels(trajectory_labels):
     # bistable a = 0: basin of x is sign(x) exactly; the bracket ends lie within 2^-12 of a curve's length of x = 0
     import dynlearn
-    from dynlearn_builtins.analyzers._koopman_adapt import boundary_samples
-    from dynlearn_builtins.analyzers._koopman_attractors import attractor_classes, settle
-    from dynlearn_builtins.analyzers._koopman_fit import _validation_curves, classifier
+    from dynlearn_builtins.analyzers.koopman.adapt import boundary_samples
+    from dynlearn_builtins.analyzers._shared.attractors import attractor_classes, settle
+    from dynlearn_builtins.analyzers.koopman.fit import _validation_curves, classifier
 
     sys = dynlearn.registry.get("systems", "bistable")()
     g = torch.Generator().manual_seed(0)

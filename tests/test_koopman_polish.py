@@ -1,4 +1,5 @@
-"""Polishing psi's zero set by simulation (``_koopman_polish``): exact answers with a deliberately wrong psi.
+"""Polishing psi's zero set by simulation (:mod:`dynlearn_builtins.analyzers.koopman.polish`): exact answers with a
+deliberately wrong psi.
 
 ``bistable`` with ``a = 0`` (``x' = x - x^3``, ``y' = -y``): the basin of a state is the sign of ``x``, so the
 separatrix is ``x = 0`` exactly. A hand-made "eigenfunction" ``psi = tanh(x - c)`` has its zero set at ``x = c``
@@ -14,11 +15,11 @@ import torch
 
 import dynlearn
 from dynlearn import outcome as oc
-from dynlearn_builtins.analyzers._koopman_adapt import BRACKET
-from dynlearn_builtins.analyzers._koopman_attractors import attractor_classes, settle
-from dynlearn_builtins.analyzers._koopman_fit import classifier
-from dynlearn_builtins.analyzers._koopman_net import BatchedMLP
-from dynlearn_builtins.analyzers._koopman_polish import WIDEN, polish_zero_set
+from dynlearn_builtins.analyzers.koopman.adapt import BRACKET
+from dynlearn_builtins.analyzers._shared.attractors import attractor_classes, settle
+from dynlearn_builtins.analyzers.koopman.fit import classifier
+from dynlearn_builtins.analyzers.koopman.net import BatchedMLP
+from dynlearn_builtins.analyzers.koopman.polish import WIDEN, polish_zero_set
 
 pytestmark = pytest.mark.numerics   # simulated labels next to the separatrix: other rounding paths and seeds
 

@@ -11,7 +11,7 @@ import torch
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.testing import check_analyzer
-from dynlearn_builtins.analyzers._gmam_string import geometric_action, reparametrize
+from dynlearn_builtins.analyzers.min_action.string import geometric_action, reparametrize
 from dynlearn_builtins.analyzers.min_action import MinAction
 
 

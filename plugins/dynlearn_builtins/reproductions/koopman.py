@@ -26,7 +26,7 @@ answers, on systems whose separatrix is known exactly, and its zero set is compa
   attractor ``tanh(+-m kappa*)`` within 5% of the exact distance ``kappa* / |n|``, crossing in simulation.
 
 Every separatrix error is measured on the *polished* points (psi's zero set moved onto the simulated class change
-along psi's normal, :mod:`dynlearn_builtins.analyzers._koopman_polish`; a claim also needs 90% of psi's points
+along psi's normal, :mod:`dynlearn_builtins.analyzers.koopman.polish`; a claim also needs 90% of psi's points
 polished) and, recorded beside it, on psi's own zero set (``error_psi``: training noise, different on every
 seed and rounding path). Distances to the ellipse and the parabola are exact (Newton on the foot point).
 

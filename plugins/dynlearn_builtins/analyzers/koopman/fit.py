@@ -1,11 +1,11 @@
 """The fitting pipeline of ``koopman_separatrix``, batched over sweep elements (and eigenvalue candidates).
 
-1. simulate sampled states to find the two classes (attractors, or bounded vs diverged) — :mod:`._koopman_attractors`;
-2. train one eigenfunction network per (sweep element, eigenvalue candidate) — :mod:`._koopman_train`; along an
+1. simulate sampled states to find the two classes (attractors, or bounded vs diverged) — :mod:`.._shared.attractors`;
+2. train one eigenfunction network per (sweep element, eigenvalue candidate) — :mod:`.train`; along an
    ordered sweep dim (``epoch``) each slice starts from the previous slice's trained networks (warm start), so the
    separatrix is followed through training;
 3. validate every network on crossing points found by simulation along random curves between the classes, keep
-   the best candidate per sweep element — :mod:`._koopman_locate`.
+   the best candidate per sweep element — :mod:`.locate`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import torch
 
 from dynlearn.progress import Meter
 
-from ._koopman_adapt import boundary_samples, label_near_zero
-from ._koopman_attractors import Settled, attractor_classes, polish_centroids, settle
-from ._koopman_locate import first_crossing
-from ._koopman_net import BatchedMLP
-from ._koopman_train import Curves, TrainConfig, eigen_lambda, eigen_raw, train_psi
+from .adapt import boundary_samples, label_near_zero
+from .._shared.attractors import Settled, attractor_classes, polish_centroids, settle
+from .locate import first_crossing
+from .net import BatchedMLP
+from .train import Curves, TrainConfig, eigen_lambda, eigen_raw, train_psi
 
 Tensor = torch.Tensor
 

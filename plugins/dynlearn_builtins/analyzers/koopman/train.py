@@ -35,7 +35,7 @@ import torch
 from dynlearn.optim import Adam
 from dynlearn.progress import Meter
 
-from ._koopman_net import BatchedMLP
+from .net import BatchedMLP
 
 Tensor = torch.Tensor
 

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
-__all__ = ["koopman_views", "sweep_keys"]
+from .._shared.views import sweep_keys
 
-MAX_FRAMES = 60
-
-
-def sweep_keys(result: xr.Dataset, own: set[str]) -> tuple[list[str], list[tuple]]:
-    """Sweep dims of ``result`` (dims not in ``own``) and up to ``MAX_FRAMES`` of their coordinate tuples."""
-    dims = [d for d in result["status"].dims if d not in own] if "status" in result else []
-    if not dims:
-        return [], [()]
-    grids = np.meshgrid(*[np.arange(result.sizes[d]) for d in dims], indexing="ij")
-    idx = np.stack([gr.reshape(-1) for gr in grids], 1)
-    step = max(1, len(idx) // MAX_FRAMES)
-    keys = [tuple(result[d].values[i] if d in result.coords else i for d, i in zip(dims, row)) for row in idx[::step]]
-    return dims, keys
+__all__ = ["koopman_views"]
 
 
 def _sel(result: xr.Dataset, dims: list[str], key: tuple) -> xr.Dataset:

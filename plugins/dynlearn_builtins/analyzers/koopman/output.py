@@ -9,10 +9,10 @@ import xarray as xr
 
 from dynlearn import outcome as oc
 
-from ._koopman_fit import Fitted, classifier
-from ._koopman_locate import nearest_zero, zero_set
-from ._koopman_net import BatchedMLP
-from ._koopman_polish import polish_zero_set
+from .fit import Fitted, classifier
+from .locate import nearest_zero, zero_set
+from .net import BatchedMLP
+from .polish import polish_zero_set
 
 Tensor = torch.Tensor
 
@@ -190,7 +190,7 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
 
 
 def _polished(an, fit: Fitted, system, p64, sep_psi: Tensor, lo: Tensor, hi: Tensor, X, state_c, L: str) -> dict:
-    """``separatrix``: psi's zero set polished by simulation (:mod:`._koopman_polish`), with psi's own error along
+    """``separatrix``: psi's zero set polished by simulation (:mod:`.polish`), with psi's own error along
     its normal, the bracket half-width and a per-point outcome; without polishing, psi's points."""
     if not an.polish:
         return {"separatrix": X(sep_psi, ("point", "state"), coords=state_c,

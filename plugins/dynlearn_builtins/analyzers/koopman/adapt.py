@@ -6,7 +6,7 @@ spurious solutions, e.g. ``u_0 + C |u_i|^{-1/c_i}`` for the rotated ``bistable``
 set down are those next to it, with their basin labels:
 
 1. random quadratic curves join sampled states of the two classes; along each, the first change of the
-   *simulated* class label is bracketed by rounds of grid refinement (:func:`._koopman_locate.first_crossing`,
+   *simulated* class label is bracketed by rounds of grid refinement (:func:`.locate.first_crossing`,
    the same bisection as the validation, on other curves);
 2. the two ends of each final bracket, and the crossing point moved by a random offset of norm up to
    ``noise`` times the largest box side, are simulated once more: their initial states and classes feed the
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._koopman_attractors import Settled
-from ._koopman_locate import first_crossing
+from .._shared.attractors import Settled
+from .locate import first_crossing
 
 Tensor = torch.Tensor
 
@@ -40,8 +40,8 @@ def bracket_crossing(label_fn, a: Tensor, b: Tensor, c: Tensor, start: Tensor) -
     """First change of the simulated class along quadratic curves ``a -> b`` (control ``c``), from ``start``.
 
     Plain bisection of ``label_fn`` (2 points per round, ``ROUNDS`` rounds: a final bracket of ``BRACKET`` of the
-    curve parameter) with :func:`._koopman_locate.first_crossing`; the one bracketing of simulated labels used by
-    boundary sampling and by the polishing of the zero set (:mod:`._koopman_polish`). Returns the crossing points
+    curve parameter) with :func:`.locate.first_crossing`; the one bracketing of simulated labels used by
+    boundary sampling and by the polishing of the zero set (:mod:`.polish`). Returns the crossing points
     ``(B, C, d)`` (midpoint of the final bracket) and their curve parameter ``(B, C)``, NaN where the label never
     changes.
     """

@@ -70,8 +70,8 @@ from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.sweep import Batch
 from dynlearn.threads import torch_threads
 
-from ._koopman_fit import Fitted, fit_batch
-from ._koopman_train import TrainConfig
+from .fit import Fitted, fit_batch
+from .train import TrainConfig
 
 __all__ = ["KoopmanSeparatrix"]
 
@@ -101,7 +101,7 @@ class KoopmanSeparatrix(Analyzer):
         ``n_boundary`` random curves between the two classes the simulated class change is bisected (2^-12 of
         the curve); the two bracket ends and ``boundary_copies`` states around each crossing (random offsets up
         to ``boundary_noise`` times the largest box side) are simulated and join the sign term, the anchors
-        (their final states) and the residual samples (their trajectories). See :mod:`._koopman_adapt`.
+        (their final states) and the residual samples (their trajectories). See :mod:`.adapt`.
     active_rounds, n_active, trajectory_labels
         Active learning (``None``: 2 rounds with boundary sampling, else 0): training pauses ``active_rounds``
         times in its first 60%, and the ``n_active`` states with the smallest ``|psi|`` among uniform candidates
@@ -124,7 +124,7 @@ class KoopmanSeparatrix(Analyzer):
     polish, polish_radius
         Polish psi's zero-set points by simulation (default on): the simulated class change along psi's normal is
         bisected on a segment of half-length ``polish_radius`` times the largest box side (then 4 times that for
-        the points not bracketed; see :mod:`._koopman_polish`).
+        the points not bracketed; see :mod:`.polish`).
     warm_start, warm_steps
         Ordered sweep dim along which networks are warm-started, and the steps for each later slice
         (``None``: ``steps // 3``).
@@ -272,7 +272,7 @@ class KoopmanSeparatrix(Analyzer):
 
     def _boundary(self, system) -> bool:
         """Boundary sampling on? (``boundary=None``: for state dimension > 3)."""
-        from ._koopman_adapt import auto_adaptive
+        from .adapt import auto_adaptive
 
         return auto_adaptive(self.boundary, system.state_dim)
 
@@ -331,7 +331,7 @@ class KoopmanSeparatrix(Analyzer):
 
     def optimal_perturbation(self, states: Any) -> xr.Dataset:
         """Smallest perturbations moving ``states`` (``(m, d)``) onto psi's zero set, checked by simulation."""
-        from ._koopman_output import perturbation_dataset
+        from .output import perturbation_dataset
 
         self._check_fitted()
         x = self._states(states)
@@ -357,7 +357,7 @@ class KoopmanSeparatrix(Analyzer):
 
     # -- Analyzer entry -------------------------------------------------------------------------------------------
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
-        from ._koopman_output import build_dataset
+        from .output import build_dataset
 
         self._check()
         with torch_threads(self.threads):
@@ -368,6 +368,6 @@ class KoopmanSeparatrix(Analyzer):
         return out
 
     def views(self, result: xr.Dataset) -> dict[str, Any]:
-        from ._koopman_views import koopman_views
+        from .views import koopman_views
 
         return koopman_views(result)

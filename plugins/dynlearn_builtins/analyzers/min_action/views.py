@@ -6,7 +6,7 @@ from typing import Any
 
 import xarray as xr
 
-from ._koopman_views import sweep_keys
+from .._shared.views import sweep_keys
 
 __all__ = ["min_action_views"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._koopman_net import BatchedMLP
+from .net import BatchedMLP
 
 Tensor = torch.Tensor
 

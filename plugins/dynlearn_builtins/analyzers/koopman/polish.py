@@ -6,7 +6,7 @@ itself is the set where the *simulated* class changes, so each point is moved on
 
 1. the segment ``x - r n .. x + r n`` along psi's unit normal ``n = grad psi / |grad psi|`` is simulated at both
    ends; where the two ends have different classes, the crossing is bracketed by the plain bisection of the
-   simulated class shared with boundary sampling (:func:`._koopman_adapt.bracket_crossing`, a final bracket of
+   simulated class shared with boundary sampling (:func:`.adapt.bracket_crossing`, a final bracket of
    ``2^-12`` of the segment);
 2. points whose ends share a class (psi's zero set farther than ``r`` from the separatrix there, or no crossing
    along that line) are tried once more with ``4 r``; those still unbracketed are NaN with outcome ``nan``.
@@ -24,8 +24,8 @@ import torch
 
 from dynlearn import outcome as oc
 
-from ._koopman_adapt import BRACKET, bracket_crossing
-from ._koopman_net import BatchedMLP
+from .adapt import BRACKET, bracket_crossing
+from .net import BatchedMLP
 
 Tensor = torch.Tensor
 
@@ -73,7 +73,7 @@ def polish_zero_set(net: BatchedMLP, label_fn, points: Tensor, radius: float) ->
     net
         The fitted eigenfunctions (float64), one per sweep element.
     label_fn
-        ``label_fn(x (B, ..., d)) -> (B, ...)``: simulated class of states (:func:`._koopman_fit.classifier`).
+        ``label_fn(x (B, ..., d)) -> (B, ...)``: simulated class of states (:func:`.fit.classifier`).
     points
         psi's zero-set points, NaN rows where there are none.
     radius

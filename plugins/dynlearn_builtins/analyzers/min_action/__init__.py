@@ -12,7 +12,7 @@ to :math:`B` at no cost. For a gradient flow :math:`f = -\nabla V` the path is t
 ``maier_stein`` at :math:`\beta = 1` (:math:`V = -x^2/2 + x^4/4 + (1 + x^2) y^2/2`). The non-gradient
 ``maier_stein`` at :math:`\beta = 10` leaves the x axis (action below the on-axis value 1/2).
 
-The path is a string of ``n_nodes`` nodes, relaxed by the geometric minimum action method (``_gmam_string``),
+The path is a string of ``n_nodes`` nodes, relaxed by the geometric minimum action method (:mod:`.string`),
 batched over every sweep element. End points: ``start``/``end`` if given, else the two most populated attractors
 found by simulating sampled states (polished by Newton), ordered so that ``start`` has the smaller coordinate sum.
 
@@ -37,8 +37,8 @@ from dynlearn.analyzer import Analyzer
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.sweep import Batch
 
-from ._gmam_string import geometric_action, gmam
-from ._koopman_attractors import attractor_classes, fixed_point_polish, settle
+from .string import geometric_action, gmam
+from .._shared.attractors import attractor_classes, fixed_point_polish, settle
 
 __all__ = ["MinAction"]
 
@@ -181,6 +181,6 @@ class MinAction(Analyzer):
         return out
 
     def views(self, result: xr.Dataset) -> dict[str, Any]:
-        from ._gmam_views import min_action_views
+        from .views import min_action_views
 
         return min_action_views(result)
