@@ -166,7 +166,10 @@ def check_option(owner: str, name: str, value: Any, decl: Param) -> Any:
     if kinds is not None and (not isinstance(value, kinds) or bad_bool):
         raise ParameterError(f"{owner}: option {name!r} must be {_KIND_TEXT[decl.kind]}, got {value!r}")
     if decl.kind in ("number", "int"):
-        check_value(name, value, decl)  # NaN, infinite, out of range
+        try:
+            check_value(name, value, decl)  # NaN, infinite, out of range
+        except ParameterError as exc:
+            raise ParameterError(f"{owner}: {str(exc).replace('parameter', 'option', 1)}") from None
     if isinstance(value, tuple):
         value = list(value)
     return value
@@ -229,7 +232,7 @@ def resolve_options(owner: str, decls: Mapping[str, Param], given: Mapping[str, 
     >>> resolve_options("analyzer 'x'", decls, {"n_starts": 0})
     Traceback (most recent call last):
     ...
-    dynlearn.errors.ParameterError: parameter 'n_starts' must be >= 1, got 0.0
+    dynlearn.errors.ParameterError: analyzer 'x': option 'n_starts' must be >= 1, got 0.0
     """
     check_names(given, decls, owner=owner, what="option")
     return Settings({name: check_option(owner, name, given.get(name, decl.default), decl)
