@@ -75,3 +75,24 @@ def test_exact_zero_set_stays_put(label_fn):
     pol = polish_zero_set(shifted_psi([0.0, 0.0, 0.0]), label_fn, pts, RADIUS)
     assert (pol.outcome == oc.OK).all()
     assert (pol.shift <= RADIUS * BRACKET * (1 + 1e-9)).all()
+
+
+def test_bisection_never_asks_a_known_bracket_end_again():
+    # a labeller that answers differently each time it is asked about a state exactly on the separatrix x = 0 (as a
+    # simulation may: such a state never leaves the saddle): the bracket found in the first round must survive.
+    # Curve x = -1 .. 1 (a straight one: control point at the midpoint); the first round asks t = 1/2 (x = 0) and 1
+    from dynlearn_builtins.analyzers.koopman.locate import first_crossing
+
+    asked = {"zero": 0}
+
+    def label(x):
+        on = x[..., 0] == 0
+        asked["zero"] += int(on.sum())
+        flip = 1 if asked["zero"] % 2 else -1                   # +1 the first time, -1 the second, ...
+        return torch.where(on, flip, torch.where(x[..., 0] > 0, 1, -1))
+
+    a = torch.tensor([[[-1.0]]], dtype=torch.float64)
+    b = -a
+    pts, t = first_crossing(label, a, b, torch.zeros_like(a), torch.full((1, 1), -1), points=2, rounds=12)
+    assert asked["zero"] == 1                                    # x = 0 asked once, in the first round
+    assert 0.5 - 2.0**-12 <= float(t) <= 0.5 and abs(float(pts[0, 0, 0])) <= 2.0**-11

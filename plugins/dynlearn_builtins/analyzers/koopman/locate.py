@@ -95,26 +95,33 @@ def first_crossing(label_fn: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, c
 
     ``a, b, c`` have shape ``(B, C, d)``; the curve is ``(1-t)^2 a + 2 (1-t) t c + t^2 b``, ``t in [0, 1]``.
 
-    ``label_fn(x (B, C, T, d)) -> (B, C, T)``. Each round evaluates ``points`` parameters in the current bracket
-    and keeps the first one whose label differs from ``start_label (B, C)``. Returns the crossing points
-    ``(B, C, d)`` (midpoint of the final bracket; NaN where the label never changes) and the curve parameter.
+    ``label_fn(x (B, C, T, d)) -> (B, C, T)``. The first round evaluates ``points`` parameters in ``(0, 1]`` and
+    keeps the first one whose label differs from ``start_label (B, C)``; later rounds evaluate the ``points - 1``
+    interior parameters of the bracket only: its upper end is known to differ and is never asked again (a state
+    on the separatrix itself may get either label, and a second, different answer there would lose the bracket).
+    Returns the crossing points ``(B, C, d)`` (midpoint of the final bracket; NaN where the label never changes)
+    and the curve parameter.
     """
     B, C, _ = a.shape
     t_lo = torch.zeros(B, C, dtype=a.dtype)
     t_hi = torch.ones(B, C, dtype=a.dtype)
     found = torch.ones(B, C, dtype=torch.bool)
     s = torch.linspace(0.0, 1.0, points + 1, dtype=a.dtype)[1:]
-    for _ in range(rounds):
-        t = t_lo.unsqueeze(-1) + (t_hi - t_lo).unsqueeze(-1) * s  # (B, C, T)
+    for r in range(rounds):
+        s_r = s if r == 0 else s[:-1]
+        t = t_lo.unsqueeze(-1) + (t_hi - t_lo).unsqueeze(-1) * s_r  # (B, C, T)
         u = t.unsqueeze(-1)
         x = (1 - u) ** 2 * a.unsqueeze(2) + 2 * (1 - u) * u * c.unsqueeze(2) + u**2 * b.unsqueeze(2)
-        lab = label_fn(x)
-        diff = lab != start_label.unsqueeze(-1)
+        diff = label_fn(x) != start_label.unsqueeze(-1) if len(s_r) else torch.zeros_like(t, dtype=torch.bool)
+        if r > 0:                                                     # the upper end, known to differ
+            t = torch.cat([t, t_hi.unsqueeze(-1)], -1)
+            diff = torch.cat([diff, torch.ones_like(diff[..., :1])], -1)
         any_diff = diff.any(-1)
         k = diff.to(torch.int8).argmax(-1)
         new_hi = t.gather(-1, k.unsqueeze(-1)).squeeze(-1)
         prev = torch.where(k > 0, t.gather(-1, (k - 1).clamp_min(0).unsqueeze(-1)).squeeze(-1), t_lo)
-        found &= any_diff
+        if r == 0:
+            found &= any_diff
         t_lo = torch.where(any_diff, prev, t_lo)
         t_hi = torch.where(any_diff, new_hi, t_hi)
     tm = 0.5 * (t_lo + t_hi)
