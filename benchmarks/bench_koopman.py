@@ -26,7 +26,7 @@ two_factor mu=1.5   11.9       1.1e-2       0.19      2.0e-4      64          55
 
 The table was measured before the zero set was polished by simulation: its "koopman err" is psi's own zero set's,
 now printed as "psi err"; "k err" is now the polished ``separatrix``'s, at the bracket's half-width (5e-5 on
-``bistable``, 0.004-0.009% of the minor semi-axis on the ellipse: docs/koopman.md), below the ``basins`` errors.
+``bistable``, 0.004-0.009% of the minor semi-axis on the ellipse: docs/koopman.md), the size of the ``basins`` errors.
 
 Every case reaches the must-show accuracy well under the 60 s goal (4-14 s). In 2-D the grid-based ``basins``
 analyzer is both faster (3-70x) and more accurate (50-100x): a Koopman eigenfunction is not the tool for a 2-D
