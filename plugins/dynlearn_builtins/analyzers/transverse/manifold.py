@@ -55,11 +55,12 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, settings: Sett
     s = settings
     p = stepper.p
     project = projector(manifold, p)
-    code = oc.classify(x, s.max_norm)
+    max_norm = float(s.max_norm)  # read once: the loop below runs every step
+    code = oc.classify(x, max_norm)
     meter = Meter(s.transient + s.steps, desc, show_progress, unit="step")
     try:
         warm = warmup(s)
-        x, code = advance(stepper, x, code, s.transient - warm, s.max_norm, meter, project=project)
+        x, code = advance(stepper, x, code, s.transient - warm, max_norm, meter, project=project)
         t0, n0 = bases(manifold, x, p)
         k = n0.shape[-1]
         d = x.shape[-1]
@@ -74,7 +75,7 @@ def manifold_run(stepper: Stepper, manifold: Manifold, x: Tensor, settings: Sett
                 acc_n.reset()
             nxt, jac = stepper.step_jac(x)
             nxt = project(nxt)
-            x, code, moved = freeze(x, nxt, code, s.max_norm)
+            x, code, moved = freeze(x, nxt, code, max_norm)
             jac = torch.nan_to_num(jac)
             t1, n1 = bases(manifold, x, p)
             jt, jn = jac @ t0, jac @ n0
