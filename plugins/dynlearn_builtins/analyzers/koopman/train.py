@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynlearn import outcome as oc
 from dynlearn.optim import Adam
 from dynlearn.progress import Meter
+from dynlearn.stepper import GenericStepper, freeze
 
 from .net import BatchedMLP
 
@@ -111,16 +113,15 @@ def residual_terms(system, net: BatchedMLP, x: Tensor, p: Mapping[str, Tensor], 
         w = 1.0 / (1.0 + speed2)
         lhs, rhs = lhs * w, rhs * w
         return lhs, rhs, psi
-    ys, escaped = [], []
-    y = x
-    esc = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    # maps: F^k(x) by the core stepper's step; an image that escapes stays where it left (the one divergence rule)
+    step = GenericStepper(system, x, p, 1.0).step
+    code = torch.zeros(x.shape[:-1], dtype=torch.int8, device=x.device)
+    ys, escaped, y = [], [], x
     with torch.no_grad():
         for _ in range(map_steps):
-            nxt = system.rhs(y, p)
-            esc = esc | ~torch.isfinite(nxt).all(-1) | (nxt.abs() > max_norm).any(-1)
-            y = torch.where(esc.unsqueeze(-1), y, nxt)
+            y, code, _ = freeze(y, step(y), code, max_norm)
             ys.append(y)
-            escaped.append(esc)
+            escaped.append(code != oc.OK)
     N = x.shape[1]
     out = net(torch.cat([x, *ys], dim=1))
     psi = out[:, :N]
