@@ -1,6 +1,6 @@
 """Koopman separatrix of the two-factor map over seeds: polished points vs psi's own zero set.
 
-For each seed (the analyzer's ``random_state``: samples, network initialisation, batches) the reproduction's quick
+For each seed (the analyzer's ``seed``: samples, network initialisation, batches) the reproduction's quick
 two-factor case (``QUICK["two_factor"]``: width 32, depth 3, 2000 Adam steps, ``mu in {0.8, 1.5}`` as one batch)
 is analysed once, and the max distance of the 64 separatrix points to the exact Chebyshev ellipse ``E_mu``
 (:func:`~dynlearn_builtins.systems.two_factor.ellipse_distance`) is measured, as a percentage of the minor
@@ -65,7 +65,7 @@ def measure(seeds: list[int]) -> xr.Dataset:
     pol, own, frac, secs = (np.full(shape, np.nan) for _ in range(4))
     for i, seed in enumerate(seeds):
         t = time.perf_counter()
-        out = KoopmanSeparatrix(**QUICK["two_factor"], perturb_margin=PERTURB_MARGIN, random_state=seed).run(
+        out = KoopmanSeparatrix(**QUICK["two_factor"], perturb_margin=PERTURB_MARGIN, seed=seed).run(
             "two_factor", dynlearn.grid(mu=list(MUS)), show_progress=False)
         secs[i] = time.perf_counter() - t
         for j, mu in enumerate(MUS):
@@ -81,7 +81,7 @@ def measure(seeds: list[int]) -> xr.Dataset:
          "error_psi": (dims, own, {"long_name": "max distance of psi's own zero-set points to E_mu", "units": UNITS}),
          "polished": (dims, frac, {"long_name": "psi's zero-set points polished by simulation", "units": "%"}),
          "seconds": (dims, secs, {"long_name": "analysis wall time (both mu in one batch)", "units": "s"})},
-        coords={"seed": ("seed", np.asarray(seeds), {"long_name": "analyzer random_state"}),
+        coords={"seed": ("seed", np.asarray(seeds), {"long_name": "analyzer seed"}),
                 "mu": ("mu", np.asarray(MUS), {"long_name": "two-factor map step size"})},
         attrs={"settings": "reproduction koopman, QUICK['two_factor']", "bound": "2% of the minor semi-axis"},
     )

@@ -54,7 +54,7 @@ def repro(tmp_path_factory, seed_offset):
     """The quick reproduction: every exact case at reduced size, run once (groups checked independently here).
 
     Seed 0 (``DYNLEARN_TEST_SEED`` unset) runs it as ``dynlearn reproduce koopman --quick`` does; another seed runs
-    the same reproduction with that ``random_state`` for every analyzer, and writes its claims the same way."""
+    the same reproduction with that ``seed`` for every analyzer, and writes its claims the same way."""
     path = tmp_path_factory.mktemp("k") / "koopman.zarr"
     if seed_offset == 0:
         return dynlearn.run_reproduction("koopman", path, quick=True)
@@ -100,7 +100,7 @@ def test_bistable_separatrix_within_one_percent_of_the_domain(bistable, a):
     # separatrix x = a y^2 (exact); domain [-2, 2]^2: 1% of its side is 0.04. The polished points are within a
     # tenth of that (measured: 1e-4, the bracket); psi's own zero set (measured 0.003 / 0.027) is only reported
     r = bistable.sel(a=a)
-    assert int(r.status) == 0
+    assert int(r.outcome) == oc.OK
     assert len(_finite(r.separatrix_psi.values)) == 64
     pts = polished(r, 60)
     err, own = distance_to_parabola(pts, a), distance_to_parabola(_finite(r.separatrix_psi.values), a)
@@ -135,7 +135,7 @@ def test_two_factor_zero_set_is_the_ellipse(two_factor, mu):
     # minor semi-axis; the polished points are within a tenth of it (measured: 0.004-0.009%, the bracket). psi's own
     # zero set (0.65% / 1.42% here, 2.25% at mu 1.5 on an AVX-512 CPU: training noise) is reported, not asserted
     r = two_factor.sel(mu=mu)
-    assert int(r.status) == 0
+    assert int(r.outcome) == oc.OK
     minor = ellipse_axes(mu)[1] / math.sqrt(2)
     assert len(_finite(r.separatrix_psi.values)) == 64
     pts = polished(r, 60)
@@ -205,7 +205,7 @@ def test_agrees_with_the_basins_analyzer(latent, repro):
 
 @NUMERICS
 def test_optimal_perturbation_of_given_states_in_1d(seed_offset):
-    an = KoopmanSeparatrix(**{**FAST, "grid_size": None, "perturb_margin": 0.05, "random_state": seed_offset})
+    an = KoopmanSeparatrix(**{**FAST, "grid_size": None, "perturb_margin": 0.05, "seed": seed_offset})
     an.fit(_latent())
     k0 = brentq(lambda k: -k + 3 * np.tanh(k + 0.3), -2.0, 1.0)
     out = an.optimal_perturbation([[-3.0], [2.0]])
@@ -222,7 +222,7 @@ def test_100d_runs_and_reports_its_accuracy(repro):
     # boundary sampling (auto above 3-D) brings the zero set near u0 = 0, but not to the 1% goal at quick size
     # (docs/koopman.md); the analyzer finds the two attractors u = (+-1, 0, ...), returns labeled zero-set points
     r = _group(repro, "embedded_100d").isel(c=0)
-    assert int(r.status) == 0 and "psi" not in r                       # no grid above 3-D
+    assert int(r.outcome) == oc.OK and "psi" not in r                       # no grid above 3-D
     assert r.sizes["state"] == 100
     Q = Bistable100.Q.numpy()
     np.testing.assert_allclose(Q.T @ Q, np.eye(100), atol=1e-12)
@@ -278,7 +278,7 @@ def test_100d_system_is_the_rotated_bistable_flow():
 # -- warm start along an ordered sweep dim ----------------------------------------------------------------------------
 @NUMERICS
 def test_warm_start_follows_the_separatrix(seed_offset):
-    an = KoopmanSeparatrix(**{**FAST, "steps": 800, "warm_steps": 300, "warm_start": "a", "random_state": seed_offset})
+    an = KoopmanSeparatrix(**{**FAST, "steps": 800, "warm_steps": 300, "warm_start": "a", "seed": seed_offset})
     out = an.run("bistable", dynlearn.grid(a=[0.0, 0.2, 0.4]))
     for a in (0.0, 0.2, 0.4):
         assert distance_to_parabola(_finite(out.separatrix_psi.sel(a=a).values), a).max() <= 0.04
@@ -294,7 +294,7 @@ def test_same_seed_same_result():
     an = KoopmanSeparatrix(**{**FAST, "steps": 60})
     a = an.run("bistable", dynlearn.grid(a=[0.0]))
     b = KoopmanSeparatrix(**{**FAST, "steps": 60}).run("bistable", dynlearn.grid(a=[0.0]))
-    c = KoopmanSeparatrix(**{**FAST, "steps": 60, "random_state": 1}).run("bistable", dynlearn.grid(a=[0.0]))
+    c = KoopmanSeparatrix(**{**FAST, "steps": 60, "seed": 1}).run("bistable", dynlearn.grid(a=[0.0]))
     np.testing.assert_array_equal(a.separatrix.values, b.separatrix.values)
     np.testing.assert_array_equal(a.train_loss.values, b.train_loss.values)
     assert not np.array_equal(a.train_loss.values, c.train_loss.values)
@@ -305,17 +305,17 @@ def test_conformance():
                    dynlearn.grid(a=[0.0, 0.3]))
 
 
-def test_single_attractor_is_a_labeled_status():
+def test_single_attractor_is_a_labeled_outcome():
     out = KoopmanSeparatrix(**{**FAST, "steps": 20}).run("hopf", dynlearn.grid(mu=[-0.5]))
-    meanings = out.status.attrs["flag_meanings"].split()
-    assert meanings[int(out.status.item())] == "single_attractor"
+    meanings = out.outcome.attrs["flag_meanings"].split()
+    assert meanings[int(out.outcome.item())] == "single_attractor"
     assert np.isnan(out.separatrix.values).all()
 
 
 @pytest.mark.parametrize(
     "options, error",
     [({"steps": 0}, ParameterError), ({"width": 2.5}, ParameterError), ({"eigenvalue": -1.0}, ParameterError),
-     ({"eigenvalue": "guess"}, ParameterError), ({"train_dtype": "float16"}, ParameterError),
+     ({"eigenvalue": "guess"}, ParameterError), ({"precision": "float16"}, ParameterError),
      ({"lr": float("nan")}, ParameterError), ({"refine_fraction": 1.5}, ParameterError),
      ({"trajectory_fraction": 0.6, "refine_fraction": 0.5}, ParameterError), ({"threads": 0}, ParameterError),
      ({"n_boundary": 0}, ParameterError), ({"boundary_noise": -0.1}, ParameterError),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import dynlearn
+from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.testing import check_analyzer
 from dynlearn_builtins.analyzers.min_action.string import geometric_action, reparametrize
@@ -29,7 +30,7 @@ def maier_stein():
 def test_double_well_action_is_twice_the_barrier(double_well, k):
     # V = (x^2 - 1)^2 + k y^2 / 2: minima (+-1, 0) at V = 0, saddle (0, 0) at V = 1, for every k
     r = double_well.sel(k=k)
-    assert int(r.status) == 0
+    assert int(r.outcome) == oc.OK
     assert float(r.action) == pytest.approx(2.0, abs=1e-6)
     np.testing.assert_allclose(r.saddle.values, [0.0, 0.0], atol=1e-8)
     np.testing.assert_allclose(r.endpoints.values, [[-1.0, 0.0], [1.0, 0.0]], atol=1e-8)
@@ -53,7 +54,7 @@ def test_maier_stein_non_gradient_case_leaves_the_axis(maier_stein):
     # beta = 10: the on-axis path costs 2 * 1/4 = 1/2 (on y = 0 the flow is x' = x - x^3); the true minimiser
     # leaves the axis and costs less
     r = maier_stein.sel(beta=10.0)
-    assert int(r.status) == 0
+    assert int(r.outcome) == oc.OK
     assert float(r.action) < 0.5 - 0.1
     assert np.abs(r.path.sel(state="y").values).max() > 0.2
     np.testing.assert_allclose(r.saddle.values, [0.0, 0.0], atol=1e-8)
@@ -97,7 +98,7 @@ def _mam_action(beta: float, T: float, n: int) -> float:
 
 @pytest.mark.slow
 def test_maier_stein_beta10_matches_an_independent_mam():
-    fine = MinAction(n_nodes=401, dt=0.005, iters=20000).run("maier_stein", dynlearn.grid(beta=[10.0]))
+    fine = MinAction(n_nodes=401, dt=0.005, max_iter=20000).run("maier_stein", dynlearn.grid(beta=[10.0]))
     ref = _mam_action(10.0, T=20.0, n=2000)
     assert float(fine.action.item()) == pytest.approx(ref, abs=2e-4)
 
@@ -130,9 +131,9 @@ def test_explicit_end_points():
     assert float(out.action.item()) == pytest.approx(2.0, abs=1e-6)
 
 
-def test_single_attractor_is_a_labeled_status():
-    out = MinAction(n_nodes=21, iters=50).run("hopf", dynlearn.grid(mu=[-0.5]))
-    assert out.status.attrs["flag_meanings"].split()[int(out.status.item())] == "single_attractor"
+def test_single_attractor_is_a_labeled_outcome():
+    out = MinAction(n_nodes=21, max_iter=50).run("hopf", dynlearn.grid(mu=[-0.5]))
+    assert out.outcome.attrs["flag_meanings"].split()[int(out.outcome.item())] == "single_attractor"
     assert np.isnan(float(out.action.item()))
 
 
@@ -154,7 +155,7 @@ def test_maps_are_rejected():
 
 
 def test_conformance():
-    check_analyzer(MinAction(n_nodes=21, iters=400), "double_well", dynlearn.grid(k=[1.0, 2.0]))
+    check_analyzer(MinAction(n_nodes=21, max_iter=400), "double_well", dynlearn.grid(k=[1.0, 2.0]))
 
 
 def test_views_build(double_well):

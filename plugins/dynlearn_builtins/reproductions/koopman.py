@@ -234,7 +234,7 @@ class KoopmanSeparatrices(Reproduction):
     quick
         Reduced sizes (:data:`QUICK`) instead of :data:`FULL`.
     seed
-        ``random_state`` of every analyzer run (samples, network initialisation, batches): the claims must hold
+        ``seed`` of every analyzer run (samples, network initialisation, batches): the claims must hold
         for any seed (default 0, the one ``dynlearn reproduce koopman`` uses).
     """
 
@@ -256,7 +256,7 @@ class KoopmanSeparatrices(Reproduction):
         rows: list[tuple] = []      # case, description, error, psi's error, polished fraction, bound, seconds
 
         def analyse(key: str, source, params, **extra):
-            an = KoopmanSeparatrix(**{**cfg[key], "random_state": self.seed, **extra})
+            an = KoopmanSeparatrix(**{**cfg[key], "seed": self.seed, **extra})
             t = time.perf_counter()
             res = an.run(source, params, show_progress=show_progress)
             return res, time.perf_counter() - t

@@ -10,7 +10,7 @@ __all__ = ["sweep_keys", "MAX_FRAMES"]
 MAX_FRAMES = 60
 
 
-def sweep_keys(result: xr.Dataset, own: set[str], per_element: str = "status") -> tuple[list[str], list[tuple]]:
+def sweep_keys(result: xr.Dataset, own: set[str], per_element: str = "outcome") -> tuple[list[str], list[tuple]]:
     """Sweep dims of ``result`` and up to ``MAX_FRAMES`` of their coordinate tuples.
 
     Parameters

@@ -30,7 +30,7 @@ from .locate import first_crossing
 
 Tensor = torch.Tensor
 
-__all__ = ["Boundary", "boundary_samples", "auto_adaptive", "label_near_zero", "bracket_crossing", "BRACKET"]
+__all__ = ["Boundary", "boundary_samples", "label_near_zero", "bracket_crossing", "BRACKET"]
 
 POINTS, ROUNDS = 2, 12          # plain bisection: fewest simulated states for a 2^-12 bracket
 BRACKET = POINTS ** (-ROUNDS)   # final bracket width, as a fraction of the curve's parameter range
@@ -46,11 +46,6 @@ def bracket_crossing(label_fn, a: Tensor, b: Tensor, c: Tensor, start: Tensor) -
     changes.
     """
     return first_crossing(label_fn, a, b, c, start, points=POINTS, rounds=ROUNDS)
-
-
-def auto_adaptive(value: bool | None, d: int) -> bool:
-    """``None``: boundary sampling on for state dimension ``d > 3`` (where uniform samples miss the separatrix)."""
-    return d > 3 if value is None else bool(value)
 
 
 @dataclass

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
+from dynlearn import outcome as oc
+from dynlearn.params import Settings
 from dynlearn.progress import Meter
+from dynlearn.sweep import Batch
 
-from .adapt import boundary_samples, label_near_zero
 from .._shared.attractors import Settled, attractor_classes, polish_centroids, settle
+from . import options as opt
+from .adapt import boundary_samples, label_near_zero
 from .locate import first_crossing
 from .net import BatchedMLP
 from .train import Curves, TrainConfig, eigen_lambda, eigen_raw, train_psi
@@ -48,9 +52,9 @@ def classifier(system, st: Settled, p: dict[str, Tensor], horizon: float):
     """``label(x (B, ..., d)) -> (B, ...)`` in {-1, +1}: simulate, then diverged -> +1 when that class exists,
     else the label of the nearest labelled final state (1-NN). ``label(x, settled=True)`` also returns the
     :class:`Settled` simulation (states flattened to ``(B, n, d)``)."""
-    has_div = ((st.label == 1) & (st.code != 0)).any(1)
+    has_div = ((st.label == 1) & (st.code != oc.OK)).any(1)
     ref, ref_lab = st.final, st.label
-    ref_ok = (ref_lab != 0) & (st.code == 0)
+    ref_ok = (ref_lab != 0) & (st.code == oc.OK)
 
     def label(x: Tensor, settled: bool = False):
         shape = x.shape[:-1]
@@ -61,8 +65,8 @@ def classifier(system, st: Settled, p: dict[str, Tensor], horizon: float):
         dist = torch.where(ref_ok.unsqueeze(1), dist, torch.inf)
         nn = ref_lab.gather(1, dist.argmin(-1)).to(torch.int64)
         nn = torch.where(nn == 0, -1, nn)
-        lab = torch.where(has_div.unsqueeze(1), torch.where(s.code != 0, 1, -1), nn)
-        lab = torch.where(~has_div.unsqueeze(1) & (s.code != 0), 1, lab)
+        lab = torch.where(has_div.unsqueeze(1), torch.where(s.code != oc.OK, 1, -1), nn)
+        lab = torch.where(~has_div.unsqueeze(1) & (s.code != oc.OK), 1, lab)
         return (lab.reshape(shape), s) if settled else lab.reshape(shape)
 
     return label
@@ -105,8 +109,8 @@ def _validation_error(cross_psi: Tensor, cross_sim: Tensor) -> Tensor:
     return torch.nanquantile(e, 0.9, dim=1)
 
 
-def fit_batch(an, batch, show_progress) -> Fitted:
-    """Fit the analyzer ``an`` (a :class:`KoopmanSeparatrix`) on ``batch``.
+def fit_batch(s: Settings, batch: Batch, show_progress: bool | None) -> Fitted:
+    """Fit the eigenfunctions of every sweep element of ``batch`` with the analyzer's settings ``s``.
 
     With ``K > 1`` eigenvalue candidates, every candidate trains for the first ``select_fraction`` of the steps;
     the candidate with the smallest validation error continues alone (successive halving). Later slices of a
@@ -114,40 +118,40 @@ def fit_batch(an, batch, show_progress) -> Fitted:
     """
     system = batch.system
     B, d = batch.size, system.state_dim
-    g = torch.Generator().manual_seed(int(an.random_state))
+    g = torch.Generator().manual_seed(int(s.seed))
     lo64, hi64 = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
     p64 = system.expand_params(batch.params, 1)
-    horizon = an._horizon(system)
-    x0 = (lo64 + (hi64 - lo64) * torch.rand(1, an.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
+    horizon = opt.horizon(s, system)
+    x0 = (lo64 + (hi64 - lo64) * torch.rand(1, s.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
     st = settle(system, x0.contiguous(), p64, horizon=horizon)
-    tol = an.cluster_tol * float((hi64 - lo64).norm())
+    tol = s.cluster_tol * float((hi64 - lo64).norm())
     st = polish_centroids(system, attractor_classes(st, tol=tol), p64, tol)
     active = batch.valid & (st.label == 1).any(1) & (st.label == -1).any(1)
 
     # validation curves and their crossings by simulation (independent of the networks)
-    ends = _validation_curves(st, an.n_curves, lo64, hi64, g)
+    ends = _validation_curves(st, s.n_curves, lo64, hi64, g)
     start_lab = torch.full(ends.shape[:2], -1, dtype=torch.int64)
     label_fn = classifier(system, st, p64, horizon)
     cross_sim, _ = first_crossing(label_fn, ends[:, :, 0], ends[:, :, 1], ends[:, :, 2], start_lab)
-    pool, anchors, starts, extra = _training_states(an, system, st, x0, p64, horizon, label_fn, lo64, hi64, g)
+    pool, anchors, starts, extra = _training_states(s, system, st, x0, p64, horizon, label_fn, lo64, hi64, g)
 
-    cands = an._candidates(system)
+    cands = opt.candidates(s, system)
     K = len(cands)
-    tdtype = torch.float32 if an.dtype_name() == "float32" else torch.float64
-    cfg = an._train_config(system)
+    tdtype = torch.float32 if s.precision == "float32" else torch.float64
+    cfg = opt.train_config(s, system)
     center, scale = (lo64 + hi64) / 2, (hi64 - lo64) / 2
     compact = 3.0 if system.kind == "map" else None
     lo, hi = lo64.to(tdtype), hi64.to(tdtype)
 
-    order = an._warm_order(batch) or [torch.arange(B)]
+    order = opt.warm_order(s, batch) or [torch.arange(B)]
     labels = st.label.clone()
     net_all: BatchedMLP | None = None                    # selected networks, one per sweep element
     raw_all = torch.zeros(B, dtype=tdtype)
     cand_error = torch.full((B, K), torch.nan, dtype=torch.float64)
     chosen = torch.zeros(B, dtype=torch.long)
     curve_parts: list[tuple[Tensor, Curves]] = []
-    n_first = int(round(an.select_fraction * cfg.steps)) if K > 1 else cfg.steps
-    total = cfg.steps + (len(order) - 1) * an._warm_steps() + (K - 1) * n_first
+    n_first = int(round(s.select_fraction * cfg.steps)) if K > 1 else cfg.steps
+    total = cfg.steps + (len(order) - 1) * opt.warm_steps(s) + (K - 1) * n_first
     with Meter(total, f"koopman_separatrix ({system.name})", show_progress, unit="step") as meter:
         for gi, idx in enumerate(order):
             R = len(idx)
@@ -169,23 +173,23 @@ def fit_batch(an, batch, show_progress) -> Fitted:
                 prev = order[gi - 1]
                 labels[idx] = _align(net_all.select(prev), st, idx, labels)
                 net0 = net_all.select(prev).detach()
-                cfg_w = TrainConfig(**{**cfg.__dict__, "steps": an._warm_steps()})
+                cfg_w = TrainConfig(**{**cfg.__dict__, "steps": opt.warm_steps(s)})
                 net, raw, curves, _ = train_psi(system, net=net0, raw_lam=raw_all[prev], cfg=cfg_w, **data(1), **common)
                 chosen[idx] = chosen[prev]
                 cand_error[idx] = cand_error[prev]
                 parts = [curves]
             else:
-                net0 = BatchedMLP.init(R * K, d, an.width, an.depth, center, scale, compact, g, tdtype)
-                raw0 = torch.tensor([eigen_raw(system.kind, c if c == c else an._eigenvalue_init(system)) for c in cands],
+                net0 = BatchedMLP.init(R * K, d, s.width, s.depth, center, scale, compact, g, tdtype)
+                raw0 = torch.tensor([eigen_raw(system.kind, c if c == c else opt.eigenvalue_init(s, system)) for c in cands],
                                     dtype=tdtype).repeat(R)
                 net, raw, state, k0, pieces = net0, raw0, None, 0, []
-                for k1 in (an._active_stops(system, n_first) if K == 1 else []) + [n_first]:
+                for k1 in (opt.active_stops(s, system, n_first) if K == 1 else []) + [n_first]:
                     net, raw, piece, state = train_psi(system, net=net, raw_lam=raw, cfg=cfg, start=k0, stop=k1,
                                                        opt_state=state, **data(K), **common)
                     pieces.append(piece)
                     if k1 < n_first:      # active learning: label psi's current zero set by simulation
                         sub = classifier(system, _subset(st, idx), {k: v[idx] for k, v in p64.items()}, horizon)
-                        xa, fa, la = label_near_zero(net.to(torch.float64), sub, int(an.n_active), lo64, hi64, g)
+                        xa, fa, la = label_near_zero(net.to(torch.float64), sub, int(s.n_active), lo64, hi64, g)
                         anchors, starts, extra = _append(anchors, starts, extra, idx, xa, fa, la)
                     k0 = k1
                 curves1 = _concat(pieces)
@@ -218,8 +222,8 @@ def fit_batch(an, batch, show_progress) -> Fitted:
                   cross_sim, cross_psi, ends)
 
 
-def _training_states(an, system, st: Settled, x0: Tensor, p64, horizon: float, label_fn, lo64: Tensor, hi64: Tensor,
-                     g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _training_states(s: Settings, system, st: Settled, x0: Tensor, p64, horizon: float, label_fn, lo64: Tensor,
+                     hi64: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Residual pool (trajectory states), anchors (final states), sign-term states and the labels of the extra
     (boundary) states beyond ``st``'s own samples (``(B, 0)`` without boundary sampling)."""
     B, d = x0.shape[0], x0.shape[-1]
@@ -229,11 +233,11 @@ def _training_states(an, system, st: Settled, x0: Tensor, p64, horizon: float, l
     pool = pool[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), pool, x0[:, :1])
     anchors = torch.nan_to_num(st.final, nan=0.0, posinf=1e6, neginf=-1e6)
     starts, extra = st.x0, torch.zeros(B, 0, dtype=st.label.dtype)
-    if an._boundary(system):
-        ends = _validation_curves(st, int(an.n_boundary), lo64, hi64, g)
-        bd = boundary_samples(system, label_fn, st, ends, p64, horizon=horizon, noise=float(an.boundary_noise),
-                              n_noisy=int(an.boundary_copies), lo=lo64, hi=hi64, g=g,
-                              trajectory_labels=bool(an.trajectory_labels))
+    if opt.boundary(s, system):
+        ends = _validation_curves(st, int(s.n_boundary), lo64, hi64, g)
+        bd = boundary_samples(system, label_fn, st, ends, p64, horizon=horizon, noise=float(s.boundary_noise),
+                              n_noisy=int(s.boundary_copies), lo=lo64, hi=hi64, g=g,
+                              trajectory_labels=bool(s.trajectory_labels))
         good = torch.isfinite(bd.path).all(-1) & ((bd.path - (lo64 + hi64) / 2).abs() <= 2 * span).all(-1)
         path = bd.path[:, good.all(0)] if system.kind == "map" else torch.where(good.unsqueeze(-1), bd.path, x0[:, :1])
         pool = torch.cat([pool, path], 1)

@@ -8,7 +8,10 @@ import torch
 import xarray as xr
 
 from dynlearn import outcome as oc
+from dynlearn.params import Settings
+from dynlearn.sweep import Batch
 
+from . import options as opt
 from .fit import Fitted, classifier
 from .locate import nearest_zero, zero_set
 from .net import BatchedMLP
@@ -16,15 +19,7 @@ from .polish import polish_zero_set
 
 Tensor = torch.Tensor
 
-__all__ = ["STATUS", "build_dataset", "perturbation_dataset", "locate", "perturb"]
-
-#: per-sweep-element status codes (CF flags)
-STATUS = ("ok", "single_attractor", "invalid_parameters", "nan")
-
-
-def _status_attrs() -> dict:
-    return {"long_name": "fit status", "flag_values": list(range(len(STATUS))), "flag_meanings": " ".join(STATUS),
-            "units": "1"}
+__all__ = ["build_dataset", "perturbation_dataset", "locate", "perturb"]
 
 
 def _chunks(n: int, size: int):
@@ -92,7 +87,8 @@ def perturb(fit: Fitted, system, p64, horizon: float, origins: Tensor, separatri
     return delta, finite & (c_after != c0), finite & (c_before == c0), c0
 
 
-def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
+def build_dataset(s: Settings, batch: Batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
+    """The result of the analysis: every number a labeled variable with the sweep dims of ``batch``."""
     system = batch.system
     B, d = batch.size, system.state_dim
     names = list(system.state_names)
@@ -101,17 +97,15 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
     active = fit.active
     act = lambda t: torch.where(active.view(B, *([1] * (t.dim() - 1))), t, torch.nan)  # noqa: E731
 
-    sep_psi, n_roots = locate(fit.net, an.n_points, an.n_candidates, lo, hi, fit.settled.x0, g)
+    sep_psi, n_roots = locate(fit.net, s.n_points, s.n_candidates, lo, hi, fit.settled.x0, g)
     sep_psi = act(sep_psi)
-    origins, _ = _origins(fit, an.n_perturb, lo, hi, g)
-    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, sep_psi, an.perturb_margin)
+    origins, _ = _origins(fit, s.n_perturb, lo, hi, g)
+    delta, crossed, stays, c0 = perturb(fit, system, p64, opt.horizon(s, system), origins, sep_psi, s.perturb_margin)
     delta = act(delta)
 
-    status = torch.zeros(B, dtype=torch.int8)
-    status = torch.where((fit.settled.n_attractors < 2) | ~active, torch.tensor(1, dtype=torch.int8), status)
-    status = torch.where(~batch.valid, torch.tensor(2, dtype=torch.int8), status)
-    bad = ~torch.isfinite(fit.curves.loss[:, -1]) & active
-    status = torch.where(bad, torch.tensor(3, dtype=torch.int8), status)
+    outcome = torch.where((fit.settled.n_attractors < 2) | ~active, oc.SINGLE_ATTRACTOR, oc.OK)
+    outcome = torch.where(batch.valid, outcome, oc.MASKED)
+    outcome = torch.where(~torch.isfinite(fit.curves.loss[:, -1]) & active, oc.NAN, outcome).to(torch.int8)
 
     cs, cp = act(fit.crossing_sim), act(fit.crossing_psi)
     both = torch.isfinite(cs).all(-1) & torch.isfinite(cp).all(-1)
@@ -166,21 +160,24 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
                                          "comment": "nan: no perturbation (psi has no zero-set point, or the sweep "
                                                     "element is inactive)"}),
         "crossed": X(crossed & active.unsqueeze(1), ("target",),
-                     attrs={"long_name": f"origin + (1 + {an.perturb_margin:g}) perturbation ends in the other class "
+                     attrs={"long_name": f"origin + (1 + {s.perturb_margin:g}) perturbation ends in the other class "
                                          "(simulated)"}),
         "stays": X(stays & active.unsqueeze(1), ("target",),
-                   attrs={"long_name": f"origin + (1 - {an.perturb_margin:g}) perturbation stays in its class "
+                   attrs={"long_name": f"origin + (1 - {s.perturb_margin:g}) perturbation stays in its class "
                                        "(simulated)"}),
         "origin_class": X(c0, ("target",), attrs={"long_name": "simulated class of the origin (-1 / +1)", "units": "1"}),
-        "status": X(status, (), attrs=_status_attrs()),
+        "outcome": X(outcome, (), attrs={**oc.flag_attrs("outcome of the fit"),
+                                         "comment": "single_attractor: fewer than two classes found by simulation; "
+                                                    "masked: parameters not finite, not analysed; nan: the training "
+                                                    "loss turned NaN"}),
     }
     steps = np.asarray(fit.curves.step, dtype=np.int64)
     for key, long in (("loss", "training loss"), ("residual", "normalised eigen-equation residual"),
                       ("anchor", "anchor loss (psi = +-1 on the attractors)"), ("eigenvalue", "eigenvalue lambda")):
         data[f"train_{key}"] = X(getattr(fit.curves, key), ("step",), coords={"step": ("step", steps)},
                                  attrs={"long_name": long, "units": "1"})
-    data.update(_polished(an, fit, system, p64, sep_psi, lo, hi, X, state_c, L))
-    grid = _grid(an, fit.net, lo, hi, names, d)
+    data.update(_polished(s, fit, system, p64, sep_psi, lo, hi, X, state_c, L))
+    grid = _grid(s, fit.net, lo, hi, names, d)
     if grid is not None:
         vals, coords, gdims = grid
         data["psi"] = X(act(vals), gdims, coords=coords, attrs={"long_name": "Koopman eigenfunction psi", "units": "1"})
@@ -189,14 +186,14 @@ def build_dataset(an, batch, fit: Fitted, g: torch.Generator) -> xr.Dataset:
     return ds
 
 
-def _polished(an, fit: Fitted, system, p64, sep_psi: Tensor, lo: Tensor, hi: Tensor, X, state_c, L: str) -> dict:
+def _polished(s: Settings, fit: Fitted, system, p64, sep_psi: Tensor, lo: Tensor, hi: Tensor, X, state_c, L: str) -> dict:
     """``separatrix``: psi's zero set polished by simulation (:mod:`.polish`), with psi's own error along
     its normal, the bracket half-width and a per-point outcome; without polishing, psi's points."""
-    if not an.polish:
+    if not s.polish:
         return {"separatrix": X(sep_psi, ("point", "state"), coords=state_c,
                                 attrs={"long_name": "points on psi's zero set (not polished)", "units": L})}
-    radius = float(an.polish_radius) * float((hi - lo).abs().max())
-    pol = polish_zero_set(fit.net, classifier(system, fit.settled, p64, an._horizon(system)), sep_psi, radius)
+    radius = float(s.polish_radius) * float((hi - lo).abs().max())
+    pol = polish_zero_set(fit.net, classifier(system, fit.settled, p64, opt.horizon(s, system)), sep_psi, radius)
     return {
         "separatrix": X(pol.points, ("point", "state"), coords=state_c,
                         attrs={"long_name": "separatrix points: psi's zero set moved onto the simulated class change "
@@ -214,8 +211,8 @@ def _polished(an, fit: Fitted, system, p64, sep_psi: Tensor, lo: Tensor, hi: Ten
     }
 
 
-def _grid(an, net: BatchedMLP, lo: Tensor, hi: Tensor, names: list[str], d: int):
-    n = an._grid_size(d)
+def _grid(s: Settings, net: BatchedMLP, lo: Tensor, hi: Tensor, names: list[str], d: int):
+    n = opt.grid_size(s, d)
     if not n:
         return None
     axes = [torch.linspace(float(lo[i]), float(hi[i]), n, dtype=torch.float64) for i in range(d)]
@@ -231,11 +228,12 @@ def _grid(an, net: BatchedMLP, lo: Tensor, hi: Tensor, names: list[str], d: int)
     return vals, coords, gdims
 
 
-def perturbation_dataset(an, states: Tensor, p64, system, fit: Fitted, separatrix: Tensor, batch) -> xr.Dataset:
+def perturbation_dataset(s: Settings, states: Tensor, p64, system, fit: Fitted, separatrix: Tensor,
+                         batch: Batch) -> xr.Dataset:
     """Optimal perturbations of user-given states ``(m, d)`` for every sweep element."""
     B = batch.size
     origins = states.to(torch.float64).unsqueeze(0).expand(B, -1, -1).contiguous()
-    delta, crossed, stays, c0 = perturb(fit, system, p64, an._horizon(system), origins, separatrix, an.perturb_margin)
+    delta, crossed, stays, c0 = perturb(fit, system, p64, opt.horizon(s, system), origins, separatrix, s.perturb_margin)
     X = batch.to_xarray
     state_c = {"state": ("state", np.array(list(system.state_names), dtype=object))}
     L = system.state_units

@@ -33,124 +33,95 @@ import numpy as np
 import torch
 import xarray as xr
 
+from dynlearn import outcome as oc
 from dynlearn.analyzer import Analyzer
 from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
-from .string import geometric_action, gmam
 from .._shared.attractors import attractor_classes, fixed_point_polish, settle
+from .string import geometric_action, gmam
 
 __all__ = ["MinAction"]
 
-STATUS = ("ok", "single_attractor", "invalid_parameters", "not_converged")
+_POSITIVE = dict(low=0, low_inclusive=False)
 
 
 class MinAction(Analyzer):
     """Minimum geometric-action path and action between two attractors of a flow (gMAM on a string).
 
+    Options (``MinAction.options``; validated when the analyzer is made):
+
     Parameters
     ----------
     n_nodes
         Nodes of the discretised path.
-    iters, dt, tol
+    max_iter, dt, tol
         Maximum gMAM iterations, pseudo-time step, convergence threshold on ``max |update| / dt``.
     bend
         Initial path: the straight segment plus ``bend * |end - start| * sin(pi alpha)`` along a random
         direction normal to it (breaks the symmetry that would keep e.g. Maier–Stein's path on the x axis).
     start, end
-        End points (state vectors), or ``None`` to find the attractors by simulation.
+        End points (state vectors), or ``None`` to find the attractors by simulation (give both or neither).
     n_samples, horizon, cluster_tol
         Attractor search: sampled states, horizon in characteristic times, clustering tolerance (fraction of the
         domain diagonal).
-    random_state
+    seed
         Seed of the sampling and of the bend direction.
+
+    Notes
+    -----
+    ``outcome`` per sweep element (:mod:`dynlearn.outcome`): ``ok``; ``not_converged`` (the last update is still
+    above ``tol`` after ``max_iter`` iterations; the path is returned); ``single_attractor`` (fewer than two
+    attractors found: no path); ``masked`` (parameters not finite: not analysed).
     """
 
     name: ClassVar[str] = "min_action"
     description: ClassVar[str] = "minimum geometric-action (Freidlin-Wentzell) transition path between attractors"
     kinds: ClassVar[tuple[str, ...]] = ("flow",)
-
-    def __init__(self, n_nodes: int = 101, iters: int = 10000, dt: float = 0.01, tol: float = 1e-8,
-                 bend: float = 0.1, start: list[float] | None = None, end: list[float] | None = None,
-                 n_samples: int = 256, horizon: float = 30.0, cluster_tol: float = 0.02,
-                 random_state: int = 0) -> None:
-        self.n_nodes = n_nodes
-        self.iters = iters
-        self.dt = dt
-        self.tol = tol
-        self.bend = bend
-        self.start = start
-        self.end = end
-        self.n_samples = n_samples
-        self.horizon = horizon
-        self.cluster_tol = cluster_tol
-        self.random_state = random_state
-
-    def _check(self, d: int) -> None:
-        for key in ("n_nodes", "iters", "n_samples"):
-            v = getattr(self, key)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (5 if key == "n_nodes" else 1):
-                raise ParameterError(f"min_action: option {key!r} must be an integer >= "
-                                     f"{5 if key == 'n_nodes' else 1}, got {v!r}")
-        for key in ("dt", "tol", "horizon"):
-            v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ParameterError(f"min_action: option {key!r} must be a positive number, got {v!r}")
-        for key in ("start", "end"):
-            v = getattr(self, key)
-            if v is not None:
-                arr = np.asarray(v, dtype=float)
-                if arr.shape != (d,):
-                    raise ShapeError(f"min_action: {key} must be a state of shape ({d},), got {arr.shape}")
-                if not np.isfinite(arr).all():
-                    raise ParameterError(f"min_action: {key} contains NaN or infinite values")
-        if (self.start is None) != (self.end is None):
-            raise ParameterError("min_action: give both start and end, or neither")
-
-    def _endpoints(self, batch: Batch, p) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        system = batch.system
-        B, d = batch.size, system.state_dim
-        if self.start is not None:
-            a = torch.as_tensor(np.asarray(self.start, float), dtype=torch.float64).expand(B, d).clone()
-            b = torch.as_tensor(np.asarray(self.end, float), dtype=torch.float64).expand(B, d).clone()
-            return a, b, torch.ones(B, dtype=torch.bool)
-        g = torch.Generator().manual_seed(int(self.random_state))
-        lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
-        x0 = (lo + (hi - lo) * torch.rand(1, self.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
-        st = attractor_classes(settle(system, x0.contiguous(), p, horizon=float(self.horizon)),
-                               tol=self.cluster_tol * float((hi - lo).norm()))
-        cen = st.centroid                                        # (B, 2, d): class -1 (smaller sum), +1
-        two = torch.isfinite(cen).all(-1).all(-1) & (st.n_attractors >= 2)
-        cen = fixed_point_polish(system, torch.nan_to_num(cen), p)
-        return cen[:, 0], cen[:, 1], two
+    options: ClassVar[dict[str, Param]] = {
+        "n_nodes": Param(101, kind="int", low=5, description="nodes of the discretised path"),
+        "max_iter": Param(10000, kind="int", low=1, description="maximum gMAM iterations"),
+        "dt": Param(0.01, **_POSITIVE, description="gMAM pseudo-time step"),
+        "tol": Param(1e-8, **_POSITIVE, description="convergence threshold on max |update| / dt"),
+        "bend": Param(0.1, description="initial path's bend normal to the chord", units="chord lengths"),
+        "start": Param(None, kind="list", nullable=True,
+                       description="start state (None: the attractor with the smaller coordinate sum)"),
+        "end": Param(None, kind="list", nullable=True,
+                     description="end state (None: the attractor with the larger coordinate sum)"),
+        "n_samples": Param(256, kind="int", low=1, description="sampled states simulated to find the attractors"),
+        "horizon": Param(30.0, **_POSITIVE, description="simulated time of the attractor search",
+                         units="characteristic times"),
+        "cluster_tol": Param(0.02, **_POSITIVE, description="clustering distance of final states",
+                             units="domain diagonals"),
+        "seed": Param(0, kind="int", low=0, description="seed of the sampling and of the bend direction"),
+    }
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
-        system = batch.system
-        B, d, n = batch.size, system.state_dim, int(self.n_nodes)
-        self._check(d)
+        s, system = self.settings, batch.system
+        check(s, system)
+        B, d, n = batch.size, system.state_dim, s.n_nodes
         p = system.expand_params(batch.params, 1)
-        a, b, two = self._endpoints(batch, p)
-        g = torch.Generator().manual_seed(int(self.random_state) + 1)
+        a, b, two = endpoints(s, batch, p)
+        g = torch.Generator().manual_seed(int(s.seed) + 1)
         alpha = torch.linspace(0, 1, n, dtype=torch.float64).view(1, n, 1)
         chord = b - a
         v = torch.randn(B, d, generator=g, dtype=torch.float64)
         v = v - (v * chord).sum(-1, keepdim=True) * chord / (chord * chord).sum(-1, keepdim=True).clamp_min(1e-300)
         v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-300)
         init = a.unsqueeze(1) + alpha * chord.unsqueeze(1) + (
-            self.bend * chord.norm(dim=-1).view(B, 1, 1) * torch.sin(torch.pi * alpha) * v.unsqueeze(1))
-        path, used, change = gmam(system, p, a, b, init, iters=int(self.iters), dt=float(self.dt),
-                                  tol=float(self.tol), show_progress=show_progress)
+            s.bend * chord.norm(dim=-1).view(B, 1, 1) * torch.sin(torch.pi * alpha) * v.unsqueeze(1))
+        path, used, change = gmam(system, p, a, b, init, max_iter=int(s.max_iter), dt=float(s.dt),
+                                  tol=float(s.tol), show_progress=show_progress)
         action, cum = geometric_action(system, path, p)
         speed = system.rhs(path, p).norm(dim=-1)
         inner = speed[:, 1:-1]
         k = inner.argmin(1) + 1
         saddle = fixed_point_polish(system, path[torch.arange(B), k], batch.params)
         ok = two & batch.valid
-        converged = change < self.tol
-        status = torch.zeros(B, dtype=torch.int8)
-        status = torch.where(~converged, torch.tensor(3, dtype=torch.int8), status)
-        status = torch.where(~two, torch.tensor(1, dtype=torch.int8), status)
-        status = torch.where(~batch.valid, torch.tensor(2, dtype=torch.int8), status)
+        outcome = torch.where(change < s.tol, oc.OK, oc.NOT_CONVERGED)
+        outcome = torch.where(two, outcome, oc.SINGLE_ATTRACTOR)
+        outcome = torch.where(batch.valid, outcome, oc.MASKED).to(torch.int8)
         nan_if = lambda t: torch.where(ok.view(B, *([1] * (t.dim() - 1))), t, torch.nan)  # noqa: E731
 
         X = batch.to_xarray
@@ -175,8 +146,10 @@ class MinAction(Analyzer):
                            attrs={"long_name": "start and end attractors", "units": L}),
             "iterations": X(used, (), attrs={"long_name": "gMAM iterations", "units": "1"}),
             "last_update": X(change, (), attrs={"long_name": "last gMAM update max|dphi|/dt", "units": L}),
-            "status": X(status, (), attrs={"long_name": "path status", "flag_values": list(range(len(STATUS))),
-                                           "flag_meanings": " ".join(STATUS), "units": "1"}),
+            "outcome": X(outcome, (), attrs={**oc.flag_attrs("outcome of the path"),
+                                             "comment": "not_converged: last_update above tol after max_iter "
+                                                        "iterations; single_attractor: fewer than two attractors "
+                                                        "found (no path); masked: parameters not finite"}),
         })
         return out
 
@@ -184,3 +157,38 @@ class MinAction(Analyzer):
         from .views import min_action_views
 
         return min_action_views(result)
+
+
+def check(s: Settings, system) -> None:
+    """``start`` and ``end``: both or neither, states of the system's dimension (one-line errors otherwise)."""
+    d = system.state_dim
+    for key in ("start", "end"):
+        v = s[key]
+        if v is not None:
+            arr = np.asarray(v, dtype=float)
+            if arr.shape != (d,):
+                raise ShapeError(f"min_action: {key} must be a state of shape ({d},), got {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise ParameterError(f"min_action: {key} contains NaN or infinite values")
+    if (s.start is None) != (s.end is None):
+        raise ParameterError("min_action: give both start and end, or neither")
+
+
+def endpoints(s: Settings, batch: Batch, p) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Start and end states ``(B, d)`` and whether two attractors were found ``(B,)``: the given ``start`` / ``end``,
+    else the two most populated attractors of simulated samples (Newton-polished), ordered by coordinate sum."""
+    system = batch.system
+    B, d = batch.size, system.state_dim
+    if s.start is not None:
+        a = torch.as_tensor(np.asarray(s.start, float), dtype=torch.float64).expand(B, d).clone()
+        b = torch.as_tensor(np.asarray(s.end, float), dtype=torch.float64).expand(B, d).clone()
+        return a, b, torch.ones(B, dtype=torch.bool)
+    g = torch.Generator().manual_seed(int(s.seed))
+    lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
+    x0 = (lo + (hi - lo) * torch.rand(1, s.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
+    st = attractor_classes(settle(system, x0.contiguous(), p, horizon=float(s.horizon)),
+                           tol=s.cluster_tol * float((hi - lo).norm()))
+    cen = st.centroid                                        # (B, 2, d): class -1 (smaller sum), +1
+    two = torch.isfinite(cen).all(-1).all(-1) & (st.n_attractors >= 2)
+    cen = fixed_point_polish(system, torch.nan_to_num(cen), p)
+    return cen[:, 0], cen[:, 1], two

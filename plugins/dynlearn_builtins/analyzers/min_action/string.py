@@ -65,7 +65,7 @@ def reparametrize(path: Tensor) -> Tensor:
     return out
 
 
-def gmam(system, p: Mapping[str, Tensor], start: Tensor, end: Tensor, init: Tensor, *, iters: int, dt: float,
+def gmam(system, p: Mapping[str, Tensor], start: Tensor, end: Tensor, init: Tensor, *, max_iter: int, dt: float,
          tol: float, show_progress: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Run gMAM from ``init (B, n, d)`` (end points ``start``/``end`` ``(B, d)``).
 
@@ -81,8 +81,8 @@ def gmam(system, p: Mapping[str, Tensor], start: Tensor, end: Tensor, init: Tens
     done = torch.zeros(B, dtype=torch.bool)
     used = torch.zeros(B, dtype=torch.long)
     change = torch.full((B,), torch.inf, dtype=phi.dtype)
-    with Meter(iters, f"min_action ({system.name})", show_progress, unit="iter") as meter:
-        for it in range(iters):
+    with Meter(max_iter, f"min_action ({system.name})", show_progress, unit="iter") as meter:
+        for it in range(max_iter):
             x = phi[:, 1:-1]
             f = system.rhs(x, p)
             J = system.jacobian(x, p)
