@@ -124,12 +124,12 @@ def layout(views: Mapping[str, Any], title: str, meter: Any = None) -> Any:
     -------
     bokeh.models.Column
     """
-    import holoviews as hv
     from bokeh.layouts import column
     from bokeh.models import Div
 
-    if "bokeh" not in hv.Store.renderers:
-        hv.extension("bokeh", logo=False)
+    from .page_sliders import ensure_bokeh
+
+    ensure_bokeh()
     items = [Div(text=f"<h1>{_html.escape(title)}</h1>")]
     for name, view in views.items():
         if meter is not None:

@@ -33,6 +33,16 @@ if (frame < 0) return;
 """
 
 
+def ensure_bokeh():
+    """holoviews with the bokeh backend selected and its option builders loaded (``hv.opts.Curve``): a renderer
+    imported elsewhere (e.g. by ``hv.renderer("bokeh")``) does not load those, so they are checked too."""
+    import holoviews as hv
+
+    if "bokeh" not in hv.Store.renderers or hv.Store.current_backend != "bokeh" or "Curve" not in dir(hv.opts):
+        hv.extension("bokeh", logo=False)
+    return hv
+
+
 def value_labels(values: Sequence[Any]) -> list[str]:
     """Distinct, short text labels of a dim's coordinate values (the slider positions).
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .page_sliders import ensure_bokeh
 from .page_sweep import CurveSweep
 
 __all__ = ["decimate", "train_views", "store_views", "page", "write_html", "serve"]
@@ -49,12 +50,7 @@ def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tupl
     return x[idx], y[idx]
 
 
-def _hv():
-    import holoviews as hv
-
-    if not hv.Store.renderers or "bokeh" not in hv.Store.renderers:
-        hv.extension("bokeh", logo=False)
-    return hv
+_hv = ensure_bokeh
 
 
 def _label(da: xr.DataArray) -> str:
