@@ -76,8 +76,11 @@ class Orbits(Analyzer):
     """Classify orbits (converged / periodic / chaotic / aperiodic; outcome ok / diverged / nan / masked) and
     compute Lyapunov exponents.
 
-    Options (declared in :attr:`options`, validated once into ``self.settings``):
+    The keyword arguments are the declared :attr:`options` (:class:`~dynlearn.Param`), validated once into
+    ``self.settings``; the helpers receive those settings.
 
+    Parameters
+    ----------
     states, n_samples, seed
         Initial states ``[[x1, ..., xd], ...]`` shared by every parameter value; default: ``n_samples`` uniform
         draws from the system's domain (``seed``).

@@ -91,8 +91,11 @@ DEFAULTS = {"transient": {"map": 500, "flow": 50}, "steps": {"map": 2000, "flow"
 class TransverseStability(Analyzer):
     """Tangential and transverse Lyapunov exponents of orbits on invariant manifolds; transverse stability.
 
-    Options (declared in :attr:`options`, validated once into ``self.settings``):
+    The keyword arguments are the declared :attr:`options` (:class:`~dynlearn.Param`), validated once into
+    ``self.settings``; the helpers receive those settings.
 
+    Parameters
+    ----------
     manifold
         A declared manifold's name, a :class:`dynlearn.Manifold` (user-given constraint / projection; recorded
         by name in the provenance), or ``None``: every manifold the system declares (a ``manifold`` dim).
