@@ -125,7 +125,8 @@ def residual_terms(system, net: BatchedMLP, x: Tensor, p: Mapping[str, Tensor], 
     N = x.shape[1]
     out = net(torch.cat([x, *ys], dim=1))
     psi = out[:, :N]
-    lhs = torch.cat([torch.where(escaped[k], 1.0, out[:, (k + 1) * N:(k + 2) * N]) for k in range(map_steps)], dim=1)
+    B = x.shape[0]              # one where over the k images (cheaper than one per image, same values)
+    lhs = torch.where(torch.stack(escaped, 1), 1.0, out[:, N:].view(B, map_steps, N)).reshape(B, map_steps * N)
     rhs = torch.cat([squash_map(psi, lam_ ** (k + 1)) for k in range(map_steps)], dim=1)
     return lhs, rhs, psi
 
