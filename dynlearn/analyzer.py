@@ -27,8 +27,6 @@ is made::
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -37,7 +35,7 @@ import xarray as xr
 
 from ._version import __version__
 from .errors import ParameterError, ShapeError
-from .params import Param, check_names, init_options, resolve_options
+from .params import Param, resolve_options
 from .sweep import Batch, flatten
 from .system import System
 from .threads import analyzer_threads, torch_threads
@@ -56,13 +54,19 @@ def set_application_run(run: Callable[..., xr.Dataset]) -> None:
     _APPLICATION_RUN = run
 
 
-class Analyzer:
-    """Base class: options in ``__init__``, work in ``analyze``.
+#: the option every analyzer has
+THREADS = Param(None, kind="int", low=1, nullable=True,
+                description="torch intra-op threads while analysing (None: chosen from the problem size)")
 
-    Every subclass's ``__init__`` is wrapped so that an unknown option is a
-    :class:`~dynlearn.errors.ParameterError` naming it and the valid ones, and so that it takes ``threads``:
-    torch intra-op threads while analysing (``None``: chosen from the problem size by
-    :func:`~dynlearn.threads.analyzer_threads`), unless the subclass declares ``threads`` itself.
+
+class Analyzer:
+    """Base class: options declared as :class:`~dynlearn.params.Param` in ``options``, work in ``analyze``.
+
+    ``Analyzer(**options)`` validates the options once into ``self.settings`` (an unknown name or a value out of
+    its declared range is a one-line :class:`~dynlearn.errors.ParameterError` naming it and the valid ones);
+    every analyzer has the option ``threads``: torch intra-op threads while analysing (``None``: chosen from the
+    problem size by :func:`~dynlearn.threads.analyzer_threads`; a subclass may declare its own default).
+    A subclass that needs an ``__init__`` takes ``**options`` and calls ``super().__init__(**options)``.
     """
 
     name: ClassVar[str] = ""
@@ -71,31 +75,22 @@ class Analyzer:
     kinds: ClassVar[tuple[str, ...]] = ("flow", "map")
     #: analyzers whose output it consumes (passed in ``upstream``; computed with defaults when absent)
     requires: ClassVar[tuple[str, ...]] = ()
-    #: declared options (merged along the class hierarchy with the base's ``threads``); validated once into
+    #: declared options (merged along the class hierarchy, the base's ``threads`` first); validated once into
     #: ``self.settings`` (:class:`~dynlearn.params.Settings`), also readable as attributes (``self.n_starts``)
-    options: ClassVar[Mapping[str, Param]] = {}
-    #: torch intra-op threads while analysing (``None``: chosen from the problem size)
-    threads: int | None = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is not None:
-            cls.__init__ = _checked_init(init)  # type: ignore[method-assign]
+    options: ClassVar[Mapping[str, Param]] = {"threads": THREADS}
 
     def __init__(self, **options: Any) -> None:
         settings = resolve_options(f"analyzer {self.name or type(self).__name__!r}", self.declared_options(),
                                    options)
         object.__setattr__(self, "settings", settings)
-        self.threads = settings["threads"]
 
     @classmethod
     def declared_options(cls) -> dict[str, Param]:
-        """Every option of this analyzer: its ``options``, its bases', and ``threads``."""
+        """Every option of this analyzer: its ``options`` and its bases' (``threads`` included)."""
         out: dict[str, Param] = {}
         for klass in reversed(cls.__mro__):
             out.update(klass.__dict__.get("options", {}))
-        out["threads"] = THREADS
+        out["threads"] = out.pop("threads")  # listed last
         return out
 
     def __getattr__(self, name: str) -> Any:
@@ -110,9 +105,7 @@ class Analyzer:
 
         from .system import Manifold
 
-        settings = self.__dict__.get("settings")
-        out = dict(settings) if settings is not None else init_options(self, Analyzer)
-        out.setdefault("threads", self.threads)
+        out = dict(self.settings)
         for k, v in out.items():
             if isinstance(v, np.ndarray):
                 out[k] = v.tolist()
@@ -205,11 +198,6 @@ class Analyzer:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
-#: the option every analyzer has
-THREADS = Param(None, kind="int", low=1, nullable=True,
-                description="torch intra-op threads while analysing (None: chosen from the problem size)")
-
-
 def provenance(analyzer: Analyzer, batch: Batch) -> dict[str, str]:
     """Attrs of a result: the analyzer, its config, the system's config with the sweep, the version."""
     return {
@@ -218,27 +206,6 @@ def provenance(analyzer: Analyzer, batch: Batch) -> dict[str, str]:
         "system_config": json.dumps(_jsonable(batch.system_config()), allow_nan=False),
         "dynlearn_version": __version__,
     }
-
-
-def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
-    """``init`` with its keyword names checked (one clear error) and the base option ``threads`` added."""
-    names = [p.name for p in list(inspect.signature(init).parameters.values())[1:]
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
-        return init  # forwards options it does not name: its callee checks them
-    own_threads = "threads" in names
-    valid = names if own_threads else [*names, "threads"]
-
-    @functools.wraps(init)
-    def __init__(self: Analyzer, *args: Any, **kwargs: Any) -> None:
-        check_names(kwargs, valid, owner=f"analyzer {type(self).name or type(self).__name__!r}", what="option")
-        given = not own_threads and "threads" in kwargs
-        threads = kwargs.pop("threads", None) if not own_threads else None
-        init(self, *args, **kwargs)
-        if given:
-            self.threads = threads
-
-    return __init__
 
 
 def _jsonable(obj: Any) -> Any:
