@@ -9,14 +9,19 @@ stored once. The page holds the figure at its first frame plus that table, and t
 Views with many frames are thinned to at most ``MAX_FRAMES`` keys, evenly spread over each dim (the analyzers
 already keep their HoloMaps below that; the training curves, whose sweeps can be large, use
 :mod:`dynlearn.page_sweep` instead).
+
+The view is drawn and stepped under :func:`dynlearn.page_ranges.ranges_once`: the ranges shared by its frames are
+computed once, not again for every frame.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
+from .page_ranges import ranges_once
 from .page_sliders import VIEW_TAG, connect, frame_table, make_sliders
 
 __all__ = ["render", "thin", "MAX_FRAMES"]
@@ -25,6 +30,8 @@ __all__ = ["render", "thin", "MAX_FRAMES"]
 MAX_FRAMES = 100
 
 _PRIMITIVE = (type(None), bool, int, float, str)
+#: model properties the frames do not record
+_SKIP = frozenset({"tags", "name", "js_property_callbacks", "js_event_callbacks", "subscribed_events"})
 
 _APPLY = """
 const n = targets.length;
@@ -96,7 +103,40 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _snapshot(models: list) -> dict[tuple[int, str], Any]:
+@functools.lru_cache(maxsize=None)
+def _sent(cls: type) -> tuple[str, ...]:
+    """The properties of a bokeh model class the browser gets (no alias or deprecated name), less bookkeeping."""
+    return tuple(sorted(p for p in cls.properties(_with_props=True) if cls.lookup(p).serialized and p not in _SKIP))
+
+
+def _values(m: Any, full: bool) -> dict[str, Any]:
+    """``m``'s properties (:func:`_sent`): all of them, or (``full=False``) those set on it.
+
+    A property never set on ``m`` holds its default, the value a full snapshot of an earlier frame recorded (bokeh
+    keeps a property's value once set): bokeh's ``properties_with_values(include_defaults=False)``, without
+    reading every default first (slow).
+    """
+    names = _sent(type(m))
+    if not full:
+        held = getattr(m, "_property_values", None), getattr(m, "_unstable_default_values", None)
+        if not all(isinstance(h, dict) for h in held):  # another bokeh: its public (slower) way
+            return {p: v for p, v in m.properties_with_values(include_defaults=False).items() if p in names}
+        names = tuple(p for p in names if p in held[0] or p in held[1])
+    out = {}
+    for p in names:
+        try:
+            out[p] = getattr(m, p)
+        except Exception:  # pragma: no cover - a required property left unset
+            continue
+    return out
+
+
+def _snapshot(models: list, full: bool = True) -> dict[tuple[int, str], Any]:
+    """The data of every data source and the simple properties of every other model of ``models``.
+
+    ``full=False``: only the properties set on the models; one missing there has its default value, the one a
+    full snapshot of an earlier frame holds.
+    """
     from bokeh.models import ColumnDataSource
 
     snap: dict[tuple[int, str], Any] = {}
@@ -104,13 +144,7 @@ def _snapshot(models: list) -> dict[tuple[int, str], Any]:
         if isinstance(m, ColumnDataSource):
             snap[(i, "data")] = _copy_data(m.data)
             continue
-        for p in m.properties():
-            if p in ("tags", "name", "js_property_callbacks", "js_event_callbacks", "subscribed_events"):
-                continue
-            try:
-                v = getattr(m, p)
-            except Exception:  # pragma: no cover - write-only or unset properties
-                continue
+        for p, v in _values(m, full).items():
             if _primitive(v):
                 snap[(i, p)] = list(v) if isinstance(v, tuple) else v
     return snap
@@ -150,21 +184,22 @@ def render(obj: Any, view: str, meter: Any = None) -> Any:
     from bokeh.layouts import column
 
     obj = thin(obj)
-    plot = hv.renderer("bokeh").get_plot(obj)
-    keys = [tuple(k) if isinstance(k, tuple) else (k,) for k in plot.keys]
-    dims = list(plot.dimensions)
-    if not dims or len(keys) <= 1:
-        return plot.state
-    plot.update(keys[0])
-    models = list(plot.state.references())
-    base = _snapshot(models)
-    frames = [base]
-    for n, key in enumerate(keys[1:], 2):
-        plot.update(key)
-        frames.append(_snapshot(models))
-        if meter is not None:
-            meter.set(view=view, frame=f"{n}/{len(keys)}")
-    plot.update(keys[0])
+    with ranges_once():
+        plot = hv.renderer("bokeh").get_plot(obj)
+        keys = [tuple(k) if isinstance(k, tuple) else (k,) for k in plot.keys]
+        dims = list(plot.dimensions)
+        if not dims or len(keys) <= 1:
+            return plot.state
+        plot.update(keys[0])
+        models = list(plot.state.references())
+        base = _snapshot(models)
+        frames = [base]
+        for n, key in enumerate(keys[1:], 2):
+            plot.update(key)
+            frames.append(_snapshot(models, full=False))
+            if meter is not None:
+                meter.set(view=view, frame=f"{n}/{len(keys)}")
+        plot.update(keys[0])
     slots = [s for s in base if any(s in f and not _same(f[s], base[s]) for f in frames[1:])]
     targets, props, values = [], [], []
     choice = np.zeros((len(frames), len(slots)), dtype=np.int32)

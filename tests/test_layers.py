@@ -24,7 +24,7 @@ FLOORS = [
     {"registry", "plugins"},
     {"config", "train"},
     {"api", "distributed", "testing"},
-    {"views", "page", "page_frames", "page_sliders", "page_sweep", "cli", "__init__"},
+    {"views", "page", "page_frames", "page_ranges", "page_sliders", "page_sweep", "cli", "__init__"},
 ]
 
 

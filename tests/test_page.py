@@ -93,3 +93,84 @@ def test_claims_table_is_html_with_the_full_text(n):
     div = claims_table(rows)
     assert div.text.count("<tr>") == n + 1 and "&lt; b &amp;" in div.text
     assert json.dumps(div.text).count("long") == 40 * n
+
+
+def _frames_view(n: int):
+    """A HoloMap of ``n`` frames (points coloured by a category, with hover, under a curve), and its frames."""
+    import holoviews as hv
+
+    rng = np.random.default_rng(n)
+    frames = {}
+    for i in range(n):
+        x = rng.normal(size=12) * (1 + i)
+        pts = hv.Points((x, x ** 2 + i, np.where(x > 0, "up", "down")), ["x", "y"], ["kind"]).opts(
+            color="kind", cmap={"up": "red", "down": "blue"}, tools=["hover"])
+        frames[i] = pts * hv.Curve((np.sort(x), np.sort(x) * i), "x", "y")
+    return hv.HoloMap(frames, kdims=["i"])
+
+
+def _ranges_at_each_frame(obj) -> list:
+    """The figure's axis ranges at each frame, as holoviews draws them."""
+    import holoviews as hv
+
+    plot = hv.renderer("bokeh").get_plot(obj)
+    out = []
+    for key in plot.keys:
+        plot.update(key)
+        out.append((plot.state.x_range.start, plot.state.x_range.end, plot.state.y_range.start,
+                    plot.state.y_range.end))
+    return out
+
+
+@pytest.mark.parametrize("framewise", [False, True])
+def test_ranges_once_gives_holoviews_own_ranges(framewise):
+    from dynlearn.page_ranges import ranges_once
+    from dynlearn.views import _hv
+
+    hv = _hv()
+    view = _frames_view(6)
+    if framewise:
+        view = view.opts(hv.opts.Points(framewise=True), hv.opts.Curve(framewise=True))
+    own = _ranges_at_each_frame(view)
+    with ranges_once():
+        once = _ranges_at_each_frame(view)
+    assert once == own
+    assert (len(set(own)) > 1) == framewise  # shared ranges: the same at every frame
+
+
+def test_frames_cost_grows_linearly_with_their_number(monkeypatch):
+    """Shared ranges are computed once per view, not again at every frame (quadratic: minutes for 90 frames)."""
+    import holoviews as hv
+
+    from dynlearn.page_frames import render
+    from dynlearn.views import _hv
+
+    _hv()
+    calls = {"n": 0}
+    original = hv.Points.range
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hv.Points, "range", counted)
+    counts = []
+    for n in (5, 20):
+        calls["n"] = 0
+        render(_frames_view(n), f"v{n}")
+        counts.append(calls["n"])
+    assert counts[1] <= 4 * counts[0] + 20, counts  # 4 times the frames; quadratic would be 16 times the work
+
+
+def test_frames_read_no_deprecated_property(recwarn):
+    """Recording a frame reads every property the browser gets, not bokeh's deprecated aliases (``toggleable``
+    of a hover tool: a BokehDeprecationWarning per frame)."""
+    from bokeh.util.warnings import BokehDeprecationWarning
+
+    from dynlearn.page_frames import render
+    from dynlearn.views import _hv
+
+    _hv()
+    col = render(_frames_view(4), "hover")
+    assert any(type(m).__name__ == "HoverTool" for m in col.references())
+    assert not [w for w in recwarn if issubclass(w.category, BokehDeprecationWarning)]
