@@ -72,7 +72,7 @@ from dynlearn.sweep import Batch
 
 from . import options as opt
 from .fit import Fitted, fit_batch
-from .options import OPTIONS, THREADS_1
+from .options import OPTIONS
 
 __all__ = ["KoopmanSeparatrix"]
 
@@ -155,11 +155,6 @@ class KoopmanSeparatrix(Analyzer):
     description: ClassVar[str] = "separatrix as the zero set of a neural Koopman eigenfunction; optimal perturbations"
     kinds: ClassVar[tuple[str, ...]] = ("flow", "map")
     options: ClassVar[dict[str, Param]] = OPTIONS
-
-    @classmethod
-    def declared_options(cls) -> dict[str, Param]:
-        """The options, with this analyzer's default of ``threads`` (1)."""
-        return {**super().declared_options(), "threads": THREADS_1}
 
     # -- scikit-learn style ----------------------------------------------------------------------------------------
     def fit(self, source: Any, params: Any = None, *, show_progress: bool | None = None) -> "KoopmanSeparatrix":

@@ -20,17 +20,12 @@ from dynlearn.sweep import Batch
 
 from .train import TrainConfig
 
-__all__ = ["OPTIONS", "THREADS_1", "check", "candidates", "eigenvalue_init", "horizon", "grid_size", "boundary",
+__all__ = ["OPTIONS", "check", "candidates", "eigenvalue_init", "horizon", "grid_size", "boundary",
            "sign_weight", "active_stops", "warm_steps", "warm_order", "train_config"]
 
 _POS_INT = dict(kind="int", low=1)
 _FRACTION = dict(low=0, high=1)
 _NONNEG = dict(low=0)
-
-#: the base option ``threads`` with this analyzer's default: its networks are small, and extra threads gain little
-#: and lose a lot on a busy machine
-THREADS_1 = replace(THREADS, default=1, description="torch intra-op threads while analysing (default 1: the "
-                    "networks are small; None: chosen from the problem size)")
 
 OPTIONS: dict[str, Param] = {
     "width": Param(32, **_POS_INT, description="hidden width of each network"),
@@ -95,6 +90,10 @@ OPTIONS: dict[str, Param] = {
     "polish_radius": Param(0.05, low=0, high=1, low_inclusive=False,
                            description="half-length of the polishing segment", units="largest box side"),
     "seed": Param(0, kind="int", low=0, description="seed of every random draw"),
+    # the base option with this analyzer's default: the networks are small, extra threads gain little and lose a
+    # lot on a busy machine
+    "threads": replace(THREADS, default=1, description="torch intra-op threads while analysing (default 1: the "
+                       "networks are small; None: chosen from the problem size)"),
 }
 
 
