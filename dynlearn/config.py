@@ -36,8 +36,6 @@ Every problem is reported as one :class:`~dynlearn.errors.ConfigError` line nami
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -49,6 +47,7 @@ import numpy as np
 
 from .errors import ConfigError, DynlearnError, PathError
 from .params import check_names
+from .provenance import config_hash
 from .safety import RUN_GROUPS, check_name
 
 __all__ = ["Experiment", "load_experiment", "resolve_experiment", "config_hash"]
@@ -103,10 +102,6 @@ class Experiment:
         if self.config.get("task"):
             sys_cfg["task"] = self.config["task"]
         return make_system(sys_cfg)
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, allow_nan=False).encode()).hexdigest()[:16]
 
 
 def load_experiment(path: str | Path) -> Experiment:

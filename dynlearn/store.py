@@ -40,7 +40,7 @@ import xarray as xr
 import zarr
 
 from .errors import PathError, StoreError
-from .safety import (RUN_GROUPS, check_inside, check_name, check_root_json, check_store_target, is_store, remove,
+from .safety import (RUN_GROUPS, check_inside, check_name, check_root_json, check_store_target, remove,
                      rename, scratch_dir)
 
 __all__ = [
@@ -167,20 +167,11 @@ def _root_json(path: Path) -> dict[str, Any]:
     return json.loads((path / "zarr.json").read_text())
 
 
-def _write_json_atomic(target: Path, obj: dict[str, Any]) -> None:
-    """Replace the metadata file ``target`` of a store (temp file + one guarded rename inside the store)."""
-    store = _store_of(target)
+def _write_json_atomic(store: Path, target: Path, obj: dict[str, Any]) -> None:
+    """Replace the metadata file ``target`` of ``store`` (temp file + one guarded rename inside the store)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     tmp.write_text(json.dumps(obj, indent=2))
     rename(tmp, target, store=store)
-
-
-def _store_of(path: Path) -> Path:
-    """The dynlearn store root at or above ``path`` (the root ``zarr.json`` with dynlearn's attrs)."""
-    for q in (path.parent, *path.parent.parents):
-        if is_store(q):
-            return q
-    raise StoreError(f"{path} is not inside a dynlearn store")
 
 
 def consolidate(path: str | os.PathLike) -> None:
@@ -197,7 +188,7 @@ def unconsolidate(path: str | os.PathLike) -> None:
     p = Path(path)
     meta = _root_json(p)
     if meta.pop("consolidated_metadata", None) is not None:
-        _write_json_atomic(p / "zarr.json", meta)
+        _write_json_atomic(p, p / "zarr.json", meta)
 
 
 def create_store(

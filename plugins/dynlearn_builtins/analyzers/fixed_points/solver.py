@@ -46,15 +46,6 @@ def take(p: Mapping[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
     return {k: v.index_select(0, idx) for k, v in p.items()}
 
 
-def residual_jacobian(system, x: Tensor, p: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Residual ``g`` ``(N, d)`` and its Jacobian ``dg/dx`` ``(N, d, d)`` (``J_F - I`` for maps)."""
-    g = system.residual(x, p)
-    J = system.jacobian(x, p)
-    if system.kind == "map":
-        J = J - torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    return g, J
-
-
 @dataclass
 class Solution:
     """Result of :func:`solve`: final states, ``q``, ``|g|_inf``, status code and iterations per state."""
