@@ -42,6 +42,7 @@ import torch
 
 from .errors import ParameterError, PluginNotFoundError, ShapeError
 from .params import Param, init_options, resolve_values
+from .periodic import Circle
 from .stepper import GenericStepper
 from .task import Task
 
@@ -96,6 +97,9 @@ class System:
     parameters: ClassVar[Mapping[str, Param]] = {}
     #: sampling box (low, high), one value per state coordinate
     domain_bounds: ClassVar[tuple[Any, Any] | None] = None
+    #: periodic (angle) coordinates: state name -> ``(low, high)``, the coordinate lives on ``[low, high)``
+    #: (see :mod:`dynlearn.periodic`; distances, de-duplication and attractor identity are taken modulo the period)
+    periodic: ClassVar[Mapping[str, tuple[float, float]]] = {}
     #: units of time (flows) or of one iteration (maps) and of the state
     time_units: ClassVar[str] = "1"
     state_units: ClassVar[str] = "1"
@@ -140,7 +144,17 @@ class System:
             lo, hi = -np.ones(self.state_dim), np.ones(self.state_dim)
         else:
             lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), (self.state_dim,)) for b in self.domain_bounds)
-        return np.array(lo, dtype=float), np.array(hi, dtype=float)
+        lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
+        if self.domain_bounds is None and self.periodic:
+            c = self.circle
+            lo = np.where(c.mask, c.low, lo)
+            hi = np.where(c.mask, c.low + np.nan_to_num(c.period), hi)
+        return lo, hi
+
+    @property
+    def circle(self) -> Circle:
+        """The periodic coordinates as a :class:`dynlearn.periodic.Circle` (``nan`` where not periodic)."""
+        return Circle.of(self)
 
     def manifolds(self) -> dict[str, Manifold]:
         """Invariant manifolds this system declares (name -> :class:`Manifold`)."""
