@@ -100,14 +100,21 @@ class Analyzer:
         raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     def get_params(self) -> dict[str, Any]:
-        """Constructor options (sklearn convention) as plain data: arrays as lists, a Manifold by its name."""
+        """Constructor options (sklearn convention) as plain data: arrays as lists, a Manifold by its name, an
+        option of kind ``"array"`` (user states, ...) by its summary ``{"shape", "dims", "sha256"}``
+        (:func:`~dynlearn.params.array_summary`: the config attrs stay small strict JSON; the numbers are not
+        recorded, so such an analyzer is rebuilt from its config only with the array given again)."""
         import numpy as np
 
+        from .params import array_summary
         from .system import Manifold
 
         out = dict(self.settings)
+        arrays = {k for k, decl in self.declared_options().items() if decl.kind == "array"}
         for k, v in out.items():
-            if isinstance(v, np.ndarray):
+            if k in arrays:
+                out[k] = array_summary(v)
+            elif isinstance(v, np.ndarray):
                 out[k] = v.tolist()
             elif isinstance(v, Manifold):
                 out[k] = v.name  # a user Manifold is recorded by name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -12,7 +14,8 @@ import numpy as np
 
 from .errors import ParameterError, UnknownNameError, did_you_mean
 
-__all__ = ["Param", "Settings", "check_names", "check_value", "resolve_values", "resolve_options", "init_options"]
+__all__ = ["Param", "Settings", "check_names", "check_value", "resolve_values", "resolve_options", "init_options",
+           "check_array", "array_summary"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class Param:
     high: float = math.inf
     low_inclusive: bool = True
     high_inclusive: bool = True
-    #: for options (:func:`resolve_options`): ``"number"``, ``"int"``, ``"bool"``, ``"str"``, ``"list"`` or ``"any"``
+    #: for options (:func:`resolve_options`): ``"number"``, ``"int"``, ``"bool"``, ``"str"``, ``"list"``, ``"array"``
+    #: (a numeric array: see :func:`check_array`) or ``"any"``
     kind: str = "number"
     #: allowed values (options of kind ``"str"``, or any kind)
     choices: tuple[Any, ...] = ()
@@ -158,6 +162,8 @@ def check_option(owner: str, name: str, value: Any, decl: Param) -> Any:
         if decl.nullable:
             return None
         raise ParameterError(f"{owner}: option {name!r} needs a value ({decl.description or decl.kind})")
+    if decl.kind == "array":
+        return check_array(value, f"{owner}: option {name!r}")
     if decl.choices and value not in decl.choices:
         raise ParameterError(f"{owner}: option {name!r} must be one of {', '.join(map(repr, decl.choices))}, "
                              f"got {value!r}{did_you_mean(str(value), decl.choices)}")
@@ -177,6 +183,81 @@ def check_option(owner: str, name: str, value: Any, decl: Param) -> Any:
 
 _KIND_TEXT = {"number": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
               "list": "a list"}
+
+
+def check_array(value: Any, what: str = "array") -> "np.ndarray | Any":
+    """A numeric array option checked: finite real numbers, not empty; one-line :class:`ParameterError` otherwise.
+
+    Accepts an ``xarray.DataArray`` (returned as given, integers as float64: its dims and coords say what the
+    numbers are), a torch tensor, a numpy array, nested lists or a number (returned as a float64 numpy array).
+
+    Examples
+    --------
+    >>> check_array([[0.0, 1.0], [2.0, 3.0]]).shape
+    (2, 2)
+    >>> check_array([[0.0, float("nan")]], "option 'initial_states'")
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.ParameterError: option 'initial_states' has 1 NaN or infinite value (first at index (0, 1))
+    >>> check_array([[0.0], [1.0, 2.0]], "option 'initial_states'")
+    Traceback (most recent call last):
+    ...
+    dynlearn.errors.ParameterError: option 'initial_states' must be a numeric array (array, tensor, nested lists or DataArray), got a ragged or non-numeric list
+    """
+    import xarray as xr
+
+    data = value.data if isinstance(value, xr.DataArray) else value
+    if hasattr(data, "detach"):  # a torch tensor
+        data = data.detach().cpu().numpy()
+    if isinstance(data, (str, bytes, Mapping)) or isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{what} must be a numeric array (array, tensor, nested lists or DataArray), "
+                             f"got {type(value).__name__}")
+    try:
+        arr = np.asarray(data)
+        if arr.dtype.kind not in "iufO":  # not bools, complex numbers or strings
+            raise TypeError
+        arr = arr.astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        got = "a ragged or non-numeric list" if isinstance(value, (list, tuple)) else \
+            f"{type(value).__name__} of dtype {getattr(data, 'dtype', '?')}"
+        raise ParameterError(f"{what} must be a numeric array (array, tensor, nested lists or DataArray), "
+                             f"got {got}") from None
+    if arr.size == 0:
+        raise ParameterError(f"{what} is empty (shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        n = int(bad.sum())
+        raise ParameterError(f"{what} has {n} NaN or infinite value{'s' if n > 1 else ''} (first at index {where})")
+    if isinstance(value, xr.DataArray):
+        return value if value.dtype == arr.dtype else value.copy(data=arr)
+    return arr
+
+
+def array_summary(value: Any) -> dict[str, Any] | None:
+    """What a config records of an array option: ``{"shape", "dims", "sha256"}`` instead of the numbers.
+
+    The digest covers the float64 values, the shape, and for a DataArray its dims and coordinates, so two
+    configs with the same summary were given the same array.
+
+    >>> array_summary(np.zeros((2, 3)))["shape"]
+    [2, 3]
+    """
+    if value is None:
+        return None
+    import xarray as xr
+
+    arr = check_array(value)
+    da = value if isinstance(arr, xr.DataArray) else None
+    data = np.ascontiguousarray(np.asarray(arr, dtype=np.float64))
+    dims = [str(d) for d in da.dims] if da is not None else None
+    h = hashlib.sha256(json.dumps({"shape": list(data.shape), "dims": dims}).encode())
+    h.update(data.tobytes())
+    if da is not None:
+        for name in sorted(map(str, da.coords)):
+            c = da.coords[name]
+            h.update(json.dumps([name, [str(d) for d in c.dims], np.asarray(c.values).astype(str).tolist()]).encode())
+    return {"shape": list(data.shape), "dims": dims, "sha256": h.hexdigest()}
 
 
 class Settings(Mapping):
