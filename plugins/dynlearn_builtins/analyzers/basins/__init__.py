@@ -66,8 +66,9 @@ from .matching import attractor_ids
 from .output import assemble
 from .pipeline import Context, analyze_group
 from .sampling import NO_MATCH, box, check, match_dim, n_samples, samples, tail_every
+from .stability import BasinStability
 
-__all__ = ["Basins"]
+__all__ = ["Basins", "BasinStability"]
 
 #: orbits per group of sweep elements processed together (bounds memory)
 _GROUP_POINTS = 1 << 20

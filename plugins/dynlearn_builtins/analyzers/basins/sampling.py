@@ -86,8 +86,11 @@ def n_samples(settings, d: int) -> int:
 
 
 def samples(settings, lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[int, ...] | None, np.ndarray]:
-    """``(grid shape or None, states (S, d))``: a cell-centred grid, or scrambled Sobol points."""
+    """``(grid shape or None, states (S, d))``: a cell-centred grid, scrambled Sobol points, or (``sampling =
+    "uniform"``) independent uniform points drawn with ``seed``."""
     d = len(lo)
+    if settings.sampling == "uniform":
+        return None, lo + np.random.default_rng(settings.seed).random((settings.n_samples, d)) * (hi - lo)
     if not use_grid(settings, d):
         from scipy.stats import qmc
 
