@@ -24,6 +24,7 @@ from .errors import (
     ShapeError,
     StoreError,
 )
+from .module import ModuleSystem, RateNetwork, from_module, params_from_state_dicts
 from .params import Param
 from .progress import set_progress
 from .registry import (register_analyzer, register_dataset, register_reproduction, register_schedule,
@@ -64,8 +65,10 @@ __all__ = [
     "FlowSystem",
     "Manifold",
     "MapSystem",
+    "ModuleSystem",
     "Param",
     "ParameterError",
+    "RateNetwork",
     "PluginNotFoundError",
     "Reproduction",
     "RunResult",
@@ -77,6 +80,7 @@ __all__ = [
     "Trajectory",
     "analyze",
     "flatten",
+    "from_module",
     "get_analyzer",
     "get_dataset",
     "get_system",
@@ -89,6 +93,7 @@ __all__ = [
     "register_schedule",
     "open_store",
     "outcome",
+    "params_from_state_dicts",
     "register_analyzer",
     "register_dataset",
     "register_reproduction",

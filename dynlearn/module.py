@@ -1,0 +1,563 @@
+"""Bring your own model: a trained torch network (or a function) as a System.
+
+A few lines turn a trained ``nn.GRUCell`` into a map every analyzer works on; its weights become the System's
+parameters, so a batch of checkpoints (state_dicts) is a sweep:
+
+    >>> import torch, dynlearn
+    >>> cell = torch.nn.GRUCell(input_size=1, hidden_size=3)          # trained elsewhere
+    >>> sys = dynlearn.from_module(cell)
+    >>> sys.kind, sys.state_names, sys.input_size
+    ('map', ('h0', 'h1', 'h2'), 1)
+    >>> sorted(sys.parameters)
+    ['bias_hh', 'bias_ih', 'input', 'weight_hh', 'weight_ih']
+    >>> h = torch.zeros(1024, 3, dtype=torch.float64)
+    >>> sys.rhs(h, sys.param_tensors()).shape                        # one cell call for 1024 states
+    torch.Size([1024, 3])
+    >>> ds = dynlearn.params_from_state_dicts(sys, [cell.state_dict(), cell.state_dict()], dim="epoch",
+    ...                                       coords=[0, 100])
+    >>> ds["weight_hh"].dims
+    ('epoch', 'weight_hh_dim0', 'weight_hh_dim1')
+    >>> fp = dynlearn.get_analyzer("fixed_points")(n_starts=8).run(sys, ds)    # every checkpoint at once
+    >>> dynlearn.make_system(sys.to_config()).rhs(h, sys.param_tensors()).equal(sys.rhs(h, sys.param_tensors()))
+    True
+
+What is accepted (:func:`from_module`):
+
+- ``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell`` and ``nn.RNN``, ``nn.GRU``, ``nn.LSTM`` of any ``num_layers``:
+  one time step is the map ``h -> h'`` (eval mode: no dropout). The state of a multi-layer network is every
+  layer's ``h`` concatenated (``l0_h0, ..., l1_h0, ...``); an LSTM's is ``(h, c)`` concatenated (all layers' ``h``,
+  then all layers' ``c``). Bidirectional networks and ``proj_size`` are refused.
+- :class:`RateNetwork`, the continuous-time rate network ``tau dh/dt = -h + W tanh(h) + B u + b`` (a flow).
+- Any ``nn.Module`` whose ``forward(h, u)`` (or ``forward(h)`` without input) returns the next state (``kind="map"``)
+  or ``dh/dt`` (``kind="flow"``); ``h`` is ``(n, d)`` and ``u`` ``(n, input_size)``.
+- A function ``f(h, u, params)`` with a dict of tensors ``params`` (``state_dim``, ``input_size`` and ``kind``
+  given).
+
+The System's parameters are the module's parameters and floating-point buffers (each a shaped :class:`Param`
+with its own dims ``<name>_dim0, ...``; dots in names become ``__``, see :attr:`ModuleSystem.torch_names`) and the
+constant input ``input`` (dim ``input_channel``, default zeros): sweep it with a Dataset to condition fixed points
+on the input. ``rhs`` evaluates the module through ``torch.func.functional_call`` (the built-in cells through the
+same ATen operations as torch's own): with weights shared by every state it is one call on all the states, and
+weights that vary along batch dims are one ``torch.func.vmap`` over those dims, the other dims staying the
+module's own batch.
+
+The config (:meth:`System.to_config`) is JSON: the importable class path, the constructor arguments (torch's own
+for its classes; for a user's class the scikit-learn convention, same-named attributes, else ``module_kwargs``),
+``kind``, ``adapter``, ``input`` and the weights as exact lists, so ``dynlearn.make_system(config)`` rebuilds
+the system bit for bit. A function is rebuilt from its import path: a lambda or a nested function cannot be.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from .errors import ParameterError, ShapeError
+from .params import Param
+from .system import System
+
+__all__ = ["ModuleSystem", "RateNetwork", "from_module", "params_from_state_dicts"]
+
+#: torch classes with a built-in adapter: class -> (adapter, constructor arguments recorded in the config)
+_TORCH: dict[type, tuple[str, tuple[str, ...]]] = {
+    nn.RNNCell: ("rnn", ("input_size", "hidden_size", "bias", "nonlinearity")),
+    nn.GRUCell: ("gru", ("input_size", "hidden_size", "bias")),
+    nn.LSTMCell: ("lstm", ("input_size", "hidden_size", "bias")),
+    nn.RNN: ("rnn", ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias")),
+    nn.GRU: ("gru", ("input_size", "hidden_size", "num_layers", "bias")),
+    nn.LSTM: ("lstm", ("input_size", "hidden_size", "num_layers", "bias")),
+}
+ADAPTERS = ("rnn", "gru", "lstm", "module", "function")
+INPUT = "input"
+INPUT_DIM = "input_channel"
+
+
+class RateNetwork(nn.Module):
+    """Continuous-time rate network ``tau dh/dt = -h + W tanh(h) + B u + b`` (a flow for :func:`from_module`).
+
+    Parameters
+    ----------
+    hidden_size
+        Number of units ``n``.
+    input_size
+        Number of input channels (0: no input, ``forward(h)``).
+    tau
+        Time constant.
+
+    Attributes ``weight_hh`` ``(n, n)`` (``W``), ``weight_ih`` ``(n, input_size)`` (``B``), ``bias`` ``(n,)``;
+    initialised ``N(0, 1/n)``, ``N(0, 1/input_size)`` and zeros.
+    """
+
+    kind: ClassVar[str] = "flow"
+
+    def __init__(self, hidden_size: int, input_size: int = 0, tau: float = 1.0) -> None:
+        super().__init__()
+        if hidden_size < 1 or input_size < 0 or not tau > 0:
+            raise ParameterError(f"RateNetwork needs hidden_size >= 1, input_size >= 0 and tau > 0, got "
+                                 f"{hidden_size}, {input_size}, {tau}")
+        self.hidden_size, self.input_size, self.tau = int(hidden_size), int(input_size), float(tau)
+        self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) / math.sqrt(hidden_size))
+        self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / math.sqrt(max(input_size, 1)))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, h: Tensor, u: Tensor | None = None) -> Tensor:
+        drive = F.linear(torch.tanh(h), self.weight_hh, self.bias)
+        if u is not None:
+            drive = drive + F.linear(u, self.weight_ih)
+        return (drive - h) / self.tau
+
+
+# -- the cells: ATen's own operations in ATen's order, in place where it works in place (so one step equals torch's
+# forward bit for bit); written out because vmap has no batching rule for aten::gru_cell and friends
+def _rnn_cell(nonlinearity: str) -> Callable:
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+
+    def cell(x: Tensor, h: Tensor, w: Mapping[str, Tensor], sfx: str) -> Tensor:
+        return act(F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).add_(
+            F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx))))
+
+    return cell
+
+
+def _gru_cell(x: Tensor, h: Tensor, w: Mapping[str, Tensor], sfx: str) -> Tensor:
+    i_r, i_z, i_n = F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx)).unsafe_chunk(3, -1)
+    h_r, h_z, h_n = F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).unsafe_chunk(3, -1)
+    r = h_r.add_(i_r).sigmoid_()
+    z = h_z.add_(i_z).sigmoid_()
+    n = i_n.add(h_n.mul(r)).tanh_()
+    return (h - n).mul_(z).add_(n)
+
+
+def _lstm_cell(x: Tensor, h: Tensor, c: Tensor, w: Mapping[str, Tensor], sfx: str) -> tuple[Tensor, Tensor]:
+    gates = F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).add_(
+        F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx)))
+    i, f, g, o = gates.unsafe_chunk(4, -1)
+    i, f, g, o = i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
+    c2 = (f * c).add_(i * g)
+    return o * c2.tanh(), c2
+
+
+def _layered_step(adapter: str, hidden: int, layers: int, layered: bool, nonlinearity: str) -> Callable:
+    """``step(w, h, u)`` of a (multi-layer) torch RNN: the state is every layer's ``h`` (then ``c``)."""
+    sfx = [f"_l{k}" if layered else "" for k in range(layers)]
+    cell = _rnn_cell(nonlinearity) if adapter == "rnn" else _gru_cell
+
+    def step(w: Mapping[str, Tensor], state: Tensor, u: Tensor) -> Tensor:
+        parts = state.split(hidden, -1)
+        inp, hs, cs = u, [], []
+        for k in range(layers):
+            if adapter == "lstm":
+                h, c = _lstm_cell(inp, parts[k], parts[layers + k], w, sfx[k])
+                cs.append(c)
+            else:
+                h = cell(inp, parts[k], w, sfx[k])
+            hs.append(h)
+            inp = h
+        return torch.cat(hs + cs, -1)
+
+    return step
+
+
+# -- names ---------------------------------------------------------------------------------------------------
+def _sanitise(name: str) -> str:
+    """A module's tensor name as a System parameter name: dots become ``__`` (``0.weight`` -> ``p0__weight``)."""
+    out = re.sub(r"\W", "_", name.replace(".", "__"))
+    return out if out[:1].isalpha() else "p" + out
+
+
+def _class_path(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import(path: str) -> Any:
+    mod, _, qual = path.partition(":")
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        raise ParameterError(f"system 'module': cannot import {path!r} to rebuild it (a lambda, a nested function or "
+                             "a class defined in another script cannot be rebuilt from a config; define it at module "
+                             "level in an importable file)") from None
+    return obj
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _torch_kwargs(module: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
+    if getattr(module, "bidirectional", False):
+        raise ParameterError(f"from_module: a bidirectional {type(module).__name__} is no dynamical system (its "
+                             "backward direction runs in reverse time); pass a unidirectional one")
+    if getattr(module, "proj_size", 0):
+        raise ParameterError(f"from_module: an {type(module).__name__} with proj_size > 0 is not supported (its "
+                             "state is not (h, c) of the hidden size); pass one with proj_size=0")
+    return {n: getattr(module, n) for n in names if hasattr(module, n)}
+
+
+def _user_kwargs(module: nn.Module, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of a user's module: same-named attributes (scikit-learn convention), else ``given``."""
+    cls = type(module)
+    out: dict[str, Any] = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if p.name in given:
+            out[p.name] = given[p.name]
+        elif hasattr(module, p.name) and _jsonable(getattr(module, p.name)):
+            out[p.name] = getattr(module, p.name)
+        elif p.default is p.empty:
+            raise ParameterError(f"from_module: cannot record how to rebuild {cls.__name__}: its constructor argument "
+                                 f"{p.name!r} is no JSON attribute of the module; pass module_kwargs={{{p.name!r}: ...}}")
+    bad = [k for k, v in out.items() if not _jsonable(v)]
+    if bad:
+        raise ParameterError(f"from_module: module_kwargs[{bad[0]!r}] of {cls.__name__} is not JSON")
+    return out
+
+
+def _forward_arity(module: nn.Module) -> int:
+    """Number of positional arguments ``forward`` needs (1: ``forward(h)``, 2: ``forward(h, u)``)."""
+    params = [p for p in inspect.signature(module.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return sum(p.default is p.empty for p in params)
+
+
+class ModuleSystem(System):
+    """A torch ``nn.Module`` (or a function ``f(h, u, params)``) as a map or a flow; build it with
+    :func:`from_module` (see the module docstring).
+
+    Parameters
+    ----------
+    module
+        An ``nn.Module``, a function ``f(h, u, params)``, or the import path (``"torch.nn.modules.rnn:GRU"``) of
+        either (then ``module_kwargs`` builds the class).
+    module_kwargs
+        Constructor arguments of the module's class (read from the module when it is given).
+    kind
+        ``"map"`` (the module returns the next state) or ``"flow"`` (it returns ``dh/dt``); default: the module's
+        ``kind`` attribute, ``"map"`` for torch's RNNs.
+    adapter
+        ``"rnn"``, ``"gru"``, ``"lstm"`` (torch's classes), ``"module"`` or ``"function"``; derived.
+    state_dim, input_size
+        State and input sizes; derived from torch's classes and from ``hidden_size`` / ``input_size`` attributes
+        (``input_size=0`` when ``forward`` takes only ``h``).
+    bounds
+        ``(low, high)`` of every state coordinate: the box analyzers sample states from.
+    **values
+        Parameter values (the module's tensors by their System names, and ``input``); default: the module's own.
+    """
+
+    name: ClassVar[str] = "module"
+    description: ClassVar[str] = "a torch nn.Module or a function f(h, u, params) as a map or a flow (from_module)"
+
+    def __init__(
+        self,
+        module: nn.Module | Callable | str,
+        module_kwargs: Mapping[str, Any] | None = None,
+        kind: str | None = None,
+        adapter: str | None = None,
+        state_dim: int | None = None,
+        input_size: int | None = None,
+        bounds: Sequence[float] = (-1.0, 1.0),
+        **values: Any,
+    ) -> None:
+        given_kwargs = dict(module_kwargs or {})
+        if isinstance(module, str):
+            obj = _import(module)
+            if isinstance(obj, type):
+                with torch.random.fork_rng(devices=[]):  # a rebuild must not move the global RNG
+                    try:
+                        module = obj(**given_kwargs)
+                    except TypeError as exc:
+                        raise ParameterError(f"system 'module': cannot build {obj.__name__}: {exc}") from None
+            else:
+                module = obj
+        self.module_ = module
+        self.module = _class_path(module)
+        tensors: dict[str, Any]
+        if isinstance(module, nn.Module):
+            found = next((t for t in _TORCH if isinstance(module, t)), None)
+            if found is not None:
+                derived, names = _TORCH[found]
+                self.module_kwargs = _torch_kwargs(module, names)
+                hidden = int(module.hidden_size)
+                layers = int(getattr(module, "num_layers", 1))
+                state = hidden * layers * (2 if derived == "lstm" else 1)
+                inputs = int(module.input_size)
+                self._step = _layered_step(derived, hidden, layers, found not in (nn.RNNCell, nn.GRUCell, nn.LSTMCell),
+                                           getattr(module, "nonlinearity", "tanh"))
+                self._layout = (derived, hidden, layers)
+                kind = kind or "map"
+            else:
+                derived = "module"
+                self.module_kwargs = _user_kwargs(module, given_kwargs)
+                state = state_dim if state_dim is not None else getattr(module, "hidden_size", None)
+                inputs = input_size if input_size is not None else getattr(module, "input_size", None)
+                if inputs is None:
+                    inputs = 0 if _forward_arity(module) <= 1 else None
+                kind = kind or getattr(module, "kind", None)
+                self._step = self._module_step
+                self._layout = ("module", state, 1)
+            tensors = {n: t.detach() for n, t in module.named_parameters()}
+            tensors.update({n: t.detach() for n, t in module.named_buffers() if t.is_floating_point()})
+        elif callable(module):
+            derived = "function"
+            self.module_kwargs = {}
+            state, inputs = state_dim, input_size
+            self._step = lambda w, h, u: module(h, u, w)
+            self._layout = ("function", state, 1)
+            tensors = {}
+        else:
+            raise ParameterError(f"from_module needs an nn.Module, a function f(h, u, params) or an import path, "
+                                 f"got {type(module).__name__}")
+        owner = f"system 'module' ({self.module})"
+        if adapter is not None and adapter != derived:
+            raise ParameterError(f"{owner}: adapter {adapter!r} does not match the module (its adapter is {derived!r})")
+        if state is None or inputs is None:
+            what = "state_dim" if state is None else "input_size"
+            raise ParameterError(f"{owner}: cannot infer {what}; pass {what}=... to from_module")
+        if kind not in ("map", "flow"):
+            raise ParameterError(f"{owner}: kind must be 'map' (the module returns the next state) or 'flow' (it "
+                                 f"returns dh/dt), got {kind!r}; pass kind=...")
+        if len(bounds) != 2 or not float(bounds[0]) < float(bounds[1]):
+            raise ParameterError(f"{owner}: bounds must be (low, high) with low < high, got {bounds!r}")
+        self.adapter, self.kind, self.input_size = derived, kind, int(inputs)
+        self.state_dim_ = int(state)
+        self.bounds = [float(bounds[0]), float(bounds[1])]
+        if derived == "function":  # shapes from the values given
+            tensors = {k: v for k, v in values.items() if k != INPUT}
+        self.torch_names = self._names(owner, tensors)
+        self._params, self._sizes = self._declare(tensors)
+        self._event = {k: len(d.shape) for k, d in self._params.items()}
+        super().__init__(**values)
+
+    # -- declarations -----------------------------------------------------------------------------------------
+    def _names(self, owner: str, tensors: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in tensors:
+            safe = name if self.adapter == "function" else _sanitise(name)
+            if safe in out or safe == INPUT:
+                raise ParameterError(f"{owner}: tensor {name!r} clashes with another parameter name ({safe!r})")
+            out[safe] = name
+        return out
+
+    def _declare(self, tensors: Mapping[str, Any]) -> tuple[dict[str, Param], dict[str, int]]:
+        params: dict[str, Param] = {}
+        sizes: dict[str, int] = {}
+        for safe, name in self.torch_names.items():
+            value = tensors[name]
+            arr = value.detach().cpu().double().numpy() if isinstance(value, Tensor) else np.asarray(value, float)
+            dims = tuple(f"{safe}_dim{i}" for i in range(arr.ndim))
+            sizes.update(zip(dims, arr.shape))
+            default = arr if self.adapter != "function" else None
+            params[safe] = Param(default, shape=dims, description=f"{name} of {self.module.split(':')[-1]}")
+        if self.input_size:
+            sizes[INPUT_DIM] = self.input_size
+            params[INPUT] = Param(np.zeros(self.input_size), shape=(INPUT_DIM,), description="constant input u")
+        return params, sizes
+
+    @property
+    def parameters(self) -> dict[str, Param]:  # type: ignore[override]
+        return self._params
+
+    def dim_sizes(self) -> dict[str, int]:
+        return dict(self._sizes)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        adapter, hidden, layers = self._layout
+        if adapter not in ("rnn", "gru", "lstm"):
+            return tuple(f"h{i}" for i in range(self.state_dim_))
+        kinds = ("h", "c") if adapter == "lstm" else ("h",)
+        if layers == 1:
+            return tuple(f"{k}{i}" for k in kinds for i in range(hidden))
+        return tuple(f"l{layer}_{k}{i}" for k in kinds for layer in range(layers) for i in range(hidden))
+
+    @property
+    def domain_bounds(self) -> tuple[float, float]:  # type: ignore[override]
+        return self.bounds[0], self.bounds[1]
+
+    # -- dynamics ---------------------------------------------------------------------------------------------
+    def _module_step(self, w: Mapping[str, Tensor], h: Tensor, u: Tensor | None) -> Tensor:
+        return functional_call(self.module_, dict(w), (h,) if u is None else (h, u))
+
+    def _call(self, w: Mapping[str, Tensor], h: Tensor) -> Tensor:
+        """The module on states ``h`` ``(n, d)`` with unbatched parameters ``w`` (System names)."""
+        u = w.get(INPUT)
+        if u is not None:
+            u = u.expand(h.shape[0], self.input_size)
+        out = self._step({self.torch_names[k]: v for k, v in w.items() if k != INPUT}, h, u)
+        if out.shape != h.shape:
+            raise ShapeError(f"system 'module' ({self.module}): the module maps states {tuple(h.shape)} to "
+                             f"{tuple(out.shape)}; it must return the next state (map) or dh/dt (flow) of the "
+                             "same shape")
+        return out
+
+    def rhs(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
+        """The module on states ``x`` ``(..., d)``: one call when the parameters are shared, one ``vmap`` over the
+        batch dims along which they vary otherwise."""
+        d = x.shape[-1]
+        if d != self.state_dim_:
+            raise ShapeError(f"system 'module' ({self.module}) has state dim {self.state_dim_}, got states of shape "
+                             f"{tuple(x.shape)}")
+        # a batch dim a parameter was only expanded along (stride 0) is one value: keep a single copy
+        w = {}
+        for k in self._params:
+            v, n = p[k], p[k].dim() - self._event[k]
+            for i in range(n):
+                if v.stride(i) == 0 and v.shape[i] > 1:
+                    v = v.narrow(i, 0, 1)
+            w[k] = v
+        pb = {k: v.shape[: v.dim() - self._event[k]] for k, v in w.items()}
+        full = torch.broadcast_shapes(x.shape[:-1], *pb.values())
+        nb = len(full)
+        padded = {k: (1,) * (nb - len(s)) + tuple(s) for k, s in pb.items()}
+        vary = [i for i in range(nb) if any(s[i] != 1 for s in padded.values())]
+        xs = x.expand(*full, d)
+        if not vary:
+            out = self._call({k: v.reshape(v.shape[v.dim() - self._event[k]:]) for k, v in w.items()},
+                             xs.reshape(-1, d))
+            return out.reshape(*full, d)
+        rest = [i for i in range(nb) if i not in vary]
+        perm = vary + rest
+        P = math.prod(full[i] for i in vary)
+        xs = xs.permute(*perm, nb).reshape(P, -1, d)
+        batched, in_dims = {}, {}
+        for k, v in w.items():
+            ev = v.shape[v.dim() - self._event[k]:]
+            v = v.reshape(*padded[k], *ev)
+            if all(padded[k][i] == 1 for i in vary):
+                batched[k], in_dims[k] = v.reshape(ev), None
+                continue
+            v = v.expand(*(full[i] if i in vary else 1 for i in range(nb)), *ev)
+            batched[k] = v.permute(*perm, *range(nb, nb + len(ev))).reshape(P, *ev)
+            in_dims[k] = 0
+        out = vmap(self._call, in_dims=(in_dims, 0))(batched, xs)
+        inv = [perm.index(i) for i in range(nb)]
+        return out.reshape(*(full[i] for i in perm), d).permute(*inv, nb)
+
+    def jvp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        """``J v`` by forward-mode AD through the module (``torch.func.jvp``), without forming ``J``."""
+        return torch.func.jvp(lambda y: self.rhs(y, p), (x,), (v,))[1]
+
+    def vjp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        """``v^T J`` by reverse-mode AD through the module (``torch.func.vjp``), without forming ``J``."""
+        return torch.func.vjp(lambda y: self.rhs(y, p), x)[1](v)[0]
+
+
+def from_module(
+    module: nn.Module | Callable,
+    *,
+    kind: str | None = None,
+    input: Any = None,
+    params: Mapping[str, Any] | None = None,
+    state_dim: int | None = None,
+    input_size: int | None = None,
+    module_kwargs: Mapping[str, Any] | None = None,
+    bounds: Sequence[float] = (-1.0, 1.0),
+) -> ModuleSystem:
+    """A torch network (or a function) as a System; see the module docstring for what is accepted.
+
+    Parameters
+    ----------
+    module
+        A (trained) ``nn.Module``, or a function ``f(h, u, params)`` returning the next state or ``dh/dt``.
+    kind
+        ``"map"`` or ``"flow"``; default: torch's RNNs are maps, a module's ``kind`` attribute otherwise.
+    input
+        The constant input ``u`` (``input_size`` values; default zeros): a parameter, so a sweep can vary it.
+    params
+        A function's parameters ``{name: tensor}`` (a module's are its own).
+    state_dim, input_size
+        Needed where they cannot be read from the module (``hidden_size`` / ``input_size`` attributes).
+    module_kwargs
+        Constructor arguments of a user's class that are not same-named attributes (recorded in the config).
+    bounds
+        ``(low, high)`` box of every state coordinate, where analyzers sample states.
+
+    Returns
+    -------
+    ModuleSystem
+
+    Raises
+    ------
+    ParameterError
+        A bidirectional RNN or ``proj_size``, an unknown object, a size that cannot be inferred, a kind missing.
+    """
+    values = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in (params or {}).items()}
+    if input is not None:
+        values[INPUT] = input.detach() if isinstance(input, Tensor) else input
+    values = {k: (v.cpu().double().numpy() if isinstance(v, Tensor) else v) for k, v in values.items()}
+    return ModuleSystem(module, module_kwargs=module_kwargs, kind=kind, state_dim=state_dim,
+                        input_size=input_size, bounds=bounds, **values)
+
+
+def params_from_state_dicts(
+    system: ModuleSystem,
+    state_dicts: Sequence[Mapping[str, Any] | nn.Module] | Mapping[str, Any],
+    dim: str = "checkpoint",
+    coords: Sequence[Any] | np.ndarray | None = None,
+) -> xr.Dataset:
+    """A parameter Dataset sweeping ``system``'s weights over checkpoints: one analyzer run studies them all.
+
+    Parameters
+    ----------
+    system
+        The :class:`ModuleSystem` of one of the networks (same architecture).
+    state_dicts
+        A list of state_dicts (or modules), or one mapping of stacked tensors whose leading dim is the sweep.
+    dim
+        Name of the sweep dim (``"checkpoint"``, ``"epoch"``, ``"seed"``).
+    coords
+        Its coordinate values (default ``0, 1, ...``).
+
+    Returns
+    -------
+    xr.Dataset
+        One variable per weight of the module (System names), dims ``(dim, *own dims)``.
+    """
+    if isinstance(state_dicts, Mapping):
+        stacked = {k: torch.as_tensor(v) for k, v in state_dicts.items()}
+    else:
+        dicts = [sd.state_dict() if isinstance(sd, nn.Module) else sd for sd in state_dicts]
+        if not dicts:
+            raise ShapeError("params_from_state_dicts needs at least one state_dict")
+        missing = [n for n in system.torch_names.values() if any(n not in sd for sd in dicts)]
+        if missing:
+            raise ShapeError(f"a state_dict has no tensor {missing[0]!r} of {system.module}")
+        stacked = {n: torch.stack([torch.as_tensor(sd[n]).detach() for sd in dicts]) for n in system.torch_names.values()}
+    n = None
+    data = {}
+    for safe, name in system.torch_names.items():
+        if name not in stacked:
+            raise ShapeError(f"the stacked state_dict has no tensor {name!r} of {system.module}")
+        t = stacked[name].detach().cpu().double()
+        want = system.event_shape(safe)
+        if tuple(t.shape[1:]) != want or (n is not None and t.shape[0] != n):
+            raise ShapeError(f"tensor {name!r} has shape {tuple(t.shape)}; expected ({n or 'n'}, "
+                             f"{', '.join(map(str, want))}) for {system.module}")
+        n = t.shape[0]
+        decl = system.parameters[safe]
+        data[safe] = ((dim, *decl.shape), t.numpy(), decl.attrs(safe))
+    values = np.arange(n) if coords is None else np.asarray(coords)
+    if values.shape != (n,):
+        raise ShapeError(f"coords of {dim!r} must have {n} values, got shape {values.shape}")
+    return xr.Dataset(data, coords={dim: values})
