@@ -230,7 +230,7 @@ class Spectrum:
     covariant
         ``(*S, d, k)`` unit covariant Lyapunov vectors at ``start`` (column ``i``: exponent ``i``), or ``None``.
     tail
-        ``(L, *S, d)`` the states at the last ``L`` re-orthonormalisations, or ``None``.
+        ``(L, *S, d)`` the states at the last ``L`` re-orthonormalisations (warm-up included), or ``None``.
     steps, dt
         Measured steps and the time per step (1 for maps).
     """
@@ -274,7 +274,7 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
         An orbit leaving ``|x|_inf <= max_norm`` (or turning NaN) is frozen and labeled (:func:`~dynlearn.stepper.freeze`);
         its exponents are NaN.
     tail
-        States recorded at the last ``tail`` re-orthonormalisations (returned as ``Spectrum.tail``).
+        States recorded at the last ``tail`` re-orthonormalisations, warm-up included (``Spectrum.tail``).
     code
         Outcome codes to start from (elements not ``ok`` do not move); default: classified from ``x0``.
     """
@@ -290,10 +290,11 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
     if steps % renorm_every or (window is not None and (window < 1 or window % renorm_every or window > steps)):
         raise ParameterError(f"steps ({steps}) and window ({window}) must be multiples of renorm_every "
                              f"({renorm_every}), with 1 <= window <= steps")
-    if tail and tail * renorm_every > steps:
-        raise ShapeError(f"tail ({tail}) recorded every {renorm_every} steps needs steps >= {tail * renorm_every}")
     warm = min(transient, steps // 4) if warmup is None else min(int(warmup), transient)
     warm -= warm % renorm_every
+    if tail * renorm_every > warm + steps:
+        raise ShapeError(f"tail ({tail}) recorded every {renorm_every} steps needs warmup + steps >= "
+                         f"{tail * renorm_every}, got {warm} + {steps}")
     S = x0.shape[:-1]
     x = x0
     if transient - warm:
@@ -307,6 +308,7 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
     windows = [] if window else None
     last = None
     start = x
+    first = (warm + steps) // renorm_every - tail + 1  # the re-orthonormalisation recorded in rec[0]
     for i in range(warm + steps):
         if i == warm:
             acc.reset()
@@ -320,8 +322,8 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
             now = acc.logsum.clone()
             windows.append((now - last) / (window * h))
             last = now
-        if rec is not None and j > 0 and j % renorm_every == 0 and j // renorm_every > steps // renorm_every - tail:
-            rec[j // renorm_every - steps // renorm_every + tail - 1] = x
+        if rec is not None and (i + 1) % renorm_every == 0 and (slot := (i + 1) // renorm_every - first) >= 0:
+            rec[slot] = x
         if meter is not None:
             meter.update(1)
     ok = (code == oc.OK).unsqueeze(-1)

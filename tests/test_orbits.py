@@ -119,7 +119,7 @@ def test_slice_phases(slice_phase, mu, outcome, cls, period, approach):
 
 def test_slice_is_bounded_up_to_two_and_diverges_beyond(slice_phase):
     out = slice_phase.isel(sample=0)
-    bounded = out["outcome"].values == oc.OK
+    bounded = np.isin(out["outcome"].values, [oc.OK, oc.UNRESOLVED])  # unresolved: a long cycle in a window
     mu = out["mu"].values
     assert bounded[mu <= 2.0].all() and not bounded[mu > 2.0].any()
 

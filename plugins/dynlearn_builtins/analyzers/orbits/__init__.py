@@ -131,7 +131,7 @@ class Orbits(Analyzer):
                             description="bracket width (units of refine_dim's coordinate) at which bisection stops"),
         "n_exponents": Param(None, kind="int", low=1, nullable=True,
                              description="number of (largest) Lyapunov exponents computed (None: all)"),
-        "chunk_size": ORBIT_OPTIONS["chunk_size"],
+        **{k: ORBIT_OPTIONS[k] for k in ("max_steps", "precision", "chunk_size")},
     }
 
     # -- analysis ---------------------------------------------------------------------------------------------
@@ -142,8 +142,10 @@ class Orbits(Analyzer):
         raw = raw_states(system, s)
         S, d = raw.shape
         parts, starts = [], []
+        dtype = torch.float32 if s.precision == "float32" else torch.float64
         for sl, p in batch.chunks(max(1, s.chunk_size // S)):
-            x0 = start_states(system, raw, p, manifold, sl.stop - sl.start)
+            x0 = start_states(system, raw, p, manifold, sl.stop - sl.start).to(dtype)
+            p = {k: v.to(dtype) if v.is_floating_point() else v for k, v in p.items()}
             starts.append(x0)
             parts.append(classify_orbits(system, p, x0, s, show_progress=show_progress))
         res = {k: torch.cat([r[k] for r in parts], dim=1 if k == "tail" else 0) for k in parts[0]}
@@ -172,7 +174,7 @@ def orbit_dataset(batch: Batch, res: Mapping[str, torch.Tensor], x0: torch.Tenso
     fnan = torch.tensor(float("nan"), dtype=torch.float64)
 
     def f(t):
-        return torch.where(bad.reshape(-1, *([1] * (t.dim() - 1))), fnan, t)
+        return torch.where(bad.reshape(-1, *([1] * (t.dim() - 1))), fnan, t.double())
 
     def i(t, fill):
         return torch.where(bad.reshape(-1, *([1] * (t.dim() - 1))), torch.tensor(fill, dtype=t.dtype), t)
@@ -211,7 +213,10 @@ def orbit_dataset(batch: Batch, res: Mapping[str, torch.Tensor], x0: torch.Tenso
             "long_name": "number of distinct fixed points / cycles reached", "units": "1"}),
         "lyapunov": tx(f(res["lyapunov"]), ("sample", "exponent"), attrs={
             "long_name": "Lyapunov exponents (decreasing)", "units": lyap_units}),
-        "outcome": tx(code, ("sample",), attrs=oc.flag_attrs("outcome of the orbit")),
+        "outcome": tx(code, ("sample",), attrs=oc.flag_attrs(
+            "outcome of the orbit (unresolved: its evidence had not converged within max_steps)")),
+        "tangent_steps": tx(i(res["steps"], 0), ("sample",), attrs={
+            "long_name": "tangent steps measured (steps, more for orbits integrated further)", "units": step_units}),
         "orbit_points": tx(f(res["tail"].permute(1, 2, 0, 3)), ("sample", "iterate", "state"), attrs={
             "long_name": "last states of the orbit (orbit diagram)", "units": su}),
         "class_fraction": tx(frac, ("orbit_class",), attrs={

@@ -16,6 +16,7 @@ import torch
 from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.params import Settings
+from dynlearn.periodic import Circle, distance, wrap
 from dynlearn.progress import Meter
 from dynlearn.system import Manifold, System
 
@@ -32,6 +33,7 @@ from .kernels import (
     canonical_point,
     detect_period,
     label_attractors,
+    shrinking,
     tangent_run,
 )
 from .options import tail_len, warmup
@@ -111,71 +113,170 @@ def classify_orbits(system: System, p: Mapping[str, Tensor], x0: Tensor, setting
                     show_progress: bool | None = None, desc: str = "orbits") -> dict[str, Tensor]:
     """Iterate the orbits ``x0 (B, S, d)`` (parameters of batch shape ``(B,)``) and classify them.
 
-    Returns tensors: ``final (B,S,d)``, ``code (B,S)`` (outcome: ok / diverged / nan), ``lyapunov (B,S,k)``,
-    ``tail (tail,B,S,d)``, ``period (B,S)``, ``cls (B,S)`` (``none`` where the outcome is not ok),
-    ``approach (B,S)``, ``attractor (B,S)``, ``n_attractors (B,)`` and, for flows, ``period_time (B,S)``.
+    An orbit is given a class only from converged evidence (:func:`_judge`); the others are integrated further
+    (each round twice as long as the last, continuing from where they are) while the tangent steps stay within
+    ``max_steps``, and are otherwise labeled with the outcome ``unresolved`` (class ``none``).
+
+    Returns tensors: ``final (B,S,d)``, ``code (B,S)`` (outcome: ok / diverged / nan / unresolved),
+    ``lyapunov (B,S,k)``, ``tail (tail,B,S,d)``, ``period (B,S)``, ``cls (B,S)`` (``none`` where the outcome is
+    not ok), ``approach (B,S)``, ``attractor (B,S)``, ``n_attractors (B,)``, ``steps (B,S)`` (tangent steps
+    measured) and, for flows, ``period_time (B,S)``.
     """
     s = settings
+    circle = Circle.of(system)
     stepper = Stepper(system, system.expand_params(p), s.flow_time, s.dt)
     code = oc.classify(x0, s.max_norm)
     meter = Meter(s.transient + s.steps, desc, show_progress, unit="step")
     try:
         warm = warmup(s)
         x, code = advance(stepper, x0, code, s.transient - warm, s.max_norm, meter)
-        x, code, lam, tail = tangent_run(stepper, x, code, s.steps, tail_len(s), s.max_norm, meter, warm,
-                                         s.n_exponents)
+        run = _run(stepper, x, code, s.steps, warm, s, meter)
     finally:
         meter.close()
+    run.update(_judge(stepper, run, s, circle))
+    run["steps"] = torch.full(code.shape, s.steps, dtype=torch.int64)
+    _extend(system, stepper, run, s, circle, show_progress, desc)
+    return _labels(stepper, run, s, circle)
+
+
+def _run(stepper: Stepper, x: Tensor, code: Tensor, steps: int, warm: int, settings: Settings,
+         meter: Meter | None) -> dict[str, Tensor]:
+    x, code, lam, tail, ft = tangent_run(stepper, x, code, steps, tail_len(settings), settings.max_norm, meter,
+                                         warm, settings.n_exponents)
+    return {"final": x, "code": code, "lyapunov": lam, "tail": tail, "finite_time": ft}
+
+
+def _tolerance(settings: Settings, dtype: torch.dtype) -> float:
+    """The periodicity / convergence tolerance: ``period_tol``, but never below 64 rounding units of ``dtype``
+    (a float32 orbit jitters by a few ulps around its fixed point)."""
+    return max(float(settings.period_tol), 64 * torch.finfo(dtype).eps)
+
+
+def _judge(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circle: Circle) -> dict[str, Tensor]:
+    """Classes from the evidence of one tangent run, and whether that evidence has converged (``settled``).
+
+    - converged / periodic: the tail repeats (period ``p``; for a flow, a still point or a first return);
+    - chaotic: no period, and the leading exponent is above ``lyapunov_tol`` over the whole run and over each
+      half of it, the halves agreeing to ``max(lyapunov_tol, lambda_1 / 2)``;
+    - aperiodic (quasi-periodic): no period, ``|lambda_1| <= lyapunov_tol`` and return distances that no longer
+      shrink (:func:`~.kernels.shrinking`).
+
+    Anything else has not settled: e.g. a negative leading exponent without a period (still converging to a
+    fixed point or cycle, never quasi-periodic), or finite-time exponents that disagree.
+    """
+    s = settings
+    x, code, lam, tail, ft = (run[k] for k in ("final", "code", "lyapunov", "tail", "finite_time"))
     ok = code == oc.OK
-    period = torch.where(ok, detect_period(tail, s.max_period, s.period_tol),
-                         torch.zeros_like(code, dtype=torch.int64))
+    tol = _tolerance(s, x.dtype)
+    period = torch.where(ok, detect_period(tail, s.max_period, tol, circle), torch.zeros_like(code, dtype=torch.int64))
     scale = 1 + x.abs().amax(-1)
     out: dict[str, Tensor] = {}
     if stepper.is_flow:
-        speed = system.rhs(x, stepper.p).abs().amax(-1) * stepper.dt
-        still = (period >= 1) & (speed <= 10 * s.period_tol * scale)
-        converged = ok & still
+        speed = stepper.system.rhs(x, stepper.p).abs().amax(-1) * stepper.dt
+        converged = ok & (period >= 1) & (speed <= 10 * tol * scale)
         cand = ok & ~converged & (lam[..., 0] <= s.lyapunov_tol)
-        ptime, key_cycle = _cycles(stepper, x, cand, s, scale)
+        ptime, key_cycle = _cycles(stepper, x, cand, s, scale, circle)
         cycle = cand & torch.isfinite(ptime)
-        out["period_time"] = ptime
+        out.update(period_time=ptime, key_cycle=key_cycle)
     else:
         converged = ok & (period == 1)
         cycle = ok & (period > 1)
-    chaotic = ok & ~converged & ~cycle & (lam[..., 0] > s.lyapunov_tol)
-    cls = torch.full(code.shape, APERIODIC, dtype=torch.int8)
-    cls = torch.where(chaotic, CHAOTIC, cls)
-    cls = torch.where(cycle, PERIODIC, cls)
-    cls = torch.where(converged, CONVERGED, cls)
-    cls = torch.where(ok, cls, NO_CLASS).to(torch.int8)  # a failure is an outcome, not a class
-    approach = torch.where(converged, approach_kind(stepper, x), torch.tensor(NONE, dtype=torch.int8))
-    # attractor identity: the fixed point, the canonical cycle point (maps), the cycle's bounding box (flows)
-    key = torch.where(converged.unsqueeze(-1), x, canonical_point(tail, period))
-    match_tol = max(100 * s.period_tol, 1e-9) * scale
-    if stepper.is_flow:
-        key = torch.where(cycle.unsqueeze(-1), key_cycle, torch.where(converged.unsqueeze(-1), x, key))
-        match_tol = torch.where(cycle, 0.02 * scale, match_tol)
-        per = torch.where(cycle, torch.zeros_like(period), period)
-    else:
-        per = period
-    has = converged | cycle
-    attractor, n_att = label_attractors(key, torch.where(has, per, torch.zeros_like(per)), has, match_tol)
-    out.update(final=x, code=code, lyapunov=lam, tail=tail[-s.tail:], period=period, cls=cls,
-               approach=approach, attractor=attractor, n_attractors=n_att)
+    lam1 = lam[..., 0].double()
+    halves = ft[..., 0].double()  # leading finite-time exponent per window
+    rest = ok & ~converged & ~cycle
+    steady = (halves.amax(-1) - halves.amin(-1)) <= torch.clamp(lam1.abs() / 2, min=s.lyapunov_tol)
+    chaotic = rest & (halves.amin(-1) > s.lyapunov_tol) & (lam1 > s.lyapunov_tol) & steady
+    flat = rest & (lam1.abs() <= s.lyapunov_tol)
+    if bool(flat.any()):
+        still = torch.zeros_like(flat)
+        still[flat] = shrinking(tail[:, flat], s.max_period, circle)
+        flat = flat & ~still
+    out.update(period=period, converged=converged, cycle=cycle, chaotic=chaotic, aperiodic=flat,
+               settled=~ok | converged | cycle | chaotic | flat)
     return out
 
 
-def _cycles(stepper: Stepper, x: Tensor, cand: Tensor, settings: Settings, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """Limit cycles of a flow by first return: ``(period time, NaN where none; bounding-box low corner)``."""
+def _extend(system: System, stepper: Stepper, run: dict[str, Tensor], settings: Settings, circle: Circle,
+            show_progress: bool | None, desc: str) -> None:
+    """Integrate the orbits that have not settled further, in place: rounds of ``2, 4, 8, ...`` times ``steps``
+    tangent steps (the previous run as transient, a quarter of the round as warm-up) while the total stays within
+    ``max_steps``; those still unsettled get the outcome ``unresolved``."""
+    s = settings
+    cap = int(s.max_steps) if s.max_steps is not None else 16 * int(s.steps)
+    used, n = int(s.steps), int(s.steps)
+    shape = run["code"].shape
+    while True:
+        pending = (run["code"] == oc.OK) & ~run["settled"]
+        if not bool(pending.any()) or used + 2 * n > cap:
+            break
+        n *= 2
+        used += n
+        idx = pending.nonzero(as_tuple=True)
+        p = {k: v.expand(*shape, *v.shape[len(shape):])[idx] for k, v in stepper.p.items()}
+        sub = Stepper(system, p, s.flow_time, s.dt)
+        meter = Meter(n + n // 4, f"{desc}: longer run of {len(idx[0])} unsettled", show_progress, unit="step")
+        try:
+            res = _run(sub, run["final"][idx], run["code"][idx], n, n // 4, s, meter)
+        finally:
+            meter.close()
+        res.update(_judge(sub, res, s, circle))
+        for k, v in res.items():
+            if k in ("tail", "finite_time"):
+                continue
+            run[k][idx] = v.to(run[k].dtype)
+        run["tail"][:, idx[0], idx[1]] = res["tail"]
+        run["steps"][idx] = used
+    run["code"] = torch.where((run["code"] == oc.OK) & ~run["settled"], torch.tensor(oc.UNRESOLVED, dtype=torch.int8),
+                              run["code"])
+
+
+def _labels(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circle: Circle) -> dict[str, Tensor]:
+    """Class codes, approach, attractor numbers of a judged run (outputs of :func:`classify_orbits`)."""
+    s = settings
+    code, period = run["code"], run["period"]
+    x = wrap(run["final"], circle)
+    tail = wrap(run["tail"], circle)
+    ok = code == oc.OK
+    converged, cycle = ok & run["converged"], ok & run["cycle"]
+    cls = torch.full(code.shape, APERIODIC, dtype=torch.int8)
+    cls = torch.where(ok & run["chaotic"], CHAOTIC, cls)
+    cls = torch.where(cycle, PERIODIC, cls)
+    cls = torch.where(converged, CONVERGED, cls)
+    cls = torch.where(ok, cls, NO_CLASS).to(torch.int8)  # a failure or an unresolved orbit has no class
+    approach = torch.where(converged, approach_kind(stepper, run["final"]), torch.tensor(NONE, dtype=torch.int8))
+    # attractor identity: the fixed point, the canonical cycle point (maps), the cycle's bounding box (flows)
+    scale = 1 + x.abs().amax(-1)
+    key = torch.where(converged.unsqueeze(-1), x, canonical_point(tail, period))
+    match_tol = max(100 * _tolerance(s, x.dtype), 1e-9) * scale
+    per = period
+    if stepper.is_flow:
+        key = torch.where(cycle.unsqueeze(-1), run["key_cycle"], torch.where(converged.unsqueeze(-1), x, key))
+        match_tol = torch.where(cycle, 0.02 * scale, match_tol)
+        per = torch.where(cycle, torch.zeros_like(period), period)
+    has = converged | cycle
+    attractor, n_att = label_attractors(key, torch.where(has, per, torch.zeros_like(per)), has, match_tol)
+    lam = torch.where(ok.unsqueeze(-1) | (code == oc.UNRESOLVED).unsqueeze(-1), run["lyapunov"],
+                      torch.full_like(run["lyapunov"], math.nan))
+    out = {"final": x, "code": code, "lyapunov": lam, "tail": tail[-s.tail:], "period": torch.where(ok, period, 0),
+           "cls": cls, "approach": approach, "attractor": attractor, "n_attractors": n_att, "steps": run["steps"]}
+    if stepper.is_flow:
+        out["period_time"] = torch.where(cycle, run["period_time"], torch.full_like(run["period_time"], math.nan))
+    return out
+
+
+def _cycles(stepper: Stepper, x: Tensor, cand: Tensor, settings: Settings, scale: Tensor,
+            circle: Circle) -> tuple[Tensor, Tensor]:
+    """Limit cycles of a flow by first return (distances modulo periodic coordinates: a rotation of an angle is
+    a cycle): ``(period time, NaN where none; bounding-box low corner of the wrapped cycle)``."""
     ptime = torch.full(cand.shape, math.nan, dtype=x.dtype)
     low = torch.full_like(x, math.nan)
     if not bool(cand.any()):
         return ptime, low
     K = int(settings.max_period) * stepper.n_sub
     path = stepper.fine(x, K)  # (K+1, B, S, d)
-    dist = (path[1:] - path[0]).norm(dim=-1)  # k = 1..K
-    hop = (path[1:] - path[:-1]).norm(dim=-1).amax(0)
-    ret_tol = hop + 10 * settings.period_tol * scale
+    dist = distance(path[1:], path[0], circle)  # k = 1..K
+    hop = distance(path[1:], path[:-1], circle).amax(0)
+    ret_tol = hop + 10 * _tolerance(settings, x.dtype) * scale
     dm, d0, dp = dist[:-2], dist[1:-1], dist[2:]  # k - 1, k, k + 1 for k = 2..K-1
     is_min = (dm > d0) & (d0 <= dp) & (d0 <= ret_tol)
     ks = torch.arange(2, K).reshape(-1, *([1] * cand.dim()))
@@ -190,7 +291,7 @@ def _cycles(stepper: Stepper, x: Tensor, cand: Tensor, settings: Settings, scale
     ptime = torch.where(found, (k + delta.clamp(-1, 1)) * stepper.h, ptime)
     idx = torch.arange(K + 1).reshape(-1, *([1] * cand.dim()))
     inside = (idx <= k.unsqueeze(0)).unsqueeze(-1)
-    box = torch.where(inside, path, torch.full_like(path, math.inf)).amin(0)
+    box = torch.where(inside, wrap(path, circle), torch.full_like(path, math.inf)).amin(0)
     low = torch.where(found.unsqueeze(-1), box, low)
     return ptime, low
 

@@ -10,10 +10,12 @@ orbits or parameter values.
 - :func:`advance`: iterate with the core's divergence rule (:func:`dynlearn.stepper.freeze`: an orbit leaving
   ``|x|_inf <= max_norm`` or turning NaN is frozen at its last finite state and labeled with a
   :mod:`dynlearn.outcome` code, the batch goes on).
-- :func:`tangent_run`: iterate with the tangent dynamics ``Q <- J Q`` re-orthonormalised every step (QR);
-  Lyapunov exponents ``lambda_i = <ln |R_ii|> / T`` (per iteration for maps, per unit time for flows). For
-  ``d = 2`` only one tangent vector is tracked and ``lambda_2 = <ln |det J|> / T - lambda_1``.
-- :func:`detect_period`: smallest ``p <= max_period`` with ``|x_{t+p} - x_t| <= tol (1 + |x|)`` over a window.
+- :func:`tangent_run`: iterate with the tangent dynamics through :func:`dynlearn.lyapunov.spectrum` (the one
+  spectrum implementation: QR every stroboscopic step, float64 logs, finite-time exponents over the halves of
+  the run); exponents per iteration for maps, per unit time for flows.
+- :func:`detect_period`: smallest ``p <= max_period`` with ``|x_{t+p} - x_t| <= tol (1 + |x|)`` over a window;
+  :func:`shrinking`: whether the return distances still shrink (an orbit not settled yet). Both take periodic
+  coordinates modulo their period (:mod:`dynlearn.periodic`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ import torch
 
 from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError
+from dynlearn.periodic import Circle, delta
 from dynlearn.progress import Meter
+from dynlearn.lyapunov import ExponentAccumulator, spectrum
 from dynlearn.stepper import GenericStepper, freeze, iterate, step_jacobian
+
+__all__ = ["CLASS_NAMES", "APPROACH_NAMES", "ExponentAccumulator", "Stepper", "advance", "tangent_run", "detect_period",
+           "shrinking", "approach_kind", "canonical_point", "label_attractors", "flag_attrs"]
 
 Tensor = torch.Tensor
 
@@ -38,7 +45,6 @@ CONVERGED, PERIODIC, CHAOTIC, APERIODIC, NO_CLASS = range(5)
 APPROACH_NAMES = ("none", "monotone", "oscillating", "spiral")
 NONE, MONOTONE, OSCILLATING, SPIRAL = range(4)
 
-LOG_FLOOR = math.log(torch.finfo(torch.float64).tiny)  # ln|R_ii| of a superstable step
 
 
 def flag_attrs(long_name: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -112,130 +118,54 @@ def advance(stepper: Stepper, x: Tensor, code: Tensor, n: int, max_norm: float, 
     return x, code
 
 
-def orthonormalize(a: Tensor) -> tuple[Tensor, Tensor]:
-    """Modified Gram-Schmidt on the columns of ``a (..., d, m)``: ``(Q, |diag R|)``."""
-    qs, rs = [], []
-    for j in range(a.shape[-1]):
-        v = a[..., :, j]
-        for q in qs:
-            v = v - (q * v).sum(-1, keepdim=True) * q
-        nrm = v.norm(dim=-1, keepdim=True)
-        rs.append(nrm[..., 0])
-        qs.append(v / nrm.clamp_min(1e-300))
-    return torch.stack(qs, -1), torch.stack(rs, -1)
-
-
-def _log(r: Tensor) -> Tensor:
-    return torch.log(r).clamp_min(LOG_FLOOR)
-
-
-class ExponentAccumulator:
-    """Accumulates ``sum ln|R_ii|`` of a cocycle ``A_t`` (``(..., m, m)``) for the orbits that moved.
-
-    Tracks ``k <= m`` tangent vectors (the ``k`` largest exponents): ``Q <- A Q`` re-orthonormalised every
-    step (modified Gram-Schmidt for ``k <= 4``, LAPACK QR beyond; for ``m = k = 2`` one vector and
-    ``ln|det A|``).
-    """
-
-    def __init__(self, shape: tuple[int, ...], m: int, k: int | None = None, dtype=torch.float64) -> None:
-        self.m = m
-        self.k = m if k is None else min(int(k), m)
-        if (m, self.k) == (2, 2):  # structure of arrays: contiguous components, no strided reductions
-            self.q0, self.q1 = torch.ones(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
-            self.l0, self.l1 = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
-        else:
-            self.q = torch.eye(m, dtype=dtype)[:, : self.k].expand(*shape, m, self.k).clone()
-            self._logsum = torch.zeros(*shape, self.k, dtype=dtype)
-
-    @property
-    def logsum(self) -> Tensor:
-        return torch.stack([self.l0, self.l1], -1) if (self.m, self.k) == (2, 2) else self._logsum
-
-    def reset(self) -> None:
-        """Forget the accumulated logs (end of the warm-up), keep the tangent vectors."""
-        if (self.m, self.k) == (2, 2):
-            self.l0.zero_()
-            self.l1.zero_()
-        else:
-            self._logsum.zero_()
-
-    def push(self, a: Tensor, moved: Tensor) -> None:
-        m, k = self.m, self.k
-        if k == 0:
-            return
-        if (m, k) == (2, 2):
-            # one tangent vector; the second exponent from ln|det A|
-            c = a.reshape(*a.shape[:-2], 4).movedim(-1, 0).contiguous()
-            a00, a01, a10, a11 = c[0], c[1], c[2], c[3]
-            v0 = a00 * self.q0 + a01 * self.q1
-            v1 = a10 * self.q0 + a11 * self.q1
-            nrm = torch.hypot(v0, v1)
-            lg = _log(nrm)
-            ld = _log((a00 * a11 - a01 * a10).abs()) - lg
-            inv = 1 / nrm.clamp_min(1e-300)
-            self.q0 = torch.where(moved, v0 * inv, self.q0)
-            self.q1 = torch.where(moved, v1 * inv, self.q1)
-            zero = torch.zeros((), dtype=lg.dtype)
-            self.l0 += torch.where(moved, lg, zero)
-            self.l1 += torch.where(moved, ld, zero)
-            return
-        if m == 1:
-            logs = _log(a[..., 0, 0].abs()).unsqueeze(-1)
-        else:
-            aq = a @ self.q
-            if k <= 4:
-                newq, r = orthonormalize(aq)
-            else:
-                newq, rr = torch.linalg.qr(aq)
-                r = rr.diagonal(dim1=-2, dim2=-1).abs()
-            logs = _log(r)
-            self.q = torch.where(moved[..., None, None], newq, self.q)
-        self._logsum = self._logsum + torch.where(moved.unsqueeze(-1), logs, torch.zeros_like(logs))
-
-    def exponents(self, n: int, dt: float) -> Tensor:
-        """``(..., k)`` exponents sorted in decreasing order."""
-        lam = self.logsum / (n * dt)
-        return torch.sort(lam, dim=-1, descending=True).values
-
-
 def tangent_run(stepper: Stepper, x: Tensor, code: Tensor, n: int, tail_len: int, max_norm: float,
-                meter: Meter | None = None, warmup: int = 0,
-                n_exponents: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Iterate ``warmup + n`` steps with tangent dynamics, accumulating exponents over the last ``n`` (the
-    warm-up aligns the tangent vectors with the Oseledets directions, removing the O(1/n) bias of the start).
+                meter: Meter | None = None, warmup: int = 0, n_exponents: int | None = None,
+                windows: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Iterate ``warmup + n`` (stroboscopic) steps with tangent dynamics, accumulating exponents over the last
+    ``n`` (the warm-up aligns the tangent vectors with the Oseledets directions, removing the O(1/n) bias of the
+    start): :func:`dynlearn.lyapunov.spectrum`, with the ``n_sub`` RK4 steps of a flow's stroboscopic step between
+    re-orthonormalisations.
 
-    Returns ``(x, code, exponents (..., k), tail (L, ..., d))`` (the ``k = n_exponents`` largest, default all);
-    exponents of orbits that diverged are NaN,
-    ``tail`` holds the last ``tail_len`` states.
+    Returns ``(x, code, exponents (..., k), tail (L, ..., d), finite_time (..., windows, k))`` (the
+    ``k = n_exponents`` largest, default all; finite-time exponents over ``windows`` equal parts of the run, in
+    Gram-Schmidt order); exponents of orbits that diverged are NaN, ``tail`` holds the last ``tail_len`` states.
     """
     if warmup + n < tail_len:
         raise ParameterError(f"steps ({warmup} + {n}) must be at least the recorded tail length ({tail_len})")
-    d = x.shape[-1]
-    acc = ExponentAccumulator(x.shape[:-1], d, n_exponents, x.dtype)
-    tail = torch.empty(tail_len, *x.shape, dtype=x.dtype)
-    start = warmup + n - tail_len
-    for k in range(warmup + n):
-        if k == warmup:
-            acc.reset()
-        nxt, jac = stepper.step_jac(x)
-        x, code, moved = freeze(x, nxt, code, max_norm)
-        acc.push(torch.nan_to_num(jac), moved)
-        if k >= start:
-            tail[k - start] = x
-        if meter is not None:
-            meter.update()
-    lam = acc.exponents(n, stepper.dt)
-    lam = torch.where((code == oc.OK).unsqueeze(-1), lam, torch.full_like(lam, math.nan))
-    return x, code, lam, tail
+    r = stepper.n_sub
+    win = n // windows if n >= windows else None
+    sp = spectrum(stepper.system, x, stepper.p, steps=n * r, dt=stepper.h, transient=warmup * r,
+                  warmup=warmup * r, k=n_exponents, renorm_every=r, window=win and win * r,
+                  max_norm=max_norm, tail=tail_len, code=code, meter=meter and _Every(meter, r))
+    ft = sp.finite_time if sp.finite_time is not None else sp.exponents.unsqueeze(-2)
+    return sp.final, sp.outcome, sp.exponents, sp.tail, ft
 
 
-def detect_period(tail: Tensor, max_period: int, tol: float) -> Tensor:
+class _Every:
+    """A meter counting one update per ``r`` RK4 steps (one stroboscopic step)."""
+
+    def __init__(self, meter: Meter, r: int) -> None:
+        self.meter, self.r, self.k = meter, r, 0
+
+    def update(self, n: int = 1) -> None:
+        self.k += n
+        if self.k >= self.r:
+            self.meter.update(self.k // self.r)
+            self.k %= self.r
+
+
+def detect_period(tail: Tensor, max_period: int, tol: float, circle: Circle | None = None) -> Tensor:
     """Smallest ``p <= max_period`` with ``|x_{t} - x_{t-p}|_inf <= tol (1 + |x_T|_inf)`` for the last
-    ``max_period`` states ``t`` of ``tail (L, ..., d)`` (``L >= 2 max_period``); 0 where none. int64."""
+    ``max_period`` states ``t`` of ``tail (L, ..., d)`` (``L >= 2 max_period``); 0 where none. int64.
+
+    Differences of periodic coordinates are taken modulo their period (``circle``,
+    :func:`dynlearn.periodic.delta`): an angle that advances by a whole turn every ``p`` steps has period ``p``.
+    """
+    circle = circle or Circle.none(tail.shape[-1])
     L = tail.shape[0]
     last = tail[-1]
     scale = tol * (1 + last.abs().amax(-1))
-    dist = (tail[L - 1 - max_period: L - 1].flip(0) - last).abs().amax(-1)  # (P, ...): k = 1..P
+    dist = delta(tail[L - 1 - max_period: L - 1].flip(0), last, circle).abs().amax(-1)  # (P, ...): k = 1..P
     hit = dist <= scale
     ks = torch.arange(1, max_period + 1).reshape(-1, *([1] * (hit.dim() - 1)))
     cand = torch.where(hit, ks, torch.full_like(ks, max_period + 1)).amin(0)
@@ -248,8 +178,25 @@ def detect_period(tail: Tensor, max_period: int, tol: float) -> Tensor:
     d = tail.shape[-1]
     xa = tail.gather(0, idx_a.unsqueeze(-1).expand(*idx_a.shape, d))
     xb = tail.gather(0, idx_b.unsqueeze(-1).expand(*idx_b.shape, d))
-    ok = ((xa - xb).abs().amax(-1) <= scale).all(0)
+    ok = (delta(xa, xb, circle).abs().amax(-1) <= scale).all(0)
     return torch.where(found & ok, p, torch.zeros_like(p))
+
+
+def shrinking(tail: Tensor, max_period: int, circle: Circle | None = None, ratio: float = 0.5) -> Tensor:
+    """Whether the orbits of ``tail (L, ..., d)`` are still approaching a candidate cycle: for the period ``p <=
+    max_period`` that repeats best over the last part of the tail, the largest return distance
+    ``|x_t - x_{t-p}|_inf`` (modulo periodic coordinates) over the last quarter of the tail is below ``ratio``
+    times the one over the quarter before. ``(...)`` bool; a quasi-periodic or chaotic orbit keeps its return
+    distances, a slowly converging one shrinks them."""
+    circle = circle or Circle.none(tail.shape[-1])
+    L = tail.shape[0]
+    P = max(1, min(int(max_period), L // 2))
+    W = max(1, (L - P) // 2)
+    ret = torch.stack([delta(tail[L - 2 * W:], tail[L - 2 * W - p: L - p], circle).abs().amax(-1)
+                       for p in range(1, P + 1)])  # (P, 2W, ...)
+    early, late = ret[:, :W].amax(1), ret[:, W:].amax(1)
+    best = late.argmin(0, keepdim=True)
+    return late.gather(0, best)[0] < ratio * early.gather(0, best)[0]
 
 
 def approach_kind(stepper: Stepper, x: Tensor, neutral: float = 1e-6) -> Tensor:
