@@ -15,15 +15,18 @@ speed found on the ball's edge), and a Jacobian eigenvalue's real part changes s
 Algorithm (every sweep entry and every starting state in one batch):
 
 1. starting states: ``n_starts`` per entry, uniform in the search box and taken along short trajectories
-   (which linger near slow regions), with noise;
+   (which linger near slow regions), with noise, plus the user's ``initial_states`` (e.g. hidden states of
+   trials; with ``initial_noise``);
 2. Powell's dogleg trust-region minimisation of :math:`q` (Newton steps ``-J^{-1} g`` by batched
    ``torch.linalg.solve`` on the system's Jacobian, blended with steepest descent of :math:`q` where ``J`` is
    singular), stopping on a root or on a negligible trust-scaled change; states leaving the box are outliers;
 3. roots are Newton-polished to the last bits; candidate minima are refined by Newton's method on
    :math:`\nabla q = J^\top g = 0` with the exact Hessian of :math:`q` (saddles of :math:`q` are dropped);
-4. duplicates (closer than ``dedupe_tol`` times the box width) are merged keeping the lowest-:math:`q` copy;
-5. optional warm start along an ordered dim (``epoch``): the points found at the neighbouring entries are used
-   as extra starting states in a second batched pass;
+4. duplicates (closer than ``dedupe_tol`` times the box width, on the circle of periodic coordinates, which are
+   reported wrapped) are merged keeping the lowest-:math:`q` copy, which counts the starts that reached it
+   (``n_reached``); every distinct point is kept (``max_points`` caps the ``point`` dim explicitly);
+5. warm start along an ordered dim (``epoch`` by default, where the sweep has it): the points found at the
+   neighbouring entries are used as extra starting states in a second batched pass;
 6. classification by the Jacobian's eigenvalues: flows by :math:`\operatorname{Re}\lambda` vs 0, maps by
    :math:`|\lambda|` vs 1 (stable/unstable node, saddle, stable/unstable focus, centre, non_hyperbolic when an
    eigenvalue is within ``neutral_tol`` of the boundary).
@@ -63,12 +66,14 @@ import torch
 import xarray as xr
 
 import dynlearn
+from dynlearn.errors import ParameterError
 from dynlearn.params import Param
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
+from .._shared.states import user_states
 from .classify import TYPES
-from .pipeline import concat, diagnose, find, search_box, take_entries, warm_pass
+from .pipeline import concat, diagnose, find, search_box, take_entries, warm_dim, warm_pass
 from .sampling import starting_states
 
 __all__ = ["FixedPoints", "TYPES"]
@@ -88,7 +93,13 @@ class FixedPoints(dynlearn.Analyzer):
     Parameters
     ----------
     n_starts
-        Starting states per sweep entry.
+        Sampled starting states per sweep entry (0: only ``initial_states``).
+    initial_states, initial_noise
+        The user's starting states, used in addition to the ``n_starts`` sampled ones: an array ``(sample,
+        state)`` for every sweep entry, or a DataArray ``(sweep dims..., sample, state)`` per entry (see
+        :func:`~dynlearn_builtins.analyzers._shared.states.user_states`); Gaussian noise of standard deviation
+        ``initial_noise`` (absolute, in state units) is added to them. They also give the principal components
+        of the ``pca`` view.
     trajectory_fraction, trajectory_steps, noise
         Fraction of the starts taken along trajectories (RK4 steps over 5 typical time scales for flows,
         iterations for maps) and the Gaussian noise added to them (fraction of the box width).
@@ -109,9 +120,13 @@ class FixedPoints(dynlearn.Analyzer):
         Passage test: ball radius in units of the bottleneck width ``sqrt(r/a)``, RK4 steps per direction, and
         the minimum linger ratio of a ghost.
     warm_start
-        Ordered sweep dim along which the neighbours' points seed a second pass (ignored when absent).
+        Ordered sweep dim along which the neighbours' points seed a second pass: ``"auto"`` (``epoch`` where the
+        sweep has it), a sweep dim's name (a one-line error when there is no such dim), ``None``: none.
     max_points
-        Size cap of the ``point`` dim (fixed points first, then lowest q).
+        Size cap of the ``point`` dim (``None``: every distinct point). A cap keeps the lowest-q points, warns
+        how many were dropped and sets ``truncated``; ``n_fixed``/``n_ghost``/``n_slow`` count them all.
+    jacobians
+        Store each point's Jacobian and eigenvectors (``d x d`` numbers each).
     landscape
         Store the speed ``|g|`` on a grid of the box (1-D: 201 points, 2-D: 41 x 41) for the views.
     chunk_size
@@ -126,7 +141,13 @@ class FixedPoints(dynlearn.Analyzer):
     description = "fixed points, slow points and ghosts with their stability, batched over every sweep dim"
     kinds = ("flow", "map")
     options = {
-        "n_starts": Param(64, kind="int", low=1, description="starting states per sweep entry"),
+        "n_starts": Param(64, kind="int", low=0, description="sampled starting states per sweep entry (0: only "
+                          "initial_states)"),
+        "initial_states": Param(None, kind="array", nullable=True,
+                                description="user starting states in addition to the sampled ones: (sample, state) "
+                                            "for every sweep entry, or a DataArray (sweep dims..., sample, state)"),
+        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
+                               units="state units"),
         "trajectory_fraction": Param(0.5, low=0, high=1,
                                      description="fraction of the starts taken along short trajectories"),
         "trajectory_steps": Param(40, kind="int", low=1, description="RK4 steps (flows) or iterations (maps) of "
@@ -146,10 +167,11 @@ class FixedPoints(dynlearn.Analyzer):
         "passage_factor": _positive(10.0, "radius of the passage test's ball", units="bottleneck widths sqrt(r/a)"),
         "passage_steps": Param(2000, kind="int", low=1, description="RK4 steps per direction of the passage test"),
         "linger_min": _positive(2.0, "smallest linger ratio of a ghost"),
-        "warm_start": Param("epoch", kind="str", nullable=True, description="ordered sweep dim along which the "
-                            "neighbours' points seed a second pass (None or absent: no second pass)"),
-        "max_points": Param(32, kind="int", low=1, description="size cap of the point dim (fixed points first, "
-                            "then lowest q)"),
+        "warm_start": Param("auto", kind="str", nullable=True, description="ordered sweep dim along which the "
+                            "neighbours' points seed a second pass ('auto': epoch where the sweep has it; None: none)"),
+        "max_points": Param(None, kind="int", low=1, nullable=True, description="size cap of the point dim, keeping "
+                            "the lowest-q points with a warning (None: every distinct point)"),
+        "jacobians": Param(True, kind="bool", description="store each point's Jacobian and eigenvectors"),
         "landscape": Param(True, kind="bool", description="store the speed |g| on a grid of the box (1-D and 2-D)"),
         "chunk_size": Param(None, kind="int", low=1, nullable=True,
                             description="sweep entries per batch (None: sized from n_starts and the state dim)"),
@@ -158,45 +180,74 @@ class FixedPoints(dynlearn.Analyzer):
 
     def work_size(self, batch: Batch) -> int:
         """Numbers in all starting states: starts x sweep elements x state dim (sets the threads)."""
-        return int(self.n_starts) * batch.size * batch.system.state_dim
+        return self._n_starts(batch) * batch.size * batch.system.state_dim
+
+    def _n_starts(self, batch: Batch) -> int:
+        """Starting states per sweep element of the first pass (sampled and the user's)."""
+        user = self.settings.initial_states
+        n_user = 0 if user is None else (int(user.sizes.get("sample", 1)) if hasattr(user, "sizes")
+                                         else (1 if np.ndim(user) == 1 else int(np.shape(user)[0])))
+        return int(self.settings.n_starts) + n_user
 
     # -- analysis ---------------------------------------------------------------------------------------------
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
         st = self.settings
         system = batch.system
         box = search_box(st, system)
+        warm = warm_dim(st, batch)
         d = system.state_dim
         B = batch.size
-        n_par = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in batch.params.values())
-        chunk = st.chunk_size or max(1, int(4e6 // (st.n_starts * (d * d + 8 * d + n_par))))
         gen = torch.Generator().manual_seed(int(st.seed))
-        warm = st.warm_start if st.warm_start in batch.dims and batch.shape[batch.dims.index(st.warm_start)] > 1 \
-            else None
+        user = None
+        if st.initial_states is not None:
+            user = user_states(st.initial_states, batch, system, noise=float(st.initial_noise), generator=gen)
+        elif st.n_starts == 0:
+            raise ParameterError("fixed_points: n_starts=0 needs initial_states (the starting states to use)")
+        S = st.n_starts + (0 if user is None else user.shape[1])
+        n_par = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in batch.params.values())
+        chunk = st.chunk_size or max(1, int(4e6 // (S * (d * d + 8 * d + n_par))))
         n_chunks = -(-B // chunk) * (3 if warm else 2)
-        sets, typical = [], []
+        sets, typical, samples = [], [], []
+        keep = torch.linspace(0, max(st.n_starts - 1, 0), min(st.n_starts, max(1, -(-4096 // B)))).round().long()
         with Meter(n_chunks, "fixed_points", show_progress, unit="chunk") as meter:
-            for _, p in batch.chunks(chunk):
+            for sl, p in batch.chunks(chunk):
                 starts, typ = starting_states(system, p, st, box, generator=gen)
+                samples.append(starts[:, keep].reshape(-1, d))
+                if user is not None:
+                    starts = torch.cat([starts, user[sl]], 1)
                 sets.append(find(system, p, starts, torch.ones(starts.shape[:2], dtype=torch.bool), typ, st, box))
                 typical.append(typ)
                 meter.update()
             points = concat(sets)
             typical_t = torch.cat(typical)
+            n_used = torch.full((B,), S, dtype=torch.int64)
             if warm:
-                points = warm_pass(batch, points, typical_t, st, box, chunk, meter, warm)
+                points, n_warm = warm_pass(batch, points, typical_t, st, box, chunk, meter, warm)
+                n_used = n_used + n_warm
             diags = []
             for sl, p in batch.chunks(chunk):
                 diags.append(diagnose(system, p, take_entries(points, sl), st, box))
                 meter.update()
         from .dataset import landscape, to_dataset
+        from .pca import basis, pca_dataset
 
-        ds = to_dataset(batch, diags, typical_t)
+        ds = to_dataset(batch, diags, typical_t, n_used, max_points=st.max_points, jacobians=st.jacobians)
+        if user is not None:
+            source = "initial_states"
+            pool = user_states(st.initial_states, batch, system).reshape(-1, d)  # as given, without noise
+        else:
+            source = "the points found and the sampled starting states"
+            found = ds["position"].values.reshape(-1, d)
+            pool = torch.cat([torch.as_tensor(found[np.isfinite(found).all(-1)]), *samples])
+        ds = ds.merge(pca_dataset(ds, *basis(pool), source))
         if st.landscape and d <= 2:
             ds = ds.merge(landscape(batch, box, chunk))
         ds.attrs["description"] = "fixed points, slow points and ghosts (dynlearn fixed_points analyzer)"
         ds.attrs["system_kind"] = system.kind
         ds.attrs["bounds_low"] = [float(v) for v in box.lo]
         ds.attrs["bounds_high"] = [float(v) for v in box.hi]
+        ds.attrs["pca_source"] = source
+        ds.attrs["warm_start"] = warm or "none"
         return ds
 
     # -- views ------------------------------------------------------------------------------------------------

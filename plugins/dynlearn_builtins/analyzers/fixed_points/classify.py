@@ -47,12 +47,17 @@ def margins(ev: Tensor, kind: str) -> Tensor:
     return ev.real if kind == "flow" else ev.abs() - 1
 
 
+def eig_order(ev: Tensor, kind: str) -> Tensor:
+    """Indices sorting eigenvalues by decreasing margin (leading, most unstable first), ties by imaginary part
+    (of a conjugate pair, ``+imag`` first)."""
+    first = torch.argsort(-ev.imag.nan_to_num(-torch.inf), dim=-1, stable=True)
+    order = torch.argsort(-margins(ev.gather(-1, first), kind).nan_to_num(-torch.inf), dim=-1, stable=True)
+    return first.gather(-1, order)
+
+
 def sort_eigs(ev: Tensor, kind: str) -> Tensor:
-    """Eigenvalues sorted by decreasing margin (leading, most unstable first), ties by imaginary part."""
-    first = torch.argsort(-ev.imag.nan_to_num(-torch.inf), dim=-1, stable=True)  # conjugates: +imag first
-    ev = ev.gather(-1, first)
-    order = torch.argsort(-margins(ev, kind).nan_to_num(-torch.inf), dim=-1, stable=True)
-    return ev.gather(-1, order)
+    """Eigenvalues sorted by :func:`eig_order`."""
+    return ev.gather(-1, eig_order(ev, kind))
 
 
 def counts(ev: Tensor, kind: str, tol: float) -> tuple[Tensor, Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 
 import numpy as np
@@ -11,7 +12,7 @@ import xarray as xr
 from dynlearn import outcome as oc
 
 from . import classify as fc
-from .pipeline import Box, Diagnosis, PointSet
+from .pipeline import Box, Diagnosis, PointSet, cap
 from .solver import take
 
 _GHOST_VARS = {
@@ -24,6 +25,15 @@ _GHOST_VARS = {
 }
 
 
+def _fill(t: torch.Tensor):
+    """Padding value of a tensor: False, -1 (integers), NaN (floats and complex); ``inf`` for ``q``/``ginf``."""
+    if t.dtype == torch.bool:
+        return False
+    if t.is_complex():
+        return complex(np.nan, np.nan)
+    return np.nan if t.is_floating_point() else -1
+
+
 def _pad(dg: Diagnosis, P: int) -> Diagnosis:
     pad = P - dg.points.size
     if pad == 0:
@@ -34,15 +44,9 @@ def _pad(dg: Diagnosis, P: int) -> Diagnosis:
         return torch.cat([t, torch.full(shape, fill, dtype=t.dtype, device=t.device)], 1)
 
     pts = dg.points
-    ps = PointSet(ext(pts.x, torch.nan), ext(pts.q, torch.inf), ext(pts.ginf, torch.inf), ext(pts.root, False),
-                  ext(pts.mask, False))
-    vals = {}
-    for f in fields(dg)[1:]:
-        t = getattr(dg, f.name)
-        fill = False if t.dtype == torch.bool else (-1 if not t.is_floating_point() and not t.is_complex()
-                                                     else (complex(np.nan, np.nan) if t.is_complex() else np.nan))
-        vals[f.name] = ext(t, fill)
-    return Diagnosis(ps, **vals)
+    fills = {"q": torch.inf, "ginf": torch.inf, "count": 0}
+    ps = PointSet(*(ext(getattr(pts, f.name), fills.get(f.name, _fill(getattr(pts, f.name)))) for f in fields(pts)))
+    return Diagnosis(ps, **{f.name: ext(getattr(dg, f.name), _fill(getattr(dg, f.name))) for f in fields(dg)[1:]})
 
 
 def _cat(diags: list[Diagnosis]) -> Diagnosis:
@@ -52,49 +56,74 @@ def _cat(diags: list[Diagnosis]) -> Diagnosis:
     return Diagnosis(ps, **{f.name: torch.cat([getattr(dg, f.name) for dg in diags]) for f in fields(Diagnosis)[1:]})
 
 
-def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor) -> xr.Dataset:
+def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, n_starts: torch.Tensor, *,
+               max_points: int | None = None, jacobians: bool = True) -> xr.Dataset:
     """The analyzer's Dataset (see :class:`FixedPoints`); ``outcome`` is ``masked`` for an entry whose parameters
-    are not finite (e.g. a network that diverged in training: not analysed), ``ok`` otherwise."""
+    are not finite (e.g. a network that diverged in training: not analysed), ``ok`` otherwise.
+
+    The counts are those of every distinct point found; with ``max_points`` the ``point`` dim keeps the
+    lowest-``q`` points of each entry, ``truncated`` flags the entries that lost some and a ``UserWarning`` says
+    how many were dropped.
+    """
     system = batch.system
     dg = _cat(diags)
+    valid = batch.valid.reshape(-1, 1)
+    code_all = torch.where(dg.points.mask & valid, dg.code, fc.NONE)
+    dg, truncated = cap(dg, max_points)
+    truncated &= batch.valid
+    if bool(truncated.any()):
+        dropped = int((code_all >= 0).sum() - (dg.points.mask & valid).sum())
+        warnings.warn(f"fixed_points: max_points={max_points} dropped {dropped} point{'s' if dropped > 1 else ''} "
+                      f"(the highest-q ones) in {int(truncated.sum())} of {batch.size} sweep elements; their counts "
+                      f"n_fixed/n_ghost/n_slow still include them (see the variable 'truncated'; max_points=None "
+                      f"keeps every point)", UserWarning, stacklevel=4)
     pts = dg.points
     B, P, d = pts.x.shape
-    valid = batch.valid.reshape(B, 1)
     mask = pts.mask & valid
     code = torch.where(mask, dg.code, fc.NONE)
-    is_fixed = (code >= 0) & (code < fc.CODE["ghost"])
     nan = torch.tensor(np.nan, dtype=pts.x.dtype)
     fnum = lambda t: torch.where(mask, t, nan)  # noqa: E731
     flow = system.kind == "flow"
     tunit = system.time_units if flow else "iteration"
     sunit = system.state_units
     speed_units = f"{sunit}/{tunit}" if flow else f"{sunit} per iteration"
+    names = np.array(system.state_names, dtype=object)
     coords = {"point": ("point", np.arange(P), {"long_name": "point slot (padded; see `present`)"}),
-              "state": ("state", np.array(system.state_names, dtype=object), {"long_name": "state coordinate"}),
+              "state": ("state", names, {"long_name": "state coordinate"}),
+              "state_in": ("state_in", names, {"long_name": "state coordinate differentiated by (Jacobian column)"}),
               "eig": ("eig", np.arange(d), {"long_name": "eigenvalue rank (most unstable first)"})}
-    counts_ok = batch.valid
-    n = lambda c: torch.where(counts_ok, c, torch.full_like(c, -1))  # noqa: E731
+    n = lambda c: torch.where(batch.valid, c, torch.full_like(c, -1))  # noqa: E731
+    is_fixed = (code_all >= 0) & (code_all < fc.CODE["ghost"])
     data = {
-        "n_fixed": (n(is_fixed.sum(1)), (), {"long_name": "number of fixed points found (-1 where outcome is "
-                                             "masked)", "units": "1"}),
-        "n_ghost": (n((code == fc.CODE["ghost"]).sum(1)), (),
-                    {"long_name": "number of ghosts (slow points that pass the passage test; -1 where outcome is "
-                                  "masked)", "units": "1"}),
-        "n_slow": (n((code == fc.CODE["slow_point"]).sum(1)), (),
-                   {"long_name": "number of slow points that are not ghosts (-1 where outcome is masked)",
-                    "units": "1"}),
+        "n_fixed": (n(is_fixed.sum(1)), (), {"long_name": "number of fixed points found (all of them, also beyond "
+                                             "max_points; -1 where outcome is masked)", "units": "1"}),
+        "n_ghost": (n((code_all == fc.CODE["ghost"]).sum(1)), (),
+                    {"long_name": "number of ghosts (slow points that pass the passage test; all of them; -1 where "
+                                  "outcome is masked)", "units": "1"}),
+        "n_slow": (n((code_all == fc.CODE["slow_point"]).sum(1)), (),
+                   {"long_name": "number of slow points that are not ghosts (all of them; -1 where outcome is "
+                                 "masked)", "units": "1"}),
+        "truncated": (truncated, (), {"long_name": "max_points dropped points of this entry (the counts include "
+                                                   "them; the point dim does not)"}),
+        "n_start_states": (n(n_starts.to(torch.int64)), (),
+                           {"long_name": "starting states of the minimiser (sampled, user's initial_states, warm "
+                                         "start; -1 where outcome is masked)", "units": "1"}),
         "outcome": (torch.where(batch.valid, oc.OK, oc.MASKED).to(torch.int8), (),
                     oc.flag_attrs("outcome of the entry (masked: parameters not finite, not analysed)")),
         "typical_speed": (typical, (), {"long_name": "median speed |g| of the sampled starting states",
                                         "units": speed_units}),
         "present": (mask, ("point",), {"long_name": "the slot holds a point"}),
         "position": (torch.where(mask.unsqueeze(-1), pts.x, nan), ("point", "state"),
-                     {"long_name": "state at the point", "units": sunit}),
+                     {"long_name": "state at the point (periodic coordinates wrapped into their interval)",
+                      "units": sunit}),
         "q": (fnum(pts.q), ("point",), {"long_name": "q = |g|^2 / 2 at the point (g = f or F(x) - x)",
                                          "units": f"({speed_units})^2"}),
         "speed": (fnum((2 * pts.q).sqrt()), ("point",), {"long_name": "speed |g| at the point", "units": speed_units}),
         "residual_max": (fnum(pts.ginf), ("point",), {"long_name": "max-norm of the residual g at the point",
                                                       "units": speed_units}),
+        "n_reached": (torch.where(mask, pts.count, -1).to(torch.int32), ("point",),
+                      {"long_name": "starting states whose minimisation ended at the point (before de-duplication; "
+                                    "-1 where no point)", "units": "1"}),
         "point_type": (code.to(torch.int8), ("point",), fc.flag_attrs()),
         "n_unstable": (torch.where(mask, dg.n_unstable, -1).to(torch.int16), ("point",),
                        {"long_name": "number of unstable eigenvalues (Re > 0 for flows, |.| > 1 for maps)",
@@ -103,12 +132,24 @@ def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor) -> xr.Datas
                       {"long_name": "number of eigenvalues on the stability boundary (within neutral_tol)",
                        "units": "1"}),
         "eig_real": (torch.where(mask.unsqueeze(-1), dg.eig.real, nan), ("point", "eig"),
-                     {"long_name": "real part of the Jacobian eigenvalues (of f, or of F for maps)", "units": "1"}),
+                     {"long_name": "real part of the Jacobian eigenvalues (of f, or of F for maps)",
+                      "units": f"1/{tunit}" if flow else "1"}),
         "eig_imag": (torch.where(mask.unsqueeze(-1), dg.eig.imag, nan), ("point", "eig"),
-                     {"long_name": "imaginary part of the Jacobian eigenvalues", "units": "1"}),
+                     {"long_name": "imaginary part of the Jacobian eigenvalues", "units": f"1/{tunit}" if flow else "1"}),
         "sign_change": (mask & dg.sign_change, ("point",),
                         {"long_name": "a Jacobian eigenvalue's real part changes sign along the passage"}),
     }
+    if jacobians:
+        m3 = mask.reshape(B, P, 1, 1)
+        junits = f"1/{tunit}" if flow else "1"
+        data["jacobian"] = (torch.where(m3, dg.jacobian, nan), ("point", "state", "state_in"),
+                            {"long_name": "Jacobian d g_state / d x_state_in at the point (of f, or of F for maps)",
+                             "units": junits})
+        data["eigvec_real"] = (torch.where(m3, dg.eigvec.real, nan), ("point", "eig", "state"),
+                               {"long_name": "real part of the unit eigenvector of eigenvalue `eig` (J v = lambda v)",
+                                "units": "1"})
+        data["eigvec_imag"] = (torch.where(m3, dg.eigvec.imag, nan), ("point", "eig", "state"),
+                               {"long_name": "imaginary part of the unit eigenvector of eigenvalue `eig`", "units": "1"})
     units = {"curvature": f"1/({sunit} {tunit})" if flow else f"1/{sunit}", "radius": sunit, "time": tunit,
              "time_nf": tunit, "time_nf_ball": tunit, "linger": "1"}
     for key, (name, long_name) in _GHOST_VARS.items():

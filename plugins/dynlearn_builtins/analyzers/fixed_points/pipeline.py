@@ -18,6 +18,7 @@ import torch
 
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.params import Settings
+from dynlearn.periodic import Circle, wrap
 
 from . import classify as fc
 from .sampling import passage
@@ -30,12 +31,13 @@ Tensor = torch.Tensor
 @dataclass
 class PointSet:
     """Padded points of ``B`` sweep entries: ``x`` ``(B, P, d)``, ``q``/``ginf`` ``(B, P)``, ``root`` (a zero of the
-    residual) and ``mask`` (slot holds a point) ``(B, P)``."""
+    residual), ``count`` (starting states that reached the point) and ``mask`` (slot holds a point) ``(B, P)``."""
 
     x: Tensor
     q: Tensor
     ginf: Tensor
     root: Tensor
+    count: Tensor
     mask: Tensor
 
     @property
@@ -62,12 +64,12 @@ def _lexsort(primary: Tensor, secondary: Tensor) -> Tensor:
     return first.gather(1, second)
 
 
-def compact(ps: PointSet, keep: Tensor, max_points: int) -> PointSet:
-    """Keep the slots ``keep`` ``(B, S)``, roots first then by increasing ``q``, at most ``max_points`` per entry."""
+def compact(ps: PointSet, keep: Tensor) -> PointSet:
+    """Keep the slots ``keep`` ``(B, S)`` (roots first, then by increasing ``q``): the point dim shrinks to the
+    largest number kept in an entry."""
     B, S = keep.shape
     order = _lexsort(torch.where(keep, (~ps.root).to(torch.int64), 2), torch.where(keep, ps.q, torch.inf))
-    n = int(keep.sum(1).max()) if B else 0
-    P = max(1, min(n, max_points))
+    P = max(1, int(keep.sum(1).max()) if B else 0)
     idx = order[:, :P]
     valid = torch.arange(P, device=keep.device).expand(B, P) < keep.sum(1, keepdim=True).clamp(max=P)
     return ps.select(idx, valid)
@@ -75,10 +77,12 @@ def compact(ps: PointSet, keep: Tensor, max_points: int) -> PointSet:
 
 @dataclass(frozen=True)
 class Box:
-    """The search box: ``lo``, ``hi`` ``(d,)`` (float64)."""
+    """The search box: ``lo``, ``hi`` ``(d,)`` (float64), and the system's periodic coordinates (positions are
+    wrapped and compared on their circle, :mod:`dynlearn.periodic`)."""
 
     lo: Tensor
     hi: Tensor
+    circle: Circle
 
     @property
     def width(self) -> Tensor:
@@ -105,7 +109,20 @@ def search_box(settings: Settings, system) -> Box:
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
             raise ParameterError(f"fixed_points: bounds need finite low < high, got {settings.bounds!r}")
     return Box(torch.as_tensor(np.array(lo, dtype=float), dtype=torch.float64),
-               torch.as_tensor(np.array(hi, dtype=float), dtype=torch.float64))
+               torch.as_tensor(np.array(hi, dtype=float), dtype=torch.float64), Circle.of(system))
+
+
+def warm_dim(settings: Settings, batch) -> str | None:
+    """The sweep dim of the warm start: ``"auto"`` is ``epoch`` where the sweep has it (a training run, a
+    recorder's store), ``None`` none; a named dim that is not a sweep dim is a one-line
+    :class:`~dynlearn.errors.ParameterError`. ``None`` also where the dim has a single value."""
+    name = settings.warm_start
+    if name == "auto":
+        name = "epoch" if "epoch" in batch.dims else None
+    elif name is not None and name not in batch.dims:
+        raise ParameterError(f"fixed_points: warm_start dim {name!r} is not a sweep dim; the sweep dims are "
+                             f"{list(batch.dims)} (None: no warm start)")
+    return name if name is not None and batch.shape[batch.dims.index(name)] > 1 else None
 
 
 def _tol(settings: Settings, box: Box) -> float:
@@ -116,8 +133,8 @@ def _tol(settings: Settings, box: Box) -> float:
 def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, typical: Tensor, st: Settings,
          box: Box) -> PointSet:
     """Points reached from ``starts`` ``(B, S, d)`` (where ``start_mask``) for parameters ``p`` ``(B, *event)``
-    (options ``margin``, ``max_iter``, ``root_tol``, ``dedupe_tol``, ``slow_points``, ``slow_ratio``,
-    ``max_points`` of ``st``)."""
+    (options ``margin``, ``max_iter``, ``root_tol``, ``dedupe_tol``, ``slow_points``, ``slow_ratio`` of ``st``),
+    every distinct one, periodic coordinates wrapped, with the number of starts that reached each."""
     B, S, d = starts.shape
     flat_idx = start_mask.reshape(-1).nonzero().squeeze(-1)
     owner = torch.arange(B, device=starts.device).repeat_interleave(S)[flat_idx]
@@ -142,15 +159,16 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
     status = scatter(sol.status, OUTSIDE)
     m = st.margin * width
     in_box = ((x >= lo - m) & (x <= hi + m)).all(-1) & (status != OUTSIDE)
+    x = wrap(x, box.circle)
     root = in_box & (ginf <= st.root_tol)
-    ps = PointSet(x, q, ginf, root, root.clone())
-    keep = dedupe(x, q, root, tol)
+    keep, count = dedupe(x, q, root, tol, circle=box.circle)
+    ps = PointSet(x, q, ginf, root, count, root.clone())
     if st.slow_points:
         speed = (2 * q).sqrt()
         cand = in_box & ~root & (speed <= st.slow_ratio * typical.unsqueeze(1))
         # coarse dedupe before the (more expensive) exact-Hessian refinement
-        cand = dedupe(x, q, cand, 1e3 * tol)
-        cps = compact(PointSet(x, q, ginf, torch.zeros_like(cand), cand), cand, st.max_points)
+        cand, ccount = dedupe(x, q, cand, 1e3 * tol, circle=box.circle)
+        cps = compact(PointSet(x, q, ginf, torch.zeros_like(cand), ccount, cand), cand)
         flat = cps.mask.reshape(-1).nonzero().squeeze(-1)
         if flat.numel():
             own = torch.arange(B, device=x.device).repeat_interleave(cps.size)[flat]
@@ -158,7 +176,7 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
             gr = system.residual(xr, take(p, own)).abs().amax(-1)
             Pc = cps.size
             cx = cps.x.reshape(-1, d).clone()
-            cx[flat] = xr
+            cx[flat] = wrap(xr, box.circle)
             cq = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
             cq[flat] = qr
             cg = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
@@ -169,17 +187,17 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
             cx, cq, cg, ok = cx.reshape(B, Pc, d), cq.reshape(B, Pc), cg.reshape(B, Pc), ok.reshape(B, Pc)
             croot = ok & (cg <= st.root_tol)
             slow_ok = ok & (croot | ((2 * cq).sqrt() <= st.slow_ratio * typical.unsqueeze(1)))
-            ps = PointSet.cat(ps, PointSet(cx, cq, cg, croot, slow_ok))
+            ps = PointSet.cat(ps, PointSet(cx, cq, cg, croot, cps.count, slow_ok))
             keep = torch.cat([keep, slow_ok], dim=1)
-            keep = dedupe(ps.x, ps.q, keep, tol)
-    return compact(ps, keep, st.max_points)
+            keep, ps.count = dedupe(ps.x, ps.q, keep, tol, ps.count, box.circle)
+    return compact(ps, keep)
 
 
 def merge(a: PointSet, b: PointSet, st: Settings, box: Box) -> PointSet:
-    """Union of two point sets of the same entries (duplicates removed, lowest ``q`` kept)."""
+    """Union of two point sets of the same entries (duplicates removed, lowest ``q`` kept, counts summed)."""
     ps = PointSet.cat(a, b)
-    keep = dedupe(ps.x, ps.q, ps.mask, _tol(st, box))
-    return compact(ps, keep, st.max_points)
+    keep, ps.count = dedupe(ps.x, ps.q, ps.mask, _tol(st, box), ps.count, box.circle)
+    return compact(ps, keep)
 
 
 def concat(sets: list[PointSet]) -> PointSet:
@@ -195,6 +213,7 @@ def concat(sets: list[PointSet]) -> PointSet:
                 torch.cat([s.q, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
                 torch.cat([s.ginf, torch.full((B, pad), torch.inf, dtype=s.q.dtype)], 1),
                 torch.cat([s.root, torch.zeros(B, pad, dtype=torch.bool)], 1),
+                torch.cat([s.count, torch.zeros(B, pad, dtype=s.count.dtype)], 1),
                 torch.cat([s.mask, torch.zeros(B, pad, dtype=torch.bool)], 1),
             )
         out.append(s)
@@ -207,8 +226,9 @@ def take_entries(ps: PointSet, sl: slice) -> PointSet:
 
 
 def warm_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, chunk: int, meter,
-              dim: str) -> PointSet:
-    """Second pass: every entry starts from the points found at its neighbours along the sweep dim ``dim``."""
+              dim: str) -> tuple[PointSet, Tensor]:
+    """Second pass: every entry starts from the points found at its neighbours along the sweep dim ``dim``.
+    Returns the merged points and the number of these extra starts per entry ``(B,)``."""
     axis = batch.dims.index(dim)
     shape = batch.shape
     P, d = points.size, points.x.shape[-1]
@@ -230,7 +250,7 @@ def warm_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, 
     for sl, p in batch.chunks(chunk):
         sets.append(find(batch.system, p, sx[sl], sm[sl], typical[sl], st, box))
         meter.update()
-    return merge(points, concat(sets), st, box)
+    return merge(points, concat(sets), st, box), sm.sum(1)
 
 
 #: the ghost diagnostics of :class:`Diagnosis` taken from the passage test (NaN where not a slow point)
@@ -239,11 +259,14 @@ GHOST_FIELDS = ("curvature", "radius", "time", "time_nf", "time_nf_ball", "linge
 
 @dataclass
 class Diagnosis:
-    """Per point ``(B, P)`` unless noted: sorted eigenvalues ``(B, P, d)`` (complex), type codes, counts, and the
+    """Per point ``(B, P)`` unless noted: the Jacobian ``(B, P, d, d)`` (of ``f``, or of ``F`` for maps), sorted
+    eigenvalues ``(B, P, d)`` and unit eigenvectors ``(B, P, eig, state)`` (complex), type codes, counts, and the
     ghost diagnostics (NaN where not a slow point)."""
 
     points: PointSet
+    jacobian: Tensor
     eig: Tensor
+    eigvec: Tensor
     code: Tensor
     n_unstable: Tensor
     n_neutral: Tensor
@@ -264,8 +287,10 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, box: B
     flat = ps.mask.reshape(-1).nonzero().squeeze(-1)
     own = torch.arange(B, device=ps.x.device).repeat_interleave(P)
     dtype = ps.x.dtype
-    eig = torch.full((B * P, d), complex(torch.nan, torch.nan), dtype=torch.complex128 if dtype == torch.float64
-                     else torch.complex64, device=ps.x.device)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    eig = torch.full((B * P, d), complex(torch.nan, torch.nan), dtype=cdtype, device=ps.x.device)
+    eigvec = torch.full((B * P, d, d), complex(torch.nan, torch.nan), dtype=cdtype, device=ps.x.device)
+    jac = torch.full((B * P, d, d), torch.nan, dtype=dtype, device=ps.x.device)
     code = torch.full((B * P,), fc.NONE, dtype=torch.int64, device=ps.x.device)
     n_unst = torch.full((B * P,), -1, dtype=torch.int64, device=ps.x.device)
     n_neut = n_unst.clone()
@@ -275,8 +300,14 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, box: B
     if flat.numel():
         xf = ps.x.reshape(-1, d)[flat]
         pf = take(p, own[flat])
-        ev = fc.sort_eigs(torch.linalg.eigvals(system.jacobian(xf, pf)), system.kind)
+        J = system.jacobian(xf, pf)
+        jac[flat] = J
+        ev, vec = torch.linalg.eig(J)
+        order = fc.eig_order(ev, system.kind)
+        ev = ev.gather(-1, order)
         eig[flat] = ev.to(eig.dtype)
+        # eigenvector k is column order[k] of vec; stored as rows (eig, state)
+        eigvec[flat] = vec.gather(-1, order.unsqueeze(-2).expand_as(vec)).transpose(-1, -2).to(cdtype)
         nu, nn = fc.counts(ev, system.kind, neutral_tol)
         n_unst[flat], n_neut[flat] = nu, nn
         is_root = ps.root.reshape(-1)[flat]
@@ -302,5 +333,24 @@ def diagnose(system, p: Mapping[str, Tensor], ps: PointSet, st: Settings, box: B
         t = t.reshape(B, P, *t.shape[1:])
         return t.gather(1, order.reshape(B, P, *([1] * (t.dim() - 2))).expand_as(t))
 
-    return Diagnosis(pts, re(eig), re(code), re(n_unst), re(n_neut), **{k: re(v) for k, v in diag.items()},
-                     sign_change=re(sign))
+    return Diagnosis(pts, re(jac), re(eig), re(eigvec), re(code), re(n_unst), re(n_neut),
+                     **{k: re(v) for k, v in diag.items()}, sign_change=re(sign))
+
+
+def cap(dg: Diagnosis, max_points: int | None) -> tuple[Diagnosis, Tensor]:
+    """At most ``max_points`` points per entry, the lowest-``q`` ones, in their order; and whether an entry lost
+    points ``(B,)``."""
+    B, P = dg.points.mask.shape
+    n = dg.points.mask.sum(1)
+    if max_points is None or P <= max_points:
+        return dg, torch.zeros(B, dtype=torch.bool, device=n.device)
+    by_q = torch.argsort(torch.where(dg.points.mask, dg.points.q, torch.inf), dim=1, stable=True)
+    idx = by_q[:, :max_points].sort(dim=1).values  # the kept slots, in their order
+    valid = torch.arange(max_points, device=n.device).expand(B, max_points) < n.unsqueeze(1)
+
+    def pick(t: Tensor) -> Tensor:
+        return t.gather(1, idx.reshape(B, max_points, *([1] * (t.dim() - 2))).expand(B, max_points, *t.shape[2:]))
+
+    # masked slots sort last, so the first min(n, max_points) picked slots are points
+    pts = dg.points.select(idx, valid)
+    return Diagnosis(pts, **{f.name: pick(getattr(dg, f.name)) for f in fields(Diagnosis)[1:]}), n > max_points

@@ -14,7 +14,7 @@ from . import classify as fc
 COLORS = {"stable_node": "#1f4e9c", "stable_focus": "#4f8fd6", "unstable_node": "#b2182b", "unstable_focus": "#ef6548",
           "saddle": "#f28e2b", "centre": "#7b3294", "non_hyperbolic": "#555555", "ghost": "#1a9850",
           "slow_point": "#a6d96a"}
-_OWN = {"point", "state", "eig", "event", "node", "edge"}
+_OWN = {"point", "state", "state_in", "eig", "pc", "event", "node", "edge"}
 MAX_FRAMES = 25
 
 
@@ -56,6 +56,8 @@ def fixed_point_views(ds: xr.Dataset, prefer: str | None = None) -> dict[str, An
     import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
 
     out: dict[str, Any] = {}
+    if "pc_position" in ds and ds.sizes["state"] > 2:
+        out["pca"] = pca_view(ds)
     dim = ordered_dim(ds, prefer)
     first = str(ds["state"].values[0])
     others = [d for d in sweep_dims(ds) if d != dim]
@@ -106,6 +108,38 @@ def fixed_point_views(ds: xr.Dataset, prefer: str | None = None) -> dict[str, An
 
         out["speed_landscape"] = _holomap(land.to_dataset(), sweep_dims(ds), image2)
     return out
+
+
+def pca_view(ds: xr.Dataset) -> Any:
+    """The points on the first two principal axes (``pc_position``), coloured by type, one frame per sweep
+    element (a slider over epochs), on fixed axis ranges."""
+    import holoviews as hv
+
+    dims = sweep_dims(ds)
+    thin = _thin(ds[["pc_position", "point_type", "speed", "present", "pc_variance_fraction"]], dims)
+    k = thin.sizes["pc"]
+    xy = thin["pc_position"].values.reshape(-1, k)
+    ok = np.isfinite(xy).all(-1)
+    lims = [(float(xy[ok, i].min()), float(xy[ok, i].max())) if ok.any() else (-1.0, 1.0) for i in range(k)]
+    lims = [(lo - 0.05 * (hi - lo) - 1e-9, hi + 0.05 * (hi - lo) + 1e-9) for lo, hi in lims] + [(-1.0, 1.0)]
+    frac = thin["pc_variance_fraction"].values
+    names = [f"PC{i + 1} ({100 * frac[i]:.0f}% var.)" if np.isfinite(frac[i]) else f"PC{i + 1}" for i in range(k)]
+    names += ["PC2"] * (2 - k)
+    labels = np.array(("none",) + fc.TYPES, dtype=object)
+
+    def frame(sel):
+        sub = thin.sel(sel) if sel else thin
+        present = sub["present"].values.ravel().astype(bool)
+        pos = sub["pc_position"].values.reshape(-1, k)[present]
+        df = pd.DataFrame({"pc1": pos[:, 0], "pc2": pos[:, 1] if k > 1 else np.zeros(len(pos)),
+                           "type": labels[sub["point_type"].values.ravel()[present].astype(int) + 1],
+                           "speed": sub["speed"].values.ravel()[present]})
+        return hv.Points(df, kdims=[hv.Dimension("pc1", label=names[0]), hv.Dimension("pc2", label=names[1])],
+                         vdims=["type", "speed"]).opts(
+            color="type", cmap=COLORS, size=8, tools=["hover"], xlim=lims[0], ylim=lims[1], width=500, height=450,
+            title=f"fixed points on the principal axes of {ds.attrs.get('pca_source', 'the states')}")
+
+    return _holomap(thin, dims, frame)
 
 
 def grouped(ds, element, kdims, vdims, groupby):
