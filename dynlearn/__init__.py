@@ -26,6 +26,7 @@ from .errors import (
 )
 from .module import ModuleSystem, RateNetwork, from_module, params_from_state_dicts
 from .params import Param
+from .recorder import Recorder, load_checkpoints
 from .progress import set_progress
 from .registry import (register_analyzer, register_dataset, register_reproduction, register_schedule,
                        register_system)
@@ -69,6 +70,7 @@ __all__ = [
     "Param",
     "ParameterError",
     "RateNetwork",
+    "Recorder",
     "PluginNotFoundError",
     "Reproduction",
     "RunResult",
@@ -85,6 +87,7 @@ __all__ = [
     "get_dataset",
     "get_system",
     "grid",
+    "load_checkpoints",
     "load_experiment",
     "make_analyzer",
     "make_system",

@@ -93,8 +93,10 @@ def analyze(
 
 
 # -- analyzers on what a user has ----------------------------------------------------------------------------
-def trainable_from(tree: xr.DataTree | str | os.PathLike) -> TrainableSystem:
-    """Rebuild the trainable system (with its task) that wrote a run store."""
+def trainable_from(tree: xr.DataTree | str | os.PathLike) -> System:
+    """Rebuild the system whose parameters a run store holds: the trainable (with its task) of a training run, or
+    the plain System of a store :class:`dynlearn.recorder.Recorder` wrote (a ``ModuleSystem``: its config without
+    the weights, which are in ``/params``)."""
     attrs = root_attrs(tree)
     cfg = attrs.get("config", {})
     if "system" not in cfg:
@@ -102,18 +104,15 @@ def trainable_from(tree: xr.DataTree | str | os.PathLike) -> TrainableSystem:
     sys_cfg = dict(cfg["system"])
     if cfg.get("task"):
         sys_cfg["task"] = cfg["task"]
-    system = make_system(sys_cfg)
-    if not isinstance(system, TrainableSystem):
-        raise StoreError(f"system {system.name!r} of this store is not trainable")
-    return system
+    return make_system(sys_cfg)
 
 
 def resolve_target(source: Any, params: Any = None, epochs: Any = None) -> tuple[System, Any, str]:
     """Normalise an analyzer input to ``(system, params, on_nan)``.
 
     ``source`` may be a System, a system name or config mapping, a training-run ``xr.DataTree``, or the path of
-    a result store. For a run, the system is the trainable's state dynamics (``dynamics_dataset``) and the
-    parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
+    a result store. For a run, the system is the trainable's state dynamics (``dynamics_dataset``; for a store a
+    Recorder wrote, the recorded System itself) and the parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
     (``on_nan="mask"``, and other variables the Dataset carries are ignored). Parameters the caller gives
     (``on_nan="raise"``) are checked strictly: an unknown name is an error (see :func:`~dynlearn.sweep.flatten`).
 
@@ -132,12 +131,13 @@ def resolve_target(source: Any, params: Any = None, epochs: Any = None) -> tuple
             params = _select_epochs(params, epochs)
         return system, params, "raise"
     tree = open_store(source) if not isinstance(source, xr.DataTree) else source
-    trainable = trainable_from(tree)
+    system = trainable_from(tree)
     run_params = tree["params"].to_dataset() if params is None else params
     if epochs is not None:
         run_params = _select_epochs(run_params, epochs)
-    system, dyn_params = trainable.dynamics_dataset(run_params)
-    return system, dyn_params, "mask"
+    if isinstance(system, TrainableSystem):
+        system, run_params = system.dynamics_dataset(run_params)
+    return system, run_params, "mask"
 
 
 def _select_epochs(params: xr.Dataset, epochs: Any) -> xr.Dataset:

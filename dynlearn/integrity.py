@@ -9,6 +9,9 @@ written by this version a **missing** chunk file and a **corrupt** one are both 
   ``/state`` and the per-network ``outcome``; :func:`verify` derives that list from the committed flags and the
   arrays' metadata (the layout is preallocated, so nothing else needs recording);
 - an analyzer group (written whole, ``complete`` set last) holds every chunk of every array;
+- a store a :class:`dynlearn.recorder.Recorder` writes grows: its consolidated metadata is the commit record
+  (:func:`dynlearn.store.commit_lengths`), and it holds every chunk of every array within the lengths that copy
+  lists (arrays it does not list are not committed yet);
 - every ``zarr.json`` parses, every directory of a group is a zarr node, every node the consolidated metadata
   lists is there.
 
@@ -48,13 +51,26 @@ from .errors import PathError, StoreError
 from .safety import BAD_JSON, is_store, remove
 
 __all__ = ["Damage", "Report", "verify", "check_store", "store_lock", "relock", "LOCK_NAME",
-           "RUN_DATA"]
+           "RUN_DATA", "RECORDER", "RECORDED", "is_recorder"]
 
 LOCK_NAME = ".dynlearn-lock"
 #: groups of a training run whose chunks are written by committed chunks of epochs
 RUN_DATA = ("train", "params", "state")
+#: the ``layout`` of a store a Recorder writes (root attrs), and the groups that grow in it
+RECORDER = "recorder"
+RECORDED = ("train", "params")
 #: coordinates a run's layout is read from: every chunk is expected once a chunk of epochs is committed
 _LAYOUT = frozenset({"train/epoch", "params/epoch", "train/chunk_start", "state/slot_chunk"})
+
+
+def is_recorder(root_meta: dict[str, Any]) -> bool:
+    """Whether the parsed root ``zarr.json`` is that of a store a Recorder writes (root attrs ``layout``)."""
+    raw = (root_meta.get("attributes") or {}).get("dynlearn")
+    try:
+        attrs = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return False
+    return isinstance(attrs, dict) and attrs.get("layout") == RECORDER
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class Report:
     damage: list[Damage] = field(default_factory=list)
     checked: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the store was written by a Recorder (its run groups cannot be recomputed by dynlearn)
+    recorder: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,7 +130,10 @@ class Report:
             if "" in tops:
                 lines.append("  the root zarr.json records which experiment the store holds and cannot be recomputed: "
                              "restore it from a backup (dynlearn never deletes a store it cannot identify)")
-            if tops & set(RUN_DATA):
+            if tops & set(RUN_DATA) and self.recorder:
+                lines.append("  the recorded steps were written by your own training loop (dynlearn.Recorder): restore "
+                             "the store from a backup, or record again")
+            elif tops & set(RUN_DATA):
                 lines.append(f"  to repair the training run: 'dynlearn run EXPERIMENT --out {self.store} --repair' "
                              "(recomputes the damaged chunks of epochs, bitwise as before)")
             for g in sorted(tops - set(RUN_DATA) - {""}):
@@ -154,14 +175,20 @@ def verify(store: str | os.PathLike, *, groups: tuple[str, ...] | None = None, s
     nodes = _metadata(p, report, groups, skip)
     arrays = {k: m for k, m in nodes.items() if m.get("node_type") == "array"}
     tops = {k.split("/")[0] for k in nodes if k}
-    ctx = _RunContext(p, arrays, report) if "train" in tops and (groups is None or "train" in groups) else None
+    recorder = is_recorder(nodes.get("", {}))
+    report.recorder = recorder
+    committed = (nodes.get("", {}).get("consolidated_metadata") or {}).get("metadata") if recorder else None
+    ctx = _RunContext(p, arrays, report) if "train" in tops and (groups is None or "train" in groups) \
+        and not recorder else None
     unchecked = []
     for key, meta in sorted(arrays.items()):
         top = key.split("/")[0]
         if not any(c.get("name") == "crc32c" for c in meta.get("codecs", [])):
             unchecked.append(key)
             continue
-        if top in RUN_DATA:
+        if committed is not None and top in RECORDED:  # committed: the lengths the consolidated copy lists
+            expected = {c: None for c in _grid(committed[key])} if key in committed else {}
+        elif top in RUN_DATA and not recorder:
             expected = ctx.expected(key, meta) if ctx is not None else {}
         elif nodes.get(top, {}).get("attributes", {}).get("complete") is False:
             expected = {}  # an interrupted analyzer run: hidden by open_store, replaced by the next one

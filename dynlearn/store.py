@@ -40,6 +40,7 @@ import xarray as xr
 import zarr
 
 from .errors import PathError, StoreError
+from .integrity import RECORDED, is_recorder
 from .safety import (RUN_GROUPS, check_inside, check_name, check_root_json, check_store_target, remove,
                      rename, scratch_dir)
 
@@ -53,6 +54,8 @@ __all__ = [
     "consolidate",
     "unconsolidate",
     "committed_epochs",
+    "commit_lengths",
+    "restore_committed",
 ]
 
 ATTR_KEY = "dynlearn"
@@ -135,9 +138,11 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True, skip: tu
 
     p = _check_exists(path)
     check_store(p, skip=skip)
+    # a Recorder's store grows: its consolidated metadata is the commit record (what was committed, never more)
+    consolidated = None if is_recorder(_root_json(p)) else False
     with warnings.catch_warnings():  # the lock file of a store being written is not a zarr node
         warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
-        tree = xr.open_datatree(p, engine="zarr", consolidated=False, chunks=None)
+        tree = xr.open_datatree(p, engine="zarr", consolidated=consolidated, chunks=None)
     for name in [name for name, node in tree.children.items()
                  if node.attrs.get("complete") is False or name.startswith("_") or name in skip]:
         del tree[name]
@@ -184,11 +189,62 @@ def consolidate(path: str | os.PathLike) -> None:
 
 
 def unconsolidate(path: str | os.PathLike) -> None:
-    """Drop consolidated metadata before modifying a store (so readers never see a stale copy)."""
+    """Drop consolidated metadata before modifying a store (so readers never see a stale copy).
+
+    A Recorder's store is first restored to its consolidated copy (:func:`restore_committed`): without the copy,
+    each array's own metadata is what readers see."""
     p = Path(path)
     meta = _root_json(p)
+    if meta.get("consolidated_metadata") is not None and is_recorder(meta):
+        restore_committed(p)
     if meta.pop("consolidated_metadata", None) is not None:
         _write_json_atomic(p, p / "zarr.json", meta)
+
+
+def commit_lengths(path: str | os.PathLike, lengths: Mapping[str, int]) -> None:
+    """The commit of a store that grows along its arrays' first dim (:class:`dynlearn.recorder.Recorder`).
+
+    Sets each array's length in the consolidated metadata, in one atomic rewrite of the root ``zarr.json``
+    (an array the copy does not list yet is added from its own metadata). Readers open such a store through that
+    copy, so they see exactly the committed rows, whatever a killed writer had started after them.
+    """
+    p = Path(path)
+    meta = _root_json(p)
+    if meta.get("consolidated_metadata") is None:  # dropped by an analyzer write in this process: every row is in
+        consolidate(p)
+        return
+    listed = meta["consolidated_metadata"]["metadata"]
+    for key, n in lengths.items():
+        entry = listed.get(key) or json.loads((p / key / "zarr.json").read_text())
+        entry["shape"] = [int(n), *entry["shape"][1:]]
+        listed[key] = entry
+    _write_json_atomic(p, p / "zarr.json", meta)
+
+
+def restore_committed(path: str | os.PathLike) -> None:
+    """Make a growing store's arrays match its consolidated copy (what :func:`commit_lengths` committed).
+
+    Undoes what a writer killed in the middle of a commit had started: each array's own length is set back to the
+    committed one, and arrays of the growing groups (``train``, ``params``) the copy does not list are removed.
+    A store without a consolidated copy is left as it is (its own metadata is then the record).
+    """
+    p = Path(path)
+    listed = (_root_json(p).get("consolidated_metadata") or {}).get("metadata")
+    if listed is None:
+        return
+    for key, entry in listed.items():
+        if entry.get("node_type") != "array" or not (p / key / "zarr.json").is_file():
+            continue  # a missing node is damage: verify names it
+        own = json.loads((p / key / "zarr.json").read_text())
+        if own.get("shape") != entry.get("shape"):
+            own["shape"] = entry["shape"]
+            _write_json_atomic(p, p / key / "zarr.json", own)
+    for group in RECORDED:
+        if group not in listed or not (p / group).is_dir():
+            continue
+        for node in sorted((p / group).iterdir()):
+            if node.is_dir() and f"{group}/{node.name}" not in listed and (node / "zarr.json").exists():
+                remove(node, store=p)
 
 
 def create_store(

@@ -38,7 +38,17 @@ def summarize(store: str | os.PathLike) -> dict[str, Any]:
     }
     for name, node in tree.children.items():
         info["groups"][name] = {"dims": {k: int(v) for k, v in node.sizes.items()}, "variables": sorted(node.data_vars)}
-    if "train" in tree.children:
+    if "train" in tree.children and "committed" not in tree["train"].data_vars:  # written by dynlearn.Recorder
+        steps = tree["train"]["epoch"].values
+        stored = tree["params"]["epoch"].values if "params" in tree.children else steps[:0]
+        info["recorded"] = {"steps": int(len(steps)), "first_step": _py(steps[0]) if len(steps) else None,
+                            "last_step": _py(steps[-1]) if len(steps) else None, "stored_weights": int(len(stored))}
+        if len(steps):
+            last = tree["train"]["loss"].isel(epoch=-1).values
+            if np.isfinite(last).any():
+                info["recorded"]["final_loss_overall"] = {
+                    "min": float(np.nanmin(last)), "median": float(np.nanmedian(last)), "max": float(np.nanmax(last))}
+    elif "train" in tree.children:
         train = tree["train"]
         done = committed_epochs(tree)
         total = int(train.sizes["epoch"])
@@ -81,6 +91,14 @@ def summary_text(info: dict[str, Any]) -> str:
         lines.append("  outcomes: " + ", ".join(f"{k}={v}" for k, v in tr["outcomes"].items()))
         if "final_loss_overall" in tr:
             f = tr["final_loss_overall"]
+            lines.append(f"  final loss: min {f['min']:.4g}, median {f['median']:.4g}, max {f['max']:.4g}")
+    rec = info.get("recorded")
+    if rec:
+        span = f" (steps {rec['first_step']} .. {rec['last_step']})" if rec["steps"] else ""
+        lines.append(f"  recorded (dynlearn.Recorder): {rec['steps']} steps{span}, weights stored at "
+                     f"{rec['stored_weights']} of them")
+        if "final_loss_overall" in rec:
+            f = rec["final_loss_overall"]
             lines.append(f"  final loss: min {f['min']:.4g}, median {f['median']:.4g}, max {f['max']:.4g}")
     lines.append("  groups:")
     for name, g in info["groups"].items():

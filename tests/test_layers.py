@@ -20,7 +20,8 @@ CORE = Path(__file__).resolve().parents[1] / "dynlearn"
 FLOORS = [
     {"errors", "_version", "progress", "threads", "params", "outcome", "safety", "provenance", "periodic"},
     {"stepper", "system", "task", "sweep", "analyzer", "optim", "schedule", "matching", "epochs", "module"},
-    {"simulate", "lyapunov", "integrity", "store", "layout", "repair", "summary", "reproduce"},
+    {"simulate", "lyapunov", "integrity", "store", "layout", "repair", "summary", "reproduce",
+     "recorder"},
     {"registry", "plugins"},
     {"config", "train"},
     {"api", "distributed", "testing"},
