@@ -94,6 +94,14 @@ def qr(a: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(qs, -1), r
 
 
+def _start(m: int, k: int) -> Tensor:
+    """Initial tangent vectors: the identity's columns for the full spectrum, else ``k`` fixed generic orthonormal
+    vectors (a coordinate axis may be invariant, e.g. for a diagonal map, and would miss the leading direction)."""
+    if k == m:
+        return torch.eye(m, dtype=F64)
+    return qr(torch.randn(m, k, generator=torch.Generator().manual_seed(0), dtype=F64))[0]
+
+
 def _log(r: Tensor) -> Tensor:
     return torch.log(r).clamp_min(LOG_FLOOR)
 
@@ -133,7 +141,7 @@ class ExponentAccumulator:
             self.q0, self.q1 = torch.ones(shape, dtype=F64), torch.zeros(shape, dtype=F64)
             self.l0, self.l1 = torch.zeros(shape, dtype=F64), torch.zeros(shape, dtype=F64)
         else:
-            self.q = torch.eye(m, dtype=F64)[:, : self.k].expand(*shape, m, self.k).clone()
+            self.q = _start(m, self.k).expand(*shape, m, self.k).clone()
             self._logsum = torch.zeros(*shape, self.k, dtype=F64)
         self.q_start = None
 
