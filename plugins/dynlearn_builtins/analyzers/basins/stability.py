@@ -193,8 +193,10 @@ class BasinStability(Analyzer):
         code = np.where(valid[:, None], cut["outcome"], oc.MASKED).astype(np.int8)
         elems = [self._name(cut["features"][e], code[e], cut["event"][e], cut["final"][e], circle,
                             None if tfeats is None else tfeats[e], tnames) for e in range(B)]
-        ids, K = self._ids(batch, elems, len(fnames))
-        return _assemble(s, batch, x0[:, :S].numpy(), shape, cut, code, elems, ids, K, fnames)
+        ids, K, dim = self._ids(batch, elems, len(fnames))
+        out = _assemble(s, batch, x0[:, :S].numpy(), shape, cut, code, elems, ids, K, fnames)
+        out.attrs["matched_dim"] = dim or ""  # '' : ids not matched across sweep elements
+        return out
 
     # -- steps -------------------------------------------------------------------------------------------
     def _initial(self, batch: Batch) -> tuple[torch.Tensor, tuple[int, ...] | None]:
@@ -260,19 +262,21 @@ class BasinStability(Analyzer):
         return {"labels": lab, "kinds": kinds, "names": names, "states": states, "centre": centre,
                 "present": present}
 
-    def _ids(self, batch: Batch, elems: list[dict], nf: int) -> tuple[list[np.ndarray], int]:
+    def _ids(self, batch: Batch, elems: list[dict], nf: int) -> tuple[list[np.ndarray], int, str | None]:
+        """Attractor ids of every element (matched along the returned dim), and their number."""
         s = self.settings
         if s.naming == "templates":  # the templates are the ids
             K = len(elems[0]["names"])
-            return [np.arange(K) for _ in elems], K
+            return [np.arange(K) for _ in elems], K, None
         dim = match_dim(s, batch.dims)
         if dim is None and s.match_dim is None and len(batch.dims) == 1:
             dim = batch.dims[0]
         cen = [e["centre"] for e in elems]
         allc = np.concatenate([c for c in cen if len(c)] or [np.zeros((1, nf))])
         gate = s.match_gate if s.match_gate is not None else max(0.5 * float(np.linalg.norm(np.ptp(allc, 0))), s.eps)
-        return attractor_ids([np.repeat(c[:, None], 3, 1) for c in cen], [e["kinds"] for e in elems],
-                             batch.valid.numpy(), batch.shape, batch.dims.index(dim) if dim else None, gate)
+        ids, K = attractor_ids([np.repeat(c[:, None], 3, 1) for c in cen], [e["kinds"] for e in elems],
+                               batch.valid.numpy(), batch.shape, batch.dims.index(dim) if dim else None, gate)
+        return ids, K, dim
 
     def views(self, result: xr.Dataset) -> dict[str, Any]:
         """``stability``: basin stability per attractor (vs the matched dim, with its Wilson band);

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from dynlearn.stepper import GenericStepper, step_jacobian
+from dynlearn.lyapunov import spectrum
+from dynlearn.stepper import step_jacobian
 
 from .attractors import Found
 
@@ -82,29 +83,16 @@ def describe(found: Found, finals: np.ndarray, settled: np.ndarray, periods: np.
 
 
 def lyapunov(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: float) -> Tensor:
-    """Largest Lyapunov exponent from ``x`` (``(M, d)``, parameters ``(M, ...)``), Benettin's two-orbit method.
+    """Largest Lyapunov exponent from ``x`` (``(M, d)``, parameters ``(M, ...)``): :func:`dynlearn.lyapunov.spectrum`
+    with one tangent vector, aligned during ``steps // 4`` warm-up steps, then measured over ``steps``.
 
-    A companion orbit is kept at distance ``delta = 1e-8 (1 + |x|)`` and renormalised every step;
-    ``lambda = mean log(growth)`` per iteration (maps) or per unit time (flows, RK4 steps of ``dt``).
+    Per iteration (maps) or per unit time (flows, RK4 steps of ``dt``); the tangent dynamics are float64 whatever
+    the states' precision (float32 states give finite exponents); NaN for an orbit that leaves
+    ``|x|_inf <= 1e6``.
     """
     if x.shape[0] == 0:
-        return torch.empty(0, dtype=x.dtype)
-    M, d = x.shape
-    u = (torch.arange(1, d + 1, dtype=x.dtype) * 0.6180339887498949) % 1 + 0.5
-    u = u / u.norm()
-    delta = 1e-8 * (1 + x.norm(dim=-1, keepdim=True))
-    # the orbit and its companion advance as one batch of 2M states
-    st = GenericStepper(system, torch.cat([x, x + delta * u]), {k: torch.cat([v, v]) for k, v in p.items()}, dt)
-    acc = torch.zeros(M, dtype=x.dtype)
-    for _ in range(steps):
-        st.advance(1)
-        a, b = st.x[:M], st.x[M:]
-        diff = b - a
-        dist = diff.norm(dim=-1, keepdim=True).clamp(min=1e-300)
-        acc += torch.log(dist[:, 0] / delta[:, 0])
-        st.x = torch.cat([a, a + diff * (delta / dist)])
-    unit = dt if system.kind == "flow" else 1.0
-    return acc / (steps * unit)
+        return torch.empty(0, dtype=torch.float64)
+    return spectrum(system, x, p, steps=steps, dt=dt, transient=steps // 4, k=1).exponents[:, 0]
 
 
 def stability(system, x: Tensor, p: Mapping[str, Tensor], kinds: list[str], period: np.ndarray,

@@ -141,3 +141,70 @@ def views(result: xr.Dataset) -> dict[str, Any]:
         return {"basins": basin[()], "fractions": frac[()]}
     kd = [hv.Dimension(d, label=str(result[d].attrs.get("long_name", d))) for d in sweep]
     return {"basins": hv.HoloMap(basin, kdims=kd), "fractions": hv.HoloMap(frac, kdims=kd)}
+
+
+def _stability_image(hv, frame: xr.Dataset, result: xr.Dataset):
+    """The initial states coloured by attractor id (-1 diverged / left the region, -2 none): an image on a
+    grid (``grid_shape`` attr, 2-D), else a scatter of the first two state coordinates."""
+    lab = shown(frame).values
+    xy = frame["initial_state"].values
+    names = [str(s) for s in result["state"].values]
+    labels = [str(n) for n in frame["attractor_name"].values]
+    title = ", ".join(f"{i}: {n}" for i, n in enumerate(labels) if n) + " (-1: diverged, -2: none)"
+    shape = list(result.attrs.get("grid_shape", []))
+    K = int(result.sizes["attractor"])
+    if len(shape) == 2 and xy.shape[1] == 2:
+        xs, ys = xy[:, 0].reshape(shape)[:, 0], xy[:, 1].reshape(shape)[0]
+        img = hv.Image((xs, ys, lab.reshape(shape).T), names[:2], "basin").opts(
+            cmap="Category10", clim=(-2.5, K - 0.5), color_levels=K + 2, colorbar=True)
+    else:
+        img = hv.Points((xy[:, 0], xy[:, 1], lab), names[:2], "basin").opts(
+            color="basin", cmap="Category10", size=2, clim=(-2.5, K - 0.5))
+    return img.opts(title=title, width=560, height=480)
+
+
+def _stability_bars(hv, frame: xr.Dataset):
+    names = [str(n) for n in frame["attractor_name"].values]
+    keep = [i for i, n in enumerate(names) if n]
+    f, lo, hi = (frame[f"basin_stability{s}"].values[keep] for s in ("", "_low", "_high"))
+    labels = [names[i] for i in keep]
+    bars = hv.Bars((labels, f), "attractor", "basin stability")
+    err = hv.ErrorBars((labels, f, f - lo, hi - f), "attractor", ["basin stability", "minus", "plus"])
+    return (bars * err).opts(title="basin stability (Wilson intervals)", width=560, height=300)
+
+
+def _stability_curves(hv, result: xr.Dataset, dim: str):
+    """Basin stability of each attractor id vs ``dim`` with its Wilson band (other sweep dims at index 0)."""
+    others = {d: 0 for d in _sweep_dims(result) if d != dim}
+    r = result.isel(others) if others else result
+    x = r[dim].values
+    layers = []
+    for k in r["attractor"].values:
+        a = r.sel(attractor=k)
+        names = [str(n) for n in a["attractor_name"].values if str(n)]
+        if not names:
+            continue
+        label = f"{int(k)}: {names[0]}"
+        y, lo, hi = (a[f"basin_stability{s}"].values for s in ("", "_low", "_high"))
+        layers.append(hv.Area((x, lo, hi), dim, ["basin stability", "high"], label=label).opts(alpha=0.25))
+        layers.append(hv.Curve((x, y), dim, "basin stability", label=label))
+    return hv.Overlay(layers).opts(title=f"basin stability vs {dim} (Wilson bands)", width=620, height=340,
+                                   legend_position="right")
+
+
+def stability_views(result: xr.Dataset) -> dict[str, Any]:
+    """Views of the basin-stability study: ``stability`` (vs the matched dim with Wilson bands when the sweep
+    has dims, else bars), ``basins`` (initial states coloured by attractor, a HoloMap over the sweep)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend's options; renders nothing)
+
+    sweep = _sweep_dims(result)
+    basin = {}
+    for sel in _frames(result, sweep):
+        frame = result.isel(sel) if sel else result
+        basin[tuple(frame[d].values.item() for d in sweep)] = _stability_image(hv, frame, result)
+    if not sweep:
+        return {"stability": _stability_bars(hv, result), "basins": basin[()]}
+    dim = result.attrs.get("matched_dim") or sweep[0]
+    kd = [hv.Dimension(d, label=str(result[d].attrs.get("long_name", d))) for d in sweep]
+    return {"stability": _stability_curves(hv, result, dim), "basins": hv.HoloMap(basin, kdims=kd)}
