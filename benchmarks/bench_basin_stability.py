@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-import dynlearn  # noqa: F401  (loads the plugins)
+import dynlearn
 from dynlearn_builtins.analyzers.basins import BasinStability
 from dynlearn_builtins.systems.pendulum import DrivenPendulum
 
@@ -69,7 +69,7 @@ def baseline(x0: np.ndarray) -> tuple[float, np.ndarray]:
 def analyzer(n: int, seed: int):
     t0 = time.perf_counter()
     out = BasinStability(n_samples=n, seed=seed, bounds=BOUNDS, t_end=T_END, rtol=RTOL, atol=ATOL,
-                         threads=1).run("pendulum", show_progress=False)
+                         threads=1).run(dynlearn.get_system("pendulum")(), show_progress=False)
     return time.perf_counter() - t0, out
 
 
