@@ -165,7 +165,8 @@ class GhostNetwork(dynlearn.Analyzer):
                 n = b * M
                 v = detect(xs.reshape(T, n, d), alive.reshape(T, n), dt.repeat_interleave(M),
                            table.position[sl].repeat_interleave(M, 0), radius[sl].repeat_interleave(M, 0),
-                           table.present[sl].repeat_interleave(M, 0), circle, flow=flow)
+                           table.present[sl].repeat_interleave(M, 0), circle, flow=flow,
+                           velocity=_velocity(system, p, M) if flow else None)
                 v.trajectory = v.trajectory + sl.start * M
                 sets.append(v)
                 outcome.append(code)
@@ -214,6 +215,11 @@ class GhostNetwork(dynlearn.Analyzer):
         from .views import ghost_views
 
         return ghost_views(result)
+
+
+def _velocity(system, p: Mapping[str, torch.Tensor], M: int):
+    """``dx/dt`` of states ``(S, d)`` of the trajectories ``(S,)`` (``M`` per sweep element of the chunk ``p``)."""
+    return lambda x, traj: system.rhs(x, {k: v.index_select(0, traj // M) for k, v in p.items()})
 
 
 def _trajectories(system, x0: torch.Tensor, p: Mapping[str, torch.Tensor], horizon: torch.Tensor, steps: int,

@@ -60,7 +60,7 @@ def _graph(ds: xr.Dataset):
     edges = [(s, t, d["count"], d["mean_transit_time"]) for s, t, d in g.edges(data=True)]
     node_el = hv.Nodes(nodes or [(np.nan, np.nan, -1, -1, 0)], kdims=["x", "y", "index"],
                        vdims=["dimension", "visits"])
-    graph = hv.Graph((edges or [(-1, -1, 0, np.nan)], node_el), vdims=["count", "transit time"])
+    graph = hv.Graph((edges, node_el), vdims=["count", "transit time"])
     mid = [((pos[s, 0] + pos[t, 0]) / 2, ((pos[s, 1] + pos[t, 1]) / 2 if two else 0.0) + 0.03, str(c))
            for s, t, c, _ in edges]
     labels = hv.Labels(mid or [(np.nan, np.nan, "")], kdims=["x", "y"], vdims=["count"])
