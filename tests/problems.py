@@ -17,6 +17,12 @@ Hopf normal form: the origin has eigenvalues ``mu +- i omega``.
 
 Logistic map ``x -> mu x (1 - x)``: the fixed point ``1 - 1/mu`` has multiplier ``2 - mu`` (flip at ``mu = 3``).
 Neimark-Sacker normal form ``z -> (1 + mu) e^{i theta} z - |z|^2 z``: multipliers ``(1 + mu) e^{+-i theta}`` at 0.
+Pitchfork ``x' = r x - x^3``: 0 (eigenvalue ``r``) for every ``r``, and ``+-sqrt(r)`` (eigenvalue ``-2r``) for
+``r > 0`` (supercritical: the pair is stable; ``x' = r x + x^3`` is the subcritical one, a pair of saddles for
+``r < 0``). Transcritical ``x' = r x - x^2``: 0 (eigenvalue ``r``) and ``r`` (eigenvalue ``-r``) exchange stability
+at ``r = 0``. Moving saddle-node: ``x' = r + x^2`` turned by ``omega r`` and carried by ``(A r, A r)`` in the
+plane (fixed points ``c(r) + R(omega r) (+-sqrt(-r), 0)``, eigenvalues those of ``(r + u^2, -v)``): points that
+move far between steps.
 Local ghost ``x' = (2 - x)((x + 1)^2 + c)``: one fixed point (``x = 2``, stable) for every ``c > 0``; near
 ``x = -1`` a local minimum of the speed that becomes a ghost as ``c -> 0`` (no bifurcation).
 
@@ -47,6 +53,9 @@ __all__ = [
     "LogisticMap",
     "NeimarkSackerMap",
     "LocalGhost",
+    "Pitchfork",
+    "Transcritical",
+    "MovingSaddleNode",
 ]
 
 
@@ -161,3 +170,50 @@ class LocalGhost(FlowSystem):
 
     def rhs(self, x, p):
         return (2 - x) * ((x + 1) ** 2 + p["c"][..., None])
+
+
+class Pitchfork(FlowSystem):
+    """``x' = r x + s x^3`` (``s = -1``: supercritical pitchfork at ``r = 0``; ``s = +1``: subcritical)."""
+
+    name = "pitchfork_test"
+    description = "pitchfork normal form (test problem)"
+    state_names = ("x",)
+    parameters = {"r": Param(-0.5, description="pitchfork parameter r"),
+                  "s": Param(-1.0, description="sign of the cubic term")}
+    domain_bounds = ([-2.0], [2.0])
+
+    def rhs(self, x, p):
+        return p["r"][..., None] * x + p["s"][..., None] * x**3
+
+
+class Transcritical(FlowSystem):
+    """``x' = r x - x^2``: fixed points 0 and ``r`` exchange stability at ``r = 0``."""
+
+    name = "transcritical_test"
+    description = "transcritical normal form (test problem)"
+    state_names = ("x",)
+    parameters = {"r": Param(-0.5, description="transcritical parameter r")}
+    domain_bounds = ([-2.0], [2.0])
+
+    def rhs(self, x, p):
+        return p["r"][..., None] * x - x**2
+
+
+class MovingSaddleNode(FlowSystem):
+    """The saddle-node ``(u, v)' = (r + u^2, -v)`` turned by ``omega r`` and carried to ``(A r, A r)``."""
+
+    name = "moving_saddle_node_test"
+    description = "a saddle-node pair that moves far between parameter steps (test problem)"
+    state_names = ("x", "y")
+    parameters = {"r": Param(-0.5, description="saddle-node parameter r"),
+                  "A": Param(10.0, description="translation per unit of r"),
+                  "omega": Param(20.0, description="rotation per unit of r", units="rad")}
+    domain_bounds = ([-12.0, -12.0], [12.0, 12.0])
+
+    def rhs(self, x, p):
+        r, A, w = p["r"], p["A"], p["omega"]
+        c, s = torch.cos(w * r), torch.sin(w * r)
+        X, Y = x[..., 0] - A * r, x[..., 1] - A * r
+        u, v = c * X + s * Y, -s * X + c * Y          # R(-omega r) (x - centre)
+        fu, fv = r + u**2, -v
+        return torch.stack([c * fu - s * fv, s * fu + c * fv], dim=-1)

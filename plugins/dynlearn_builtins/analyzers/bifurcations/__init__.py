@@ -3,17 +3,26 @@ r"""Bifurcations and ghost emergence along an ordered dim (epochs or a parameter
 The analyzer consumes the :class:`~dynlearn_builtins.analyzers.fixed_points.FixedPoints` output and
 
 1. tracks fixed points and slow points (ghosts) along the ordered dim ``dim`` (default ``epoch`` when present)
-   for every combination of the other sweep dims (*lines*: seeds, learning rates, ...), all lines at once:
-   optimal assignment (``scipy.optimize.linear_sum_assignment``) with a distance gate and a stability term;
-   a point unmatched for up to ``max_gap`` steps keeps its track ID;
+   for every combination of the other sweep dims (*lines*: seeds, learning rates, ...), all lines at once, by
+   predictor-corrector (:mod:`~dynlearn_builtins.analyzers.bifurcations.continuation`): every point is continued
+   with its Jacobian (Newton on the residual; a ghost as the minimum of the speed) along the parameters from
+   its step to the next, ``substeps`` substeps, all points in one batch; the continued positions are matched to
+   the points found there by optimal assignment (:func:`dynlearn.matching.track`: a distance gate, a stability
+   term, a gap of up to ``max_gap`` steps), so points that move far between checkpoints keep their identity; a
+   continuation that fails (a singular Jacobian, divergence, a collision with another track) is the evidence of
+   a fold;
 2. stores the tracks as a graph (networkx: nodes = points at a step, edges = continuations) in two tables,
    ``node`` and ``edge``, rebuilt by :func:`tracks_graph`;
-3. detects events conservatively, each with its evidence and a confidence (see
-   :mod:`dynlearn_builtins.analyzers.bifurcations.events`): ``saddle_node`` (a pair of fixed points born or
-   annihilated), ``stability_change`` (flows: a real eigenvalue crossing 0 = ``fold``, a complex pair =
-   ``hopf``; maps: crossing +1 ``fold``, -1 ``flip``, a complex pair ``neimark_sacker``) and
-   ``ghost_emergence`` (a ghost appears without a bifurcation: the abrupt-learning mechanism of the ghost
-   paper).
+3. detects events, each with its evidence and a confidence (see
+   :mod:`dynlearn_builtins.analyzers.bifurcations.events`): ``saddle_node`` and ``pitchfork`` (a pair born or
+   annihilated; a pitchfork's pair at a third track that changes stability), ``transcritical`` (two tracks
+   exchange stability), ``hopf`` / ``neimark_sacker`` (a complex pair crosses), ``flip`` (a map's eigenvalue
+   crosses -1), ``stability_change`` (``fold``: a real eigenvalue crossing without a count change) and
+   ``ghost_emergence`` (a point that passed the ghost test appears where a pair vanished, deepens from a slow
+   point, or appears and persists: the abrupt-learning mechanism of the ghost paper);
+4. keeps the books: for every line and interval between consecutive steps, ``fixed_change`` (the change of the
+   number of fixed points) equals ``explained_change`` (the count changes of the events there: +-2 for a pair,
+   0 otherwise) unless ``unexplained`` gives the reason (a missed point, the box edge, ...).
 
 For :math:`\dot x = x^2 + r` swept through :math:`r = 0`, the two fixed points :math:`\pm\sqrt{-r}` meet and
 disappear: one ``saddle_node`` annihilation at :math:`r = 0`, followed by the ghost at :math:`x = 0`.
@@ -25,9 +34,13 @@ Examples
 >>> fp = dynlearn.make_analyzer({"name": "fixed_points", "n_starts": 16}).run("saddle_node", grid)
 >>> out = Bifurcations().run("saddle_node", grid, upstream={"fixed_points": fp})
 >>> out.event_type.values.tolist(), out.subtype.values.tolist(), float(out.location[0])
-(['saddle_node'], ['annihilation'], 0.0)
->>> bool(np.isfinite(out.q_min_depth[0]))      # a ghost appears where the pair vanished
+(['saddle_node', 'ghost_emergence'], ['annihilation', 'after_saddle_node'], 0.0)
+>>> bool(np.isfinite(out.q_min_depth[0]))      # the ghost where the pair vanished is evidence of the fold
 True
+>>> fp.n_fixed.values.tolist()                                   # the double root at r = 0 counts once
+[2, 2, 2, 2, 2, 1, 0, 0, 0, 0, 0]
+>>> out.fixed_change.values.tolist() == out.explained_change.values.tolist(), int(out.unexplained.max())
+(True, 0)
 >>> g = tracks_graph(out)
 >>> g.number_of_nodes() == int(fp.present.sum()), sorted({d["track"] for _, d in g.nodes(data=True)})
 (True, [0, 1, 2])
@@ -41,16 +54,18 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 
 import dynlearn
 from dynlearn.errors import ParameterError, ShapeError
-from dynlearn.matching import track
+from dynlearn.matching import Slots, track
 from dynlearn.params import Param, Settings
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from ..fixed_points import classify as fc
+from .continuation import STATUS, collisions, continue_points
 from .events import detect
 
 __all__ = ["Bifurcations", "tracks_graph"]
@@ -80,6 +95,51 @@ def tracked_dim(settings: Settings, batch: Batch, fp: xr.Dataset) -> str:
     return "epoch" if "epoch" in batch.dims else batch.dims[0]
 
 
+def _lines(batch: Batch, dim: str, others: list[str]) -> dict[str, torch.Tensor]:
+    """The batch's parameters as ``(L, K, *event)`` tensors: lines (the other sweep dims) by steps along ``dim``."""
+    order = [batch.dims.index(o) for o in others] + [batch.dims.index(dim)]
+    K = batch.shape[batch.dims.index(dim)]
+    out = {}
+    for name, v in batch.params.items():
+        ev = tuple(v.shape[1:])
+        v = v.reshape(*batch.shape, *ev).permute(*order, *range(len(order), len(order) + len(ev)))
+        out[name] = v.reshape(-1, K, *ev)
+    return out
+
+
+def _predictor(batch: Batch, dim: str, others: list[str], coord: np.ndarray, typical: np.ndarray,
+               box: tuple[np.ndarray, np.ndarray], opts: Settings, record: tuple[np.ndarray, ...]):
+    """The matcher's ``predict``: every live track continued to the step being matched (all lines and slots in
+    one batch); ``record`` (per node: status, lost_at, continued position) gets each node's first continuation."""
+    status, lost_at, x_next = record
+    params = _lines(batch, dim, others)
+    t = coord.astype(float) if np.issubdtype(coord.dtype, np.number) else np.arange(len(coord), dtype=float)
+    tol = 1e-6 * float(np.mean(box[1] - box[0]))
+
+    def predict(k: int, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
+        li, si = np.nonzero(slots.live)
+        c = continue_points(batch.system, params, t, li, slots.step[li, si], k, slots.position[li, si],
+                            slots.previous[li, si], slots.previous_step[li, si], slots.cls[li, si] == 1, typical,
+                            box, substeps=opts.substeps, newton_steps=opts.newton_steps, tol=opts.newton_tol)
+        out = np.full(slots.position.shape, np.nan)
+        out[li, si] = c.position
+        exact = np.zeros(slots.live.shape, dtype=bool)
+        exact[li, si] = c.status == STATUS.index("converged")
+        moved = np.full(slots.live.shape, np.inf)
+        moved[li, si] = np.linalg.norm(c.position - slots.position[li, si], axis=-1)
+        hit = collisions(out, exact, moved, tol)[li, si]
+        c.status[hit] = STATUS.index("collided")
+        exact[li[hit], si[hit]] = False
+        out[li[hit], si[hit]] = np.nan
+        node = slots.node[li, si]
+        first = status[node] == STATUS.index("not_continued")  # a gap's later tries keep the first
+        status[node[first]], lost_at[node[first]], x_next[node[first]] = (
+            c.status[first], c.lost_at[first], c.position[first])
+        return out, exact
+
+    return predict
+
+
 class Bifurcations(dynlearn.Analyzer):
     """Tracks of fixed points and ghosts along an ordered dim, with bifurcation and ghost-emergence events.
 
@@ -99,6 +159,13 @@ class Bifurcations(dynlearn.Analyzer):
         Cost added to a match whose point types differ (in units of ``gate``).
     max_gap
         Steps a track may miss and keep its ID.
+    substeps
+        Continuation substeps between consecutive steps (parameters interpolated linearly); 0: no continuation,
+        the last positions are matched (plain nearest matching).
+    newton_steps
+        Newton iterations per substep.
+    newton_tol
+        A continued point has converged when its residual is below ``newton_tol`` typical speeds.
     eig_scale
         A crossing eigenvalue within ``eig_scale`` of the boundary on both sides counts as evidence.
     min_confidence
@@ -108,7 +175,8 @@ class Bifurcations(dynlearn.Analyzer):
     """
 
     name = "bifurcations"
-    description = "tracks of fixed points and ghosts along epochs or a parameter; saddle-node, stability-change and ghost-emergence events"
+    description = ("predictor-corrector tracks of fixed points and ghosts along epochs or a parameter; saddle-node, "
+                   "pitchfork, transcritical, Hopf, flip, Neimark-Sacker and ghost-emergence events; count bookkeeping")
     kinds = ("flow", "map")
     requires = ("fixed_points",)
     options = {
@@ -120,6 +188,11 @@ class Bifurcations(dynlearn.Analyzer):
                            description="largest distance between a saddle-node pair (None: gate)"),
         "stability_weight": Param(0.5, low=0, units="gates", description="cost of a match whose point types differ"),
         "max_gap": Param(2, kind="int", low=0, description="steps a track may miss and keep its ID"),
+        "substeps": Param(4, kind="int", low=0, description="continuation substeps between consecutive steps "
+                          "(predictor-corrector; 0: match the last positions, no continuation)"),
+        "newton_steps": Param(8, kind="int", low=1, description="Newton iterations per continuation substep"),
+        "newton_tol": Param(1e-8, low=0, low_inclusive=False, units="typical speeds",
+                            description="a continued point converged when its residual is below this"),
         "eig_scale": Param(0.5, low=0, description="a crossing eigenvalue this close to the stability boundary on "
                            "both sides counts as evidence"),
         "min_confidence": Param(0.5, low=0, high=1, description="events with a lower confidence are left out"),
@@ -142,30 +215,40 @@ class Bifurcations(dynlearn.Analyzer):
         present = f.present.values.reshape(L, K, P).astype(bool)
         code = f.point_type.values.reshape(L, K, P).astype(np.int64)
         cls = (code >= fc.CODE["ghost"]).astype(np.int64)
+        typical = (f.typical_speed.transpose(*others, dim).values.reshape(L, K) if "typical_speed" in f
+                   else np.full((L, K), np.inf))
+        coord = np.asarray(f[dim].values)
+        n_nodes = int(present.sum())
+        status = np.full(n_nodes, STATUS.index("not_continued"), dtype=np.int8)
+        lost_at = np.full(n_nodes, np.nan)
+        x_next = np.full((n_nodes, d), np.nan)
+        predict = (_predictor(batch, dim, others, coord, typical, (lo, hi), opts, (status, lost_at, x_next))
+                   if opts.substeps > 0 else None)
         with Meter(K, "bifurcations: tracking", show_progress, unit="step") as meter:
             tr = track(pos, present, cls, code, gate=gate, stability_weight=opts.stability_weight,
-                       max_gap=opts.max_gap, on_step=meter.update)
+                       max_gap=opts.max_gap, on_step=meter.update, predict=predict)
         ln, st, pt = tr.node_line, tr.node_step, tr.node_point
         eig_r = f.eig_real.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
         eig_i = f.eig_imag.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
-        n_fixed = ((code >= 0) & (code < fc.CODE["ghost"])).sum(-1)
-        typical = (f.typical_speed.transpose(*others, dim).values.reshape(L, K) if "typical_speed" in f
-                   else np.full((L, K), np.inf))
+        n_fixed = ((code >= 0) & (code < fc.CODE["ghost"]) & present).sum(-1)
+        masked = (f.n_fixed.transpose(*others, dim).values.reshape(L, K) < 0 if "n_fixed" in f
+                  else np.zeros((L, K), dtype=bool))
         nodes = pd.DataFrame({
             "node": np.arange(ln.size), "line": ln, "step": st, "track": tr.node_track, "cls": cls[ln, st, pt],
             "code": code[ln, st, pt], "n_unstable": f.n_unstable.values.reshape(L, K, P)[ln, st, pt],
             "n_neutral": f.n_neutral.values.reshape(L, K, P)[ln, st, pt],
-            "speed": f.speed.values.reshape(L, K, P)[ln, st, pt],
+            "speed": f.speed.values.reshape(L, K, P)[ln, st, pt], "status": status, "lost_at": lost_at,
         })
         nodes["x"] = list(pos[ln, st, pt])
+        nodes["x_next"] = list(x_next)
         nodes["eig_real"] = list(eig_r[ln, st, pt])
         nodes["eig_imag"] = list(eig_i[ln, st, pt])
-        coord = np.asarray(f[dim].values)
-        events = detect(nodes, n_fixed, coord, typical, kind=batch.system.kind, gate=gate, pair_gate=pair_gate,
-                        eig_scale=opts.eig_scale, min_confidence=opts.min_confidence)
+        events, book = detect(nodes, n_fixed, masked, coord, typical, (lo, hi), kind=batch.system.kind, gate=gate,
+                              pair_gate=pair_gate, eig_scale=opts.eig_scale, min_confidence=opts.min_confidence)
         from .tables import build
 
-        ds = build(batch, fp, dim, others, shape, tr, pos, code, f.speed.values.reshape(L, K, P), events, coord)
+        ds = build(batch, fp, dim, others, shape, tr, pos, code, f.speed.values.reshape(L, K, P), events, coord,
+                   book, status, lost_at)
         ds.attrs["tracked_dim"] = dim
         ds.attrs["gate"] = gate
         ds.attrs["pair_gate"] = pair_gate

@@ -9,11 +9,18 @@ import pandas as pd
 import xarray as xr
 
 from ..fixed_points import classify as fc
-from .events import COLUMNS
+from .continuation import STATUS
+from .events import COLUMNS, EVENT_TYPES, REASONS
+
+
+def _flags(long_name: str, names: tuple[str, ...]) -> dict:
+    return {"long_name": long_name, "flag_values": list(range(len(names))), "flag_meanings": " ".join(names),
+            "units": "1"}
 
 
 def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], tr, pos: np.ndarray,
-          code: np.ndarray, speed: np.ndarray, events: pd.DataFrame, coord: np.ndarray) -> xr.Dataset:
+          code: np.ndarray, speed: np.ndarray, events: pd.DataFrame, coord: np.ndarray, book: dict[str, np.ndarray],
+          status: np.ndarray, lost_at: np.ndarray) -> xr.Dataset:
     L, K, P, d = pos.shape
     sweep_coords = {k: fp.coords[k] for k in (*others, dim)}
     tid = xr.DataArray(tr.track_of_point.reshape(*shape, K, P), dims=(*others, dim, "point"),
@@ -30,6 +37,16 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
     line_idx = np.unravel_index(np.arange(L), shape) if others else ()
     line_vals = {o: np.asarray(fp[o].values)[line_idx[i]] for i, o in enumerate(others)}
     ds = xr.Dataset({"track": tid.transpose(*batch.dims, "point"), "n_events": n_events.transpose(*batch.dims)})
+    interval = {
+        "fixed_change": ("change of the number of fixed points from the previous step", {"units": "1"}),
+        "explained_change": ("the part of fixed_change explained by events (sum of their count changes)",
+                             {"units": "1"}),
+        "unexplained": ("why fixed_change is not (fully) explained by events (none: it is)", _flags("", REASONS)),
+    }
+    for name, (long_name, attrs) in interval.items():
+        da = xr.DataArray(book[name].reshape(*shape, K), dims=(*others, dim), coords=sweep_coords, name=name,
+                          attrs={**attrs, "long_name": f"{long_name} (interval ending at this {dim})"})
+        ds[name] = da.transpose(*batch.dims)
     ds = ds.assign_coords(state=fp["state"])
     if not len(events):
         events = pd.DataFrame({c: pd.Series(dtype=object if c in ("event_type", "subtype", "x") else float)
@@ -40,9 +57,11 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
     xs = np.stack(list(events.x)) if E else np.zeros((0, d))
     ev = {
         "event_type": (np.array(events.event_type, dtype=object),
-                       {"long_name": "event: saddle_node, stability_change or ghost_emergence"}),
+                       {"long_name": "event: " + ", ".join(EVENT_TYPES)}),
         "subtype": (np.array(events.subtype, dtype=object),
-                    {"long_name": "annihilation/birth (saddle_node); fold/hopf/flip/neimark_sacker (stability_change)"}),
+                    {"long_name": "annihilation/birth (saddle_node, pitchfork); exchange (transcritical); "
+                                  "destabilizing/stabilizing (hopf, neimark_sacker, flip); fold (stability_change); "
+                                  "after_saddle_node/from_slow_point/new (ghost_emergence)"}),
         "step_before": (sb, {"long_name": f"index along {dim} of the last step before the event", "units": "1"}),
         "step_after": (sa, {"long_name": f"index along {dim} of the first step after the event", "units": "1"}),
         f"{dim}_before": (coord[sb] if E else np.zeros(0), {"long_name": f"{dim} before the event", "units": unit}),
@@ -52,9 +71,13 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
                       "units": unit}),
         "track_a": (events.track_a.to_numpy(dtype=np.int64), {"long_name": "track involved", "units": "1"}),
         "track_b": (events.track_b.to_numpy(dtype=np.int64),
-                    {"long_name": "second track of a saddle-node pair (-1: none)", "units": "1"}),
+                    {"long_name": "second track of the pair (saddle_node, pitchfork, transcritical; -1: none)",
+                     "units": "1"}),
+        "track_c": (events.track_c.to_numpy(dtype=np.int64),
+                    {"long_name": "the pitchfork's centre track (-1: none)", "units": "1"}),
         "count_change": (events.count_change.to_numpy(dtype=np.int64),
-                         {"long_name": "change of the number of fixed points across the event", "units": "1"}),
+                         {"long_name": "change of the number of fixed points the event explains (+-2 for a pair "
+                                       "born or annihilated, 0 otherwise)", "units": "1"}),
         "pair_distance": (events.pair_distance.to_numpy(dtype=float),
                           {"long_name": "distance between the saddle-node pair next to the event",
                            "units": fp.position.attrs.get("units", "1")}),
@@ -88,6 +111,9 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
         "node_speed": (speed[ln, st, pt], {"long_name": "speed |g| at the node",
                                            "units": fp.speed.attrs.get("units", "1")}),
         f"node_{dim}": (coord[st], {"long_name": f"{dim} of the node", "units": unit}),
+        "node_continued": (status, _flags("continuation of the node to its track's next step", STATUS)),
+        "node_lost_at": (lost_at, {"long_name": f"{dim} where the node's continuation was lost (NaN: it was not)",
+                                   "units": unit}),
     }
     for o in others:
         nodes[f"node_{o}"] = (line_vals[o][ln], {"long_name": f"{o} of the node", "units": fp[o].attrs.get("units", "1")})
@@ -98,9 +124,12 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
     for name, vals, long_name in (("edge_source", tr.edge_source, "node the track continues from"),
                                   ("edge_target", tr.edge_target, "node the track continues to"),
                                   ("edge_gap", tr.edge_gap, f"steps along {dim} the track was missing"),
-                                  ("edge_distance", tr.edge_distance, "distance between the two nodes")):
+                                  ("edge_distance", tr.edge_distance, "distance between the two nodes"),
+                                  ("edge_predicted_distance", tr.edge_predicted_distance,
+                                   "distance between the continued source node and the target")):
         ds[name] = xr.DataArray(np.asarray(vals), dims=("edge",), attrs={"long_name": long_name, "units": "1"})
-    ds["edge_distance"].attrs["units"] = fp.position.attrs.get("units", "1")
+    for name in ("edge_distance", "edge_predicted_distance"):
+        ds[name].attrs["units"] = fp.position.attrs.get("units", "1")
     ds.attrs["description"] = "tracks of fixed points and ghosts, and events (dynlearn bifurcations analyzer)"
     return ds
 
