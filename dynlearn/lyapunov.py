@@ -6,9 +6,11 @@ all accumulate through :class:`ExponentAccumulator`, and :func:`spectrum` is the
 
 Method
 ------
-States advance with the core stepper (:func:`dynlearn.stepper.step_jacobian`: a map's step and its ``jacobian``,
-or one classic RK4 step of size ``dt`` of a flow and the exact Jacobian of that step). ``k`` tangent vectors
-``Q`` evolve as ``Q <- J Q`` and are re-orthonormalised every ``renorm_every`` steps, ``J Q = Q' R``:
+States advance with the core stepper: a map's step and its ``jacobian`` (:func:`dynlearn.stepper.step_jacobian`),
+or one classic RK4 step of size ``dt`` of a flow together with the exact derivative of that step applied to the
+tangent vectors (:func:`tangent_rk4_step`: :func:`~dynlearn.stepper.rk4_step` of the variational system, with the
+system's Jacobian products). ``k`` tangent vectors ``Q`` evolve as ``Q <- J Q`` and are re-orthonormalised every
+``renorm_every`` steps, ``J Q = Q' R``:
 
 .. math:: \lambda_i = \frac{1}{N \Delta} \sum_{t} \ln |R^{(t)}_{ii}|
 
@@ -59,9 +61,9 @@ import torch
 from . import outcome as oc
 from .errors import ParameterError, ShapeError
 from .progress import Meter
-from .stepper import freeze, iterate, step_jacobian
+from .stepper import freeze, iterate, rk4_step, step_jacobian
 
-__all__ = ["Spectrum", "spectrum", "ExponentAccumulator", "qr", "kaplan_yorke", "LOG_FLOOR"]
+__all__ = ["Spectrum", "spectrum", "ExponentAccumulator", "qr", "tangent_rk4_step", "kaplan_yorke", "LOG_FLOOR"]
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -126,17 +128,19 @@ class ExponentAccumulator:
         Pushes between re-orthonormalisations.
     keep_r
         Store every ``R`` factor (and the initial ``Q``) for the backward pass of covariant vectors.
+    products
+        The caller pushes products ``A Q`` (:meth:`push_product`) instead of matrices.
     """
 
     def __init__(self, shape: tuple[int, ...], m: int, k: int | None = None, dtype=F64, *, renorm_every: int = 1,
-                 keep_r: bool = False) -> None:
+                 keep_r: bool = False, products: bool = False) -> None:
         self.m = m
         self.k = m if k is None else min(int(k), m)
         self.renorm_every = int(renorm_every)
         self.keep_r = keep_r
         self.rs: list[Tensor] = []
         self._pushes = 0
-        self.soa = (m, self.k) == (2, 2) and self.renorm_every == 1 and not keep_r
+        self.soa = (m, self.k) == (2, 2) and self.renorm_every == 1 and not keep_r and not products
         if self.soa:  # structure of arrays: contiguous components, no strided reductions
             self.q0, self.q1 = torch.ones(shape, dtype=F64), torch.zeros(shape, dtype=F64)
             self.l0, self.l1 = torch.zeros(shape, dtype=F64), torch.zeros(shape, dtype=F64)
@@ -167,9 +171,14 @@ class ExponentAccumulator:
         a = torch.nan_to_num(a.to(F64))
         if self.soa:
             self._push_soa(a, moved)
-            return
+        else:
+            self.push_product(a @ self.q, moved)
+
+    def push_product(self, aq: Tensor, moved: Tensor) -> None:
+        """One step given the product ``A Q`` (``(*shape, m, k)``) of the cocycle with :attr:`q` (e.g. from
+        Jacobian-vector products, without forming ``A``); not for the ``m = k = 2`` structure-of-arrays form."""
+        aq = torch.nan_to_num(aq.to(F64))
         self._pushes += 1
-        aq = a @ self.q
         if self._pushes % self.renorm_every:
             self.q = torch.where(moved[..., None, None], aq, self.q)
             return
@@ -311,7 +320,7 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
         if meter is not None:
             meter.update(transient - warm)
     code = oc.classify(x, max_norm) if code is None else code
-    acc = ExponentAccumulator(S, d, k, renorm_every=renorm_every, keep_r=covariant)
+    acc = ExponentAccumulator(S, d, k, renorm_every=renorm_every, keep_r=covariant, products=flow)
     rec = torch.empty(tail, *x.shape, dtype=x.dtype) if tail else None
     windows = [] if window else None
     last = None
@@ -322,9 +331,14 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
             acc.reset()
             start = x
             last = acc.logsum.clone()
-        y, jac = step_jacobian(system, x, p, dt=h)
-        x, code, moved = freeze(x, y, code, max_norm)
-        acc.push(jac, moved)
+        if flow:
+            y, aq = tangent_rk4_step(system, x, p, acc.q, h)
+            x, code, moved = freeze(x, y, code, max_norm)
+            acc.push_product(aq, moved)
+        else:
+            y, jac = step_jacobian(system, x, p)
+            x, code, moved = freeze(x, y, code, max_norm)
+            acc.push(jac, moved)
         j = i - warm + 1  # measured steps done
         if j > 0 and window and j % window == 0:
             now = acc.logsum.clone()
@@ -340,6 +354,26 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
     ft = torch.where(ok.unsqueeze(-2), torch.stack(windows, -2), nan) if windows else None
     cov = torch.where(ok.unsqueeze(-1), acc.covariant(), nan) if covariant else None
     return Spectrum(lam, code, x, start, ft, cov, rec, steps, h)
+
+
+def tangent_rk4_step(system, x: Tensor, p: Mapping[str, Tensor], q: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    """One RK4 step of size ``h`` of a flow from ``x (*S, d)`` and the step's exact Jacobian times ``q (*S, d, k)``.
+
+    :func:`dynlearn.stepper.rk4_step` applied to the variational system ``(x, Q)' = (f(x), Df(x) Q)``: RK4 of
+    that system is the RK4 step together with its derivative, so no autograd pass and no ``d x d`` step Jacobian
+    (``Df`` products from :meth:`System.jacobian`, closed form where the system gives one). The products are
+    float64; the state keeps its dtype (a float32 state is stepped by the stepper in float32).
+    """
+    p64 = {n: v.to(F64) if v.is_floating_point() else v for n, v in p.items()}
+
+    def variational(z: Tensor) -> Tensor:
+        y = z[..., 0]
+        return torch.cat([system.rhs(y, p64).unsqueeze(-1), system.jacobian(y, p64) @ z[..., 1:]], -1)
+
+    z = rk4_step(variational, torch.cat([x.to(F64).unsqueeze(-1), q], -1), h)
+    if x.dtype == F64:
+        return z[..., 0], z[..., 1:]
+    return rk4_step(lambda y: system.rhs(y, p), x, h), z[..., 1:]
 
 
 def kaplan_yorke(exponents: Tensor) -> Tensor:
