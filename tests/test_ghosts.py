@@ -20,20 +20,36 @@ from dynlearn_builtins.analyzers.fixed_points import FixedPoints
 from dynlearn_builtins.analyzers.ghosts import GhostNetwork, ghost_graph
 from dynlearn_builtins.analyzers.ghosts.table import dimension
 from dynlearn_builtins.analyzers.ghosts.visits import detect, padded
+from dynlearn_builtins.reproductions.ghost_network import SETTINGS
 from dynlearn_builtins.systems.ghost_chain import (GhostChain, crossing_time, curvatures, passage_times,
                                                    period_time, speed_x)
 
-R1 = [-0.01, 0.005, 0.01]  # r1 < 0: the first ghost is a saddle-node pair of fixed points instead
-R2 = 0.02
-STARTS = [[-0.5, 0.0], [0.5, 0.0], [-0.5, 0.3]]
+QUICK = SETTINGS["quick"]
+R1 = QUICK["r1"]  # r1 < 0: the first ghost is a saddle-node pair of fixed points instead
+R2 = QUICK["r2"]
+CLAIMS = ["ghost_positions", "ghost_dimension_one", "sequence_ghost0_then_ghost1", "entry_exit_times_exact",
+          "dwell_vs_normal_form", "passage_time_normal_form", "graph_one_edge", "identity_across_r1",
+          "no_ghost_below_zero"]
 
 
 @pytest.fixture(scope="module")
-def chain():
-    grid = dynlearn.grid(r1=R1)
-    fp = FixedPoints(n_starts=16, landscape=False).run("ghost_chain", grid)
-    gn = GhostNetwork(initial_states=STARTS, n_trajectories=5, steps=2000)
-    return fp, gn.run("ghost_chain", grid, upstream={"fixed_points": fp})
+def store(tmp_path_factory):
+    """The quick reproduction: fixed_points and ghost_network on the ghost chain over r1 (trajectories from
+    (-1/2, 0), (-1/2, +-0.3) and 5 sampled ones)."""
+    return dynlearn.run_reproduction("ghost-network", tmp_path_factory.mktemp("g") / "gn.zarr", quick=True)
+
+
+@pytest.fixture(scope="module")
+def chain(store):
+    return store["fixed_points"].to_dataset().load(), store["ghost_network"].to_dataset().load()
+
+
+@pytest.mark.parametrize("name", CLAIMS)
+def test_reproduction_claims(store, name):
+    claims = store["claims"].to_dataset()
+    assert sorted(claims.claim.values.tolist()) == sorted(CLAIMS)
+    c = claims.sel(claim=name)
+    assert bool(c.passed), (name, float(c.measured), str(c.tolerance.values))
 
 
 class TwoBottlenecks(FlowSystem):
@@ -91,8 +107,15 @@ def test_chain_visits_ghost_0_then_1_at_exact_times(chain, r1):
     assert v.entry_time.values[:2] == pytest.approx(exact_in, rel=1e-6)
     assert v.exit_time.values[:2] == pytest.approx(exact_out, rel=1e-6)
     assert v.visit_entered.values[:2].all() and v.visit_left.values[:2].all()
-    # from x = 0.5 only the second ghost is ahead
-    assert o.visit_ghost.sel(trajectory=1).values.tolist()[:2] == [1, -1]
+    # sampled starts: the ghosts ahead of x0, in order (a start inside a ball: that visit has no entry)
+    for i in range(3, o.sizes["trajectory"]):
+        t = o.isel(trajectory=i)
+        x0 = t.initial_state.values
+        ahead = [g for g, c in enumerate((0.0, 1.0)) if x0[0] <= c + rho[g]]
+        assert int(t.n_visits) == len(ahead) and t.visit_ghost.values[:len(ahead)].tolist() == ahead
+        if ahead:
+            inside = np.hypot(x0[0] - ahead[0], x0[1]) <= rho[ahead[0]]
+            assert bool(t.visit_entered[0]) == (not inside)
 
 
 @pytest.mark.parametrize("r1", [0.005, 0.01])
@@ -118,9 +141,9 @@ def test_chain_graph_has_one_edge_and_dimension_one(chain, r1):
     assert int(o.transition_count.sum()) == int(both)
 
 
-def test_chain_transverse_start_same_sequence(chain):
+def test_chain_transverse_starts_same_sequence(chain):
     _, out = chain
-    assert out.sel(r1=0.01, trajectory=2).visit_ghost.values[:2].tolist() == [0, 1]
+    assert out.sel(r1=0.01, trajectory=[1, 2]).visit_ghost.values[:, :2].tolist() == [[0, 1], [0, 1]]
 
 
 def test_ghost_identity_across_r1(chain):
@@ -139,7 +162,7 @@ def test_ghost_identity_across_r1(chain):
 def test_masked_and_diverged_are_labeled(chain):
     fp, _ = chain
     grid = dynlearn.grid(r1=R1)
-    out = GhostNetwork(initial_states=[[-0.5, 0.0]], n_trajectories=0, steps=2000, max_norm=1.1).run(
+    out = GhostNetwork(initial_states=[[-0.5, 0.0]], n_trajectories=0, steps=1000, max_norm=1.1).run(
         "ghost_chain", grid, upstream={"fixed_points": fp})
     o = out.sel(r1=0.01, trajectory=0)
     assert oc.labels(o.trajectory_outcome.values[None]).tolist() == ["diverged"]
