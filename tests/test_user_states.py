@@ -135,3 +135,19 @@ def test_bad_states(batch, value, error, message):
 def test_bad_noise(batch):
     with pytest.raises(ParameterError, match="noise must be a finite number >= 0"):
         user_states(np.zeros((1, 2)), batch, batch.system, noise=-1.0)
+
+
+def test_koopman_samples_the_user_states():
+    """With one uniform sample there is one attractor; the user's states in both basins give the two classes."""
+    from dynlearn import outcome as oc
+    from dynlearn_builtins.analyzers.koopman import KoopmanSeparatrix
+
+    kw = dict(steps=50, width=8, batch_size=64, n_samples=1, n_curves=4, n_perturb=2, n_points=8, n_candidates=64,
+              grid_size=0, polish=False)
+    alone = KoopmanSeparatrix(**kw).run("bistable", dynlearn.grid(a=[0.0]), show_progress=False)
+    assert alone.outcome.values.tolist() == [oc.SINGLE_ATTRACTOR]
+    states = np.array([[-0.5, 0.0], [0.5, 0.0]])
+    both = KoopmanSeparatrix(**kw, initial_states=states, initial_noise=0.01).run(
+        "bistable", dynlearn.grid(a=[0.0]), show_progress=False)
+    assert both.outcome.values.tolist() == [oc.OK]
+    assert json.loads(both.attrs["analyzer_config"])["initial_states"]["shape"] == [2, 2]

@@ -20,6 +20,7 @@ from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from .._shared.attractors import Settled, attractor_classes, polish_centroids, settle
+from .._shared.states import user_states
 from . import options as opt
 from .adapt import boundary_samples, label_near_zero
 from .locate import first_crossing
@@ -123,6 +124,8 @@ def fit_batch(s: Settings, batch: Batch, show_progress: bool | None) -> Fitted:
     p64 = system.expand_params(batch.params, 1)
     horizon = opt.horizon(s, system)
     x0 = (lo64 + (hi64 - lo64) * torch.rand(1, s.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
+    if s.initial_states is not None:  # the user's states join the uniform ones
+        x0 = torch.cat([x0, user_states(s.initial_states, batch, system, noise=float(s.initial_noise), generator=g)], 1)
     st = settle(system, x0.contiguous(), p64, horizon=horizon)
     tol = s.cluster_tol * float((hi64 - lo64).norm())
     st = polish_centroids(system, attractor_classes(st, tol=tol), p64, tol)
