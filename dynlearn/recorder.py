@@ -212,15 +212,14 @@ class Recorder:
         return (len(self.seeds),) if self.multi else ()
 
     def _layout(self) -> dict[str, xr.Dataset]:
-        import dask.array as da
-
+        """The empty groups (no rows yet: nothing but metadata is written)."""
         lead, row = self._dims(), self._row_shape()
         coords: dict[str, Any] = {}
         if self.multi:
             coords["seed"] = ("seed", self.seeds, {"long_name": "index of the model trained side by side"})
         epoch = {"long_name": "training step (as logged)", "units": "step"}
         train = xr.Dataset(
-            {k: (lead, da.zeros((0, *row), chunks=(1, *row), dtype=np.float64), self._attrs(k))
+            {k: (lead, np.zeros((0, *row)), self._attrs(k))
              for k in [*_TRAIN, *self._metric_attrs]},
             coords={**coords, "epoch": ("epoch", np.zeros(0, np.int64), epoch)})
         train.attrs["description"] = "losses and metrics logged by dynlearn.Recorder"
@@ -229,8 +228,7 @@ class Recorder:
         pvars = {}
         for safe, (_, shape, dt) in self._weights.items():
             decl = self.system.parameters[safe]
-            pvars[safe] = ((*lead, *decl.shape), da.zeros((0, *row, *shape), chunks=(1, *row, *shape), dtype=dt),
-                           decl.attrs(safe))
+            pvars[safe] = ((*lead, *decl.shape), np.zeros((0, *row, *shape), dtype=dt), decl.attrs(safe))
         pepoch = {"long_name": "training step (stored weights)", "units": "step"}
         params = xr.Dataset(pvars, coords={**coords, "epoch": ("epoch", np.zeros(0, np.int64), pepoch)})
         params.attrs["description"] = "weights of the module at the stored steps (dynlearn.Recorder)"
