@@ -335,3 +335,96 @@ def test_exponents_of_a_linear_map(k):
     expected = np.sort(np.log(np.abs(Triangular6.DIAG)))[::-1][: k or 6]
     assert out.sizes["exponent"] == len(expected)
     assert np.allclose(out["lyapunov"].values, expected, atol=0.02)
+
+
+# -- kinds from converged evidence (issue 14) -----------------------------------------------------------------------
+def test_kinds_never_contradict_the_exponents(slice_phase):
+    lam = slice_phase["lyapunov"].isel(exponent=0).values
+    cls = slice_phase["orbit"].values
+    tol = 1e-2  # lyapunov_tol
+    assert (np.abs(lam[cls == APERIODIC]) <= tol).all()  # quasi-periodic needs a ~0 leading exponent
+    assert (lam[cls == CHAOTIC] > tol).all()
+    unresolved = slice_phase["outcome"].values == oc.UNRESOLVED
+    assert (cls[unresolved] == NO_CLASS).all()
+    assert (slice_phase["tangent_steps"].values[unresolved] > 600).all()  # integrated further first
+
+
+@pytest.fixture(scope="module")
+def duffing():
+    """Damped Duffing (delta = 0.3): a run too short for the foci to settle (e^{-0.15 t} at t = 74)."""
+    short = {"n_samples": 8, "transient": 10, "steps": 64, "max_period": 16}
+    return {prec: Orbits(precision=prec, **short).run("duffing") for prec in ("float64", "float32")}
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_duffing_foci_are_fixed_points_after_a_longer_run(duffing, precision):
+    out = duffing[precision]
+    assert (out["orbit"] == CONVERGED).all() and (out["approach"] == SPIRAL).all()
+    assert (out["tangent_steps"] > 64).all()  # not settled after 64 steps: integrated further, not mislabeled
+    assert np.allclose(np.abs(out["final_state"].sel(state="x").values), 1.0, atol=1e-4)
+    assert int(out["n_attractors"]) == 2
+    assert np.allclose(out["lyapunov"].values, -0.15, atol=0.01)  # eigenvalues -0.15 +- 1.41 i
+
+
+def test_unsettled_orbits_are_unresolved_when_the_budget_is_spent():
+    out = Orbits(n_samples=4, transient=10, steps=64, max_period=16, max_steps=64).run("duffing")
+    assert (out["outcome"] == oc.UNRESOLVED).all() and (out["orbit"] == NO_CLASS).all()
+    assert np.isfinite(out["lyapunov"].values).all()  # the measured (negative) exponents are kept
+
+
+def test_float32_gives_the_kinds_of_float64(duffing):
+    # two-factor map at mu = 1.5: states inside the ellipse reach its two chaotic attractors
+    states = [[0.5, 0.5], [0.9, 0.6], [0.2, 1.2], [-0.8, -0.4], [-0.3, -1.1], [1.3, 0.9]]
+    runs = {p: Orbits(states=states, transient=500, steps=400, precision=p).run("two_factor", grid(mu=[1.5]))
+            for p in ("float64", "float32")}
+    assert np.array_equal(runs["float64"]["orbit"].values, runs["float32"]["orbit"].values)
+    assert np.array_equal(runs["float64"]["outcome"].values, runs["float32"]["outcome"].values)
+    assert (runs["float32"]["orbit"].values == CHAOTIC).all()
+    assert np.isfinite(runs["float32"]["lyapunov"].values).all()
+    lam32, lam64 = (runs[p]["lyapunov"].values.mean((0, 1)) for p in ("float32", "float64"))
+    assert np.allclose(lam32, lam64, atol=0.1)
+    assert np.array_equal(duffing["float64"]["orbit"].values, duffing["float32"]["orbit"].values)
+
+
+# -- periodic coordinates -------------------------------------------------------------------------------------------
+class Rotation(dynlearn.MapSystem):
+    """theta -> theta + w on the circle (never wrapped by the map itself)."""
+
+    name = "rotation_test"
+    description = "rigid rotation of the circle"
+    state_names = ("theta",)
+    parameters = {"w": dynlearn.Param(2 * math.pi / 5)}
+    periodic = {"theta": (-math.pi, math.pi)}
+
+    def rhs(self, x, p):
+        return x + p["w"][..., None]
+
+
+class Adler(dynlearn.FlowSystem):
+    """theta' = w - sin theta: a fixed point for w < 1, a rotation of period 2 pi / sqrt(w^2 - 1) beyond."""
+
+    name = "adler_test"
+    description = "Adler equation on the circle"
+    state_names = ("theta",)
+    parameters = {"w": dynlearn.Param(1.5)}
+    periodic = {"theta": (-math.pi, math.pi)}
+
+    def rhs(self, x, p):
+        return p["w"][..., None] - torch.sin(x)
+
+
+def test_a_rotation_of_an_angle_is_a_periodic_orbit():
+    out = Orbits(n_samples=3, transient=100, steps=200).run(Rotation())
+    assert (out["orbit"] == PERIODIC).all() and (out["period"] == 5).all()
+    assert (np.abs(out["final_state"].values) <= math.pi).all()  # reported on the circle
+    # the same map on the line is not periodic (its exponent is 0 and its distances do not shrink: aperiodic)
+    line = type("Line", (Rotation,), {"name": "line_test", "periodic": {}})
+    assert (Orbits(n_samples=3, transient=100, steps=200).run(line())["orbit"] == APERIODIC).all()
+
+
+def test_a_rotating_flow_is_a_limit_cycle():
+    out = Orbits(n_samples=3).run(Adler(), grid(w=[0.5, 1.5]))
+    assert (out["orbit"].sel(w=0.5) == CONVERGED).all()
+    assert np.allclose(out["lyapunov"].sel(w=0.5).values, -math.sqrt(1 - 0.25), atol=1e-3)  # -cos(asin w)
+    assert (out["orbit"].sel(w=1.5) == PERIODIC).all() and int(out["n_attractors"].sel(w=1.5)) == 1
+    assert np.allclose(out["period_time"].sel(w=1.5).values, 2 * math.pi / math.sqrt(1.25), rtol=2e-3)

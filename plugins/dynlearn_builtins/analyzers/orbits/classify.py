@@ -155,7 +155,8 @@ def _tolerance(settings: Settings, dtype: torch.dtype) -> float:
 def _judge(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circle: Circle) -> dict[str, Tensor]:
     """Classes from the evidence of one tangent run, and whether that evidence has converged (``settled``).
 
-    - converged / periodic: the tail repeats (period ``p``; for a flow, a still point or a first return);
+    - converged / periodic: the tail repeats (period ``p``; for a flow, a still point, or a first return with a
+      leading exponent ~0: the direction along a cycle is neutral, so a slow spiral is never a cycle);
     - chaotic: no period, and the leading exponent is above ``lyapunov_tol`` over the whole run and over each
       half of it, the halves agreeing to ``max(lyapunov_tol, lambda_1 / 2)``;
     - aperiodic (quasi-periodic): no period, ``|lambda_1| <= lyapunov_tol`` and return distances that no longer
@@ -174,7 +175,7 @@ def _judge(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circ
     if stepper.is_flow:
         speed = stepper.system.rhs(x, stepper.p).abs().amax(-1) * stepper.dt
         converged = ok & (period >= 1) & (speed <= 10 * tol * scale)
-        cand = ok & ~converged & (lam[..., 0] <= s.lyapunov_tol)
+        cand = ok & ~converged & (lam[..., 0].abs() <= s.lyapunov_tol)  # a flow's cycle has a zero exponent
         ptime, key_cycle = _cycles(stepper, x, cand, s, scale, circle)
         cycle = cand & torch.isfinite(ptime)
         out.update(period_time=ptime, key_cycle=key_cycle)
