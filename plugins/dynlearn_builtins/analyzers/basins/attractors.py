@@ -37,8 +37,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dynlearn import outcome as oc
+from dynlearn.periodic import Circle, delta, wrap
 
-__all__ = ["TailAccumulator", "CellGraph", "Found", "identify", "tail_periods", "extent"]
+__all__ = ["TailAccumulator", "CellGraph", "Found", "identify", "tail_periods", "wrap_tails", "extent"]
 
 #: spatial merge radius between recurrent cells, in cells
 RADIUS = 1.5
@@ -81,7 +82,24 @@ def _rows(keys: np.ndarray, d: int) -> np.ndarray:
     return np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=np.int64).reshape(len(keys), d)
 
 
-def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) -> tuple[np.ndarray, np.ndarray]:
+def _arc(a: np.ndarray, b: np.ndarray, circle: Circle | None, axis: int) -> np.ndarray:
+    """``a - b`` (broadcasting) with the coordinates on ``axis`` of the difference, periodic ones the shortest
+    signed arc."""
+    diff = a - b
+    if circle is None or not circle.any:
+        return diff
+    return np.moveaxis(delta(np.moveaxis(diff, axis, -1), 0.0, circle), -1, axis)
+
+
+def wrap_tails(tails: np.ndarray, circle: Circle | None) -> np.ndarray:
+    """Tails ``(L, d, n)`` with periodic coordinates wrapped into their interval."""
+    if circle is None or not circle.any:
+        return tails
+    return np.moveaxis(wrap(np.moveaxis(tails, 1, -1), circle), -1, 1)
+
+
+def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool,
+                 circle: Circle | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-orbit ``(settled, period)`` from tails ``(L, d, n)`` (time, coordinate, orbit); ``period`` is in tail
     samples, 0 when none.
 
@@ -89,16 +107,16 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
     Maps: ``period`` is the smallest ``p`` with ``|x_T - x_{T-p}|_inf <= period_tol``. Flows (tails sampled every
     few steps): the first return of the orbit to within one sampling step of ``x_T`` after having gone more than
     two sampling steps away, refined by a parabola through the squared (Euclidean) distances around that
-    minimum.
+    minimum. Periodic coordinates (``circle``) are compared along the shortest arc, so a rotation returns.
     """
     L, _, n = tail.shape
     last = tail[-1]
-    dist = np.abs(tail[-2::-1] - last).max(1)  # (L-1, n): p = 1 .. L-1
+    dist = np.abs(_arc(tail[-2::-1], last, circle, 1)).max(1)  # (L-1, n): p = 1 .. L-1
     settled = dist[0] <= period_tol
     if not flow:
         hit = dist <= period_tol
         return settled, np.where(hit.any(0), np.argmax(hit, 0) + 1, 0).astype(float)
-    step = np.abs(np.diff(tail, axis=0)).max(1).max(0)  # (n,) largest sampling step
+    step = np.abs(_arc(tail[1:], tail[:-1], circle, 1)).max(1).max(0)  # (n,) largest sampling step
     reach = np.maximum(step, width)
     moved = np.maximum.accumulate(dist, axis=0) > 2 * reach
     hit = (dist <= reach) & np.concatenate([np.zeros((1, n), bool), moved[:-1]], axis=0)
@@ -110,7 +128,7 @@ def tail_periods(tail: np.ndarray, period_tol: float, width: float, flow: bool) 
         p = np.where(dist[nxt, idx] < dist[p, idx], nxt, p)
     lo, hi = np.maximum(p - 1, 0), np.minimum(p + 1, L - 2)
     rev = tail[-2::-1]  # squared Euclidean distances are smooth in time: refine on them
-    f0, f1, f2 = (((rev[j, :, idx] - last.T) ** 2).sum(-1) for j in (lo, p, hi))
+    f0, f1, f2 = ((_arc(rev[j, :, idx], last.T, circle, -1) ** 2).sum(-1) for j in (lo, p, hi))
     den = f0 - 2 * f1 + f2
     shift = np.where((den > 0) & (lo < p) & (p < hi), 0.5 * (f0 - f2) / np.where(den > 0, den, 1), 0.0)
     period = np.where(hit.any(0) & ~settled, p + 1 + np.clip(shift, -1, 1), 0.0)
@@ -133,21 +151,26 @@ class TailAccumulator:
     """Collects the tails of ``n_elem`` sweep elements of ``n_samples`` orbits each, chunk by chunk.
 
     ``add(index, tails)`` takes global orbit indices ``e * n_samples + s`` and their tails ``(L, d, n)``;
-    ``graph(e)`` returns element ``e``'s :class:`CellGraph`.
+    ``graph(e)`` returns element ``e``'s :class:`CellGraph`. Periodic coordinates (``circle``) are wrapped
+    before they are cut into cells: ``theta* + 2 pi k`` is one cell, a rotation a closed walk.
     """
 
-    def __init__(self, n_elem: int, n_samples: int, *, lo, width, flow: bool, period_tol: float) -> None:
+    def __init__(self, n_elem: int, n_samples: int, *, lo, width, flow: bool, period_tol: float,
+                 circle: Circle | None = None) -> None:
         self.S = int(n_samples)
         self.lo = np.asarray(lo, dtype=float)
         self.width = np.asarray(width, dtype=float)
         self.flow = flow
         self.period_tol = float(period_tol)
+        self.circle = circle
         self.parts: list[list[tuple]] = [[] for _ in range(n_elem)]
         self.settled = np.zeros((n_elem, self.S), dtype=bool)
         self.period = np.zeros((n_elem, self.S), dtype=float)
 
     def cells(self, x: np.ndarray) -> np.ndarray:
-        """Integer cells of states ``(n, d)``."""
+        """Integer cells of states ``(n, d)`` (periodic coordinates wrapped)."""
+        if self.circle is not None:
+            x = wrap(x, self.circle)
         return np.floor((x - self.lo) / self.width).astype(np.int64)
 
     def add(self, index, tails) -> None:
@@ -158,9 +181,9 @@ class TailAccumulator:
             return
         elem, sample = np.divmod(index, self.S)
         self.settled[elem, sample], self.period[elem, sample] = tail_periods(
-            tails, self.period_tol, float(self.width.min()), self.flow)
+            tails, self.period_tol, float(self.width.min()), self.flow, self.circle)
         L, d, _ = tails.shape
-        cols = np.floor((tails - self.lo[:, None]) / self.width[:, None]).astype(np.int64)  # (L, d, n)
+        cols = np.floor((wrap_tails(tails, self.circle) - self.lo[:, None]) / self.width[:, None]).astype(np.int64)
         keys = _keys_cm(np.moveaxis(cols, 1, 0))  # (L, n)
         for e in np.unique(elem):
             m = elem == e

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dynlearn.periodic import wrap
 from dynlearn.progress import Meter
 from dynlearn.stepper import evolve
 from dynlearn.sweep import Batch
@@ -80,14 +81,16 @@ def analyze_group(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray, e
     ``pairs``)."""
     system, batch, every = ctx.system, ctx.batch, ctx.every
     S, n_e, d = Xt.shape[0], len(elems), Xt.shape[1]
-    acc = TailAccumulator(n_e, S, lo=ctx.lo, width=ctx.width, flow=ctx.flow, period_tol=1e-3 * float(ctx.width.min()))
+    circle = system.circle
+    acc = TailAccumulator(n_e, S, lo=ctx.lo, width=ctx.width, flow=ctx.flow, period_tol=1e-3 * float(ctx.width.min()),
+                          circle=circle)
     record = tuple(settings.steps - (settings.tail - 1 - j) * every for j in range(settings.tail))
     pidx = torch.arange(elems.start, elems.stop).repeat_interleave(S)
     ev = _evolve(settings, ctx, Xt.repeat(n_e, 1), pidx, record=record, on_record=lambda i, t: acc.add(i, t),
                  meter=meter)
     code = ev.outcome.numpy().reshape(n_e, S)
     escape = ev.escape.numpy().reshape(n_e, S)
-    finals = ev.final.numpy().reshape(n_e, S, d)
+    finals = wrap(ev.final.numpy(), circle).reshape(n_e, S, d)  # theta* + 2 pi k: one representative
     found = [identify(acc.graph(e), code[e]) for e in range(n_e)]  # graph analysis is per sweep element
     period_unit = every * settings.dt if ctx.flow else 1.0
     tables = [describe(f, finals[e], acc.settled[e], acc.period[e], ctx.width, flow=ctx.flow, period_unit=period_unit)
