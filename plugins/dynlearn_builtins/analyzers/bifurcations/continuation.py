@@ -11,6 +11,9 @@ all points of all lines at once (one batched solve per Newton iteration; no loop
   :math:`\nabla q = J^\top g` (Hessian of :math:`q = \lVert g\rVert^2/2` by autograd), so that a ghost is followed
   as the minimum of the speed it is.
 
+A point that one direct Newton continuation (``s = 1``) moves by less than 1% of the box (:data:`SHORT`) is
+taken as it is (checkpoints close together); the others go along the substeps.
+
 A substep *converges* when the residual (``|g|``, resp. ``|grad q|``) is below ``tol`` times the step's typical
 speed. A point whose Newton iterations do not converge (a singular Jacobian, a step leaving the box by more than a
 box width, a slow point that falls onto a fixed point) is *lost* at that substep: the evidence of a fold between
@@ -33,6 +36,9 @@ from dynlearn.system import System
 #: continuation status of a node (its track's next continuation); CF flags
 STATUS = ("not_continued", "converged", "lost", "became_fixed", "collided")
 
+#: a point continued in one step by less than this many box widths needs no substeps
+SHORT = 0.01
+
 
 @dataclass
 class Continued:
@@ -44,23 +50,20 @@ class Continued:
     lost_at: np.ndarray
 
 
-def _interp(params: dict[str, torch.Tensor], line: torch.Tensor, k0: torch.Tensor, k1: torch.Tensor,
-            s: float) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, v in params.items():
-        a, b = v[line, k0], v[line, k1]
-        out[name] = a + s * (b - a) if a.is_floating_point() else (a if s < 1 else b)
-    return out
+def _interp(ends: dict[str, tuple[torch.Tensor, torch.Tensor]], s: float) -> dict[str, torch.Tensor]:
+    """Parameters at ``p(s) = a + s (b - a)`` from their end values ``{name: (a, b)}``."""
+    return {name: a + s * (b - a) if a.is_floating_point() else (a if s < 1 else b) for name, (a, b) in ends.items()}
 
 
-def _fixed_step(system: System, x: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Newton step for ``g(x) = 0`` and ``|g|`` at ``x``."""
+def _fixed_step(system: System, x: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Newton step for ``g(x) = 0`` and ``|g|`` (twice: the residual and the speed) at ``x``."""
     g = system.residual(x, p)
     J = system.jacobian(x, p)
     if system.kind == "map":
         J = J - torch.eye(x.shape[-1], dtype=x.dtype)
     dx = torch.linalg.solve_ex(J, -g)[0]
-    return dx, g.norm(dim=-1)
+    r = g.norm(dim=-1)
+    return dx, r, r
 
 
 def _slow_step(system: System, x: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,59 +90,80 @@ def continue_points(system: System, params: dict[str, torch.Tensor], coord: np.n
     none), for the secant predictor; ``slow``: ``(n,)`` bool, follow a minimum of the speed instead of a root;
     ``typical``: ``(L, K)`` typical speeds (the convergence scale); ``box``: the search box (low, high).
     """
-    n, d = x.shape
-    dtype = torch.float64
-    lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
-    width = hi - lo
-    t0 = torch.as_tensor(coord[k_from], dtype=dtype)
-    t1 = torch.full((n,), float(coord[k_to]), dtype=dtype)
-    tp = torch.as_tensor(np.where(k_prev >= 0, coord[np.maximum(k_prev, 0)], np.nan), dtype=dtype)
-    li, k0 = torch.as_tensor(line), torch.as_tensor(k_from)
-    k1 = torch.full_like(k0, k_to)
-    cur = torch.as_tensor(x, dtype=dtype).clone()
-    prev = torch.as_tensor(x_prev, dtype=dtype).clone()
-    t_cur = t0.clone()
+    n = x.shape[0]
+    position = np.array(x, dtype=float)
+    status = np.full(n, STATUS.index("converged"), dtype=np.int8)
+    lost_at = np.full(n, np.nan)
     typ = typical[line, k_to]
-    scale = torch.as_tensor(np.where(np.isfinite(typ) & (typ > 0), typ, 1.0), dtype=dtype)
-    # |g| for roots; |grad q| = |J^T g| ~ speed^2 / length for minima of the speed
-    tol_res = torch.where(torch.as_tensor(slow), tol * scale**2 / width.mean(), tol * scale)
-    is_slow = torch.as_tensor(slow)
+    scale = np.where(np.isfinite(typ) & (typ > 0), typ, 1.0)
+    width = float(np.mean(np.asarray(box[1]) - np.asarray(box[0])))
+    t_prev = np.where(k_prev >= 0, coord[np.maximum(k_prev, 0)], np.nan)
+    for is_slow in (False, True):  # the two kinds of points, each one batch
+        idx = np.nonzero(slow == is_slow)[0]
+        if not len(idx):
+            continue
+        li, k0 = torch.as_tensor(line[idx]), torch.as_tensor(k_from[idx])
+        k1 = torch.full_like(k0, k_to)
+        ends = {name: (v[li, k0], v[li, k1]) for name, v in params.items()}
+        # |g| for roots; |grad q| = |J^T g| ~ speed^2 / length for minima of the speed
+        tol_res = torch.as_tensor(tol * scale[idx] ** 2 / width if is_slow else tol * scale[idx])
+        tol_fixed = torch.as_tensor(tol * scale[idx])
+        args = (torch.as_tensor(coord[k_from[idx]], dtype=torch.float64), float(coord[k_to]),
+                torch.as_tensor(position[idx]), torch.as_tensor(x_prev[idx], dtype=torch.float64),
+                torch.as_tensor(t_prev[idx], dtype=torch.float64))
+        # one direct step first: a point that converges within SHORT box widths of where it was is continued
+        # (no other point can be in between); the others are retried along the substeps
+        y, st, la = _continue_batch(system, ends, *args, is_slow, tol_res, tol_fixed, box, substeps=1,
+                                    newton_steps=newton_steps)
+        short = (st == STATUS.index("converged")) & (np.linalg.norm(y - position[idx], axis=-1) <= SHORT * width)
+        if substeps > 1 and not short.all():
+            again = torch.as_tensor(np.nonzero(~short)[0])
+            sub = {k: (a[again], b[again]) for k, (a, b) in ends.items()}
+            y[~short], st[~short], la[~short] = _continue_batch(
+                system, sub, *(a[again] for a in args[:1]), args[1], *(a[again] for a in args[2:]), is_slow,
+                tol_res[again], tol_fixed[again], box, substeps=substeps, newton_steps=newton_steps)
+        position[idx], status[idx], lost_at[idx] = y, st, la
+    return Continued(position, status, lost_at)
+
+
+def _continue_batch(system: System, ends: dict[str, tuple[torch.Tensor, torch.Tensor]], t0: torch.Tensor, t1: float,
+                    cur: torch.Tensor, prev: torch.Tensor, tp: torch.Tensor, is_slow: bool, tol_res: torch.Tensor,
+                    tol_fixed: torch.Tensor, box: tuple[np.ndarray, np.ndarray], *, substeps: int,
+                    newton_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = cur.shape[0]
+    lo, hi = (torch.as_tensor(b, dtype=torch.float64) for b in box)
+    width = hi - lo
+    t_cur = t0.clone()
     alive = torch.ones(n, dtype=torch.bool)
-    status = torch.full((n,), STATUS.index("converged"), dtype=torch.int64)
-    lost_at = torch.full((n,), np.nan, dtype=dtype)
+    status = torch.full((n,), STATUS.index("converged"), dtype=torch.int8)
+    lost_at = torch.full((n,), np.nan, dtype=torch.float64)
+    step = _slow_step if is_slow else _fixed_step
     for j in range(1, substeps + 1):
         t_new = t0 + (j / substeps) * (t1 - t0)
-        p = _interp(params, li, k0, k1, j / substeps)
+        p = _interp(ends, j / substeps)
         ratio = (t_new - t_cur) / (t_cur - tp)  # secant predictor, in coordinate units
         secant = torch.isfinite(ratio) & torch.isfinite(prev).all(-1)
         y = torch.where(secant[:, None], cur + (cur - prev) * ratio[:, None], cur)
-        res = torch.full((n,), torch.inf, dtype=dtype)
-        speed = torch.full((n,), torch.inf, dtype=dtype)
         todo = alive.clone()
+        res = torch.full((n,), torch.inf, dtype=torch.float64)
+        speed = res.clone()
         for it in range(newton_steps + 1):
-            for mask, slow_kind in ((todo & ~is_slow, False), (todo & is_slow, True)):
-                if not mask.any():
-                    continue
-                pm = {k: v[mask] for k, v in p.items()}
-                if slow_kind:
-                    dx, r, sp = _slow_step(system, y[mask], pm)
-                else:
-                    dx, r = _fixed_step(system, y[mask], pm)
-                    sp = r
-                res[mask], speed[mask] = r, sp
-                done = r <= tol_res[mask]
-                if it < newton_steps:
-                    y[mask] = torch.where(done[:, None], y[mask], y[mask] + torch.nan_to_num(dx, nan=torch.inf))
-            todo = todo & ~(res <= tol_res)
-            if not todo.any():
+            ids = torch.nonzero(todo)[:, 0]
+            dx, r, sp = step(system, y[ids], {k: v[ids] for k, v in p.items()})
+            res[ids], speed[ids] = r, sp
+            done = r <= tol_res[ids]
+            todo[ids] = ~done
+            if it == newton_steps or not todo.any():
                 break
+            move = ids[~done]
+            y[move] = y[move] + torch.nan_to_num(dx[~done], nan=torch.inf)
         inside = ((y >= lo - width) & (y <= hi + width)).all(-1)
         ok = (res <= tol_res) & inside
-        became_fixed = is_slow & ok & (speed <= tol * scale)
+        became_fixed = ok & (speed <= tol_fixed) if is_slow else torch.zeros_like(ok)
         fail = alive & (~ok | became_fixed)
         lost_at = torch.where(fail, 0.5 * (t_cur + t_new), lost_at)
-        status = torch.where(fail, torch.where(became_fixed, STATUS.index("became_fixed"), STATUS.index("lost")),
-                             status)
+        code = torch.where(became_fixed, STATUS.index("became_fixed"), STATUS.index("lost")).to(torch.int8)
+        status = torch.where(fail, code, status)
         alive = alive & ~fail
         prev = torch.where(alive[:, None], cur, prev)
         tp = torch.where(alive, t_cur, tp)
@@ -147,7 +171,7 @@ def continue_points(system: System, params: dict[str, torch.Tensor], coord: np.n
         t_cur = torch.where(alive, t_new, t_cur)
         if not alive.any():
             break
-    return Continued(cur.numpy(), status.numpy().astype(np.int8), lost_at.numpy())
+    return cur.numpy(), status.numpy(), lost_at.numpy()
 
 
 def collisions(position: np.ndarray, converged: np.ndarray, moved: np.ndarray, tol: float) -> np.ndarray:

@@ -4,8 +4,9 @@
 fixed-point tracks that arrive (a track starts, or comes back after a gap) minus those that depart (a track ends,
 or goes missing): every arrival and departure is a *record* (``+1`` / ``-1``). Each event *claims* the records it
 explains; ``explained_change`` of an interval is the sum of its claimed records, and a record no kept event
-claims leaves its interval ``unexplained`` with a reason (:data:`REASONS`): ``missed_point`` (a track missing for
-a few steps and back: the finder missed it), ``box_edge`` (a point at the edge of the search box, or continued out
+claims leaves its interval ``unexplained`` with a reason (:data:`REASONS`): ``missed_point`` (the finder missed a
+point: a track missing for a few steps and back, a track whose continuation converged where no point was found,
+or a track that starts where such a point was), ``box_edge`` (a point at the edge of the search box, or continued out
 of it), ``masked`` (an entry with invalid parameters next to it), ``weak_event`` (claimed by an event below
 ``min_confidence``), ``unpaired`` (none of these). So ``fixed_change == explained_change`` on every interval
 without a reason, by construction, and the event count changes add up.
@@ -119,13 +120,13 @@ def detect(nodes: pd.DataFrame, n_fixed: np.ndarray, masked: np.ndarray, coord: 
         rec.loc[list(e.pop("claims")), "claimed"] = i
     kept = np.array([e["confidence"] >= min_confidence for e in events], dtype=bool)
     table = pd.DataFrame(events, columns=COLUMNS) if events else pd.DataFrame({c: [] for c in COLUMNS})
-    book = _bookkeeping(rec, kept, n_fixed, masked, box)
+    book = _bookkeeping(rec, kept, n_fixed, masked, box, gate)
     table = table[kept] if len(table) else table
     return table.sort_values(["line", "step_before", "event_type"], kind="stable").reset_index(drop=True), book
 
 
 def _bookkeeping(rec: pd.DataFrame, kept: np.ndarray, n_fixed: np.ndarray, masked: np.ndarray,
-                 box: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+                 box: tuple[np.ndarray, np.ndarray], gate: float) -> dict[str, np.ndarray]:
     L, K = n_fixed.shape
     fixed_change = np.zeros((L, K), dtype=np.int64)
     fixed_change[:, 1:] = np.diff(n_fixed, axis=1)
@@ -144,10 +145,25 @@ def _bookkeeping(rec: pd.DataFrame, kept: np.ndarray, n_fixed: np.ndarray, maske
     edge = (np.minimum(x - lo, hi - x) <= 0.05 * width).any(-1) | ((xn < lo) | (xn > hi)).any(-1)
     why = np.where(by >= 0, REASONS.index("weak_event"), REASONS.index("unpaired"))
     why = np.where(edge, REASONS.index("box_edge"), why)
-    why = np.where(rec.kind.isin(["gap", "return"]).to_numpy() & (by < 0), REASONS.index("missed_point"), why)
+    why = np.where(_missed(rec, gate) & (by < 0), REASONS.index("missed_point"), why)
     why = np.where(masked[line, interval] | masked[line, interval - 1], REASONS.index("masked"), why)
     np.maximum.at(reason, (line[~ok], interval[~ok]), why[~ok].astype(np.int8))
     return {"fixed_change": fixed_change, "explained_change": explained, "unexplained": reason}
+
+
+def _missed(rec: pd.DataFrame, gate: float) -> np.ndarray:
+    """Records of a point the finder missed: a gap (the track is back within ``max_gap`` steps), a departure whose
+    continuation converged (the point was still there), or an arrival within ``gate`` of where such a departure's
+    point was."""
+    missed = rec.kind.isin(["gap", "return"]).to_numpy().copy()
+    still_there = (rec.change < 0).to_numpy() & (rec.status == STATUS.index("converged")).to_numpy()
+    missed |= still_there
+    for i in np.nonzero((rec.change > 0).to_numpy() & ~missed)[0]:
+        r = rec.iloc[i]
+        cand = rec[still_there & (rec.line == r.line).to_numpy() & (rec.interval < r.interval).to_numpy()]
+        missed[i] = any(min(np.linalg.norm(x - r.x), np.linalg.norm(xn - r.x)) <= gate
+                        for x, xn in zip(cand.x, cand.x_next))
+    return missed
 
 
 def _confidence(count_ok: bool, others: list[bool]) -> float:
