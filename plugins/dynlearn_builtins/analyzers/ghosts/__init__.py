@@ -64,6 +64,8 @@ from .visits import Visits, detect
 __all__ = ["GhostNetwork", "ghost_graph"]
 
 _POSITIVE = {"low": 0, "low_inclusive": False}
+#: numbers of the recorded states and ball distances of one batch of sweep elements (float64: 320 MB)
+CHUNK_NUMBERS = 4e7
 
 
 class GhostNetwork(dynlearn.Analyzer):
@@ -90,6 +92,9 @@ class GhostNetwork(dynlearn.Analyzer):
         Radius of every ghost's ball (``None``: the fixed points' passage radius of each ghost).
     dimension_tol
         Tolerance of a near-neutral eigenvalue (flows: relative to the spectrum's scale; maps: on ``|lambda|-1``).
+    chunk_size
+        Sweep elements per batch (``None``: sized so that the recorded states and ball distances of a batch hold
+        about ``CHUNK_NUMBERS`` numbers).
     max_visits
         Size cap of the ``visit`` dim (the counts and the transitions use every visit).
     record_points
@@ -130,6 +135,8 @@ class GhostNetwork(dynlearn.Analyzer):
                            "(None: epoch if present, else the first sweep dim)"),
         "track_gate": Param(0.1, **_POSITIVE, units="box widths",
                             description="largest distance between a ghost and its continuation"),
+        "chunk_size": Param(None, kind="int", low=1, nullable=True, description="sweep elements per batch (None: "
+                            "sized so that the recorded states and distances hold about 4e7 numbers)"),
         "max_norm": Param(1e6, **_POSITIVE, description="trajectories leaving |x|_inf <= max_norm are diverged"),
         "seed": Param(0, kind="int", low=0, description="seed of the sampled states and of the noise"),
     }
@@ -155,7 +162,7 @@ class GhostNetwork(dynlearn.Analyzer):
         flow = system.kind == "flow"
         circle = Circle.of(system)
         T = st.steps + 1
-        chunk = max(1, int(4e6 // (T * M * (d + 2 * G))))
+        chunk = st.chunk_size or max(1, int(CHUNK_NUMBERS // (T * M * (d + G * (d + 1)))))
         sets, outcome, paths = [], [], []
         keep = torch.linspace(0, T - 1, min(T, st.record_points)).round().long()
         with Meter(-(-B // chunk), "ghost_network", show_progress, unit="chunk") as meter:
