@@ -280,6 +280,8 @@ class Recorder:
 
     def _create_metric(self, name: str) -> None:
         """A metric first logged now: a new array of ``/train`` encoded as ``loss`` is, NaN at earlier steps."""
+        if (self.path / "train" / name / "zarr.json").exists():
+            return  # made by a flush that failed after it (in this process: a killed one's is removed on reopening)
         loss = self._array("train/loss")
         attrs = {**{k: v for k, v in loss.attrs.items() if k.startswith("_")}, **self._attrs(name)}
         zarr.create_array(store=str(self.path), name=f"train/{name}", shape=loss.shape, chunks=loss.chunks,
@@ -456,7 +458,7 @@ class Recorder:
         if self._pending["params"]:
             last = self._pending["params"][-1][1]
         elif self._n["params"]:
-            root = zarr.open_group(str(self.path), mode="r", use_consolidated=True)
+            root = zarr.open_group(str(self.path), mode="r", use_consolidated=None)
             last = {safe: np.asarray(root[f"params/{safe}"][self._n["params"] - 1]) for safe in self._weights}
         else:
             raise StoreError(f"{self.path} holds no stored weights yet")

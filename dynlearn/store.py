@@ -139,7 +139,8 @@ def open_store(path: str | os.PathLike, *, decode_outcome: bool = True, skip: tu
     p = _check_exists(path)
     check_store(p, skip=skip)
     # a Recorder's store grows: its consolidated metadata is the commit record (what was committed, never more)
-    consolidated = None if is_recorder(_root_json(p)) else False
+    root = _root_json(p)
+    consolidated = is_recorder(root) and root.get("consolidated_metadata") is not None
     with warnings.catch_warnings():  # the lock file of a store being written is not a zarr node
         warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
         tree = xr.open_datatree(p, engine="zarr", consolidated=consolidated, chunks=None)
