@@ -118,10 +118,11 @@ def test_every_analyzer_runs_on_it_as_on_a_training_run(run, tmp_path):
                              [a for k, v in FP.items() if k != "show_progress" for a in ("--set", f"{k}={json.dumps(v)}")])
     assert res.exit_code == 0, res.output
     bif = dynlearn.analyze(copy, "bifurcations", show_progress=False)  # tracks /fixed_points along the steps
-    assert bif.attrs["dynlearn_analyzer"] == "bifurcations"
+    assert bif.attrs["tracked_dim"] == "epoch" and bif["track"]["epoch"].values.tolist() == [0, 8, 16]
     tree = dynlearn.open_store(copy)
     assert {"fixed_points", "bifurcations"} <= set(tree.children)
     assert tree["fixed_points"]["epoch"].values.tolist() == [0, 8, 16]
+    assert tree["fixed_points"].attrs["warm_start"] == "epoch"  # each step starts from the one before
     show = CliRunner().invoke(app, ["show", str(copy)])
     assert show.exit_code == 0 and "recorded (dynlearn.Recorder): 24 steps (steps 0 .. 23)" in show.stdout
     ver = CliRunner().invoke(app, ["verify", str(copy)])
@@ -314,3 +315,17 @@ def test_a_process_killed_mid_logging_leaves_a_store_that_opens_verifies_and_res
         assert rec.last_step == steps[-1]
         rec.log(rec.last_step + 1, loss=0.0)
     assert dynlearn.open_store(path)["train"]["epoch"].values.tolist() == list(range(len(steps) + 1))
+
+
+def test_a_damaged_committed_chunk_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "run.zarr"
+    cell = torch.nn.GRUCell(1, HIDDEN)
+    with dynlearn.Recorder(path, cell) as rec:
+        rec.log(0, cell, loss=1.0)
+    chunk = path / "params" / "weight_hh" / "c" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-1] + b"\x00")
+    report = verify(path)
+    assert [d.path for d in report.damage] == ["params/weight_hh/c/0/0/0"]
+    assert "written by your own training loop" in report.text()
+    with pytest.raises(StoreError, match=r"params/weight_hh/c/0/0/0: checksum mismatch"):
+        dynlearn.open_store(path)
