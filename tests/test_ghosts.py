@@ -1,5 +1,6 @@
 """ghost_network analyzer and ghost_chain system: visit sequences with exact entry/exit times, the ghost graph,
-ghost dimension (1 and 2), identity across a parameter, vectorised visits against a plain loop."""
+ghost dimension (1 and 2), identity across a parameter, map visits, vectorised visits against a plain loop, the
+ghost-network reproduction's claims."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dynlearn_builtins.analyzers.ghosts.visits import detect, padded
 from dynlearn_builtins.reproductions.ghost_network import SETTINGS
 from dynlearn_builtins.systems.ghost_chain import (GhostChain, crossing_time, curvatures, passage_times,
                                                    period_time, speed_x)
+from problems import SaddleNodeMap
 
 QUICK = SETTINGS["quick"]
 R1 = QUICK["r1"]  # r1 < 0: the first ghost is a saddle-node pair of fixed points instead
@@ -292,3 +294,24 @@ def test_views(chain):
     assert sorted(views) == ["ghost_graph", "ghost_tracks", "ghost_visits"]
     assert isinstance(views["ghost_graph"], hv.HoloMap) and len(views["ghost_graph"]) == 3
     render_view("ghost_graph", views["ghost_graph"])          # the browse page's path; one frame has no edge
+
+
+def test_map_ghost_visit_counts_iterates():
+    """x -> x + r + x^2: the visit of the ghost at 0 lasts the number of iterates inside its ball (counted by a
+    plain loop), from the first iterate inside; the orbit then diverges (a labeled outcome)."""
+    grid = dynlearn.grid(r=[0.0025, 0.01])
+    fp = FixedPoints(n_starts=16, landscape=False).run(SaddleNodeMap(), grid)
+    out = GhostNetwork(initial_states=[[-0.8]], n_trajectories=0, steps=300, max_norm=10.0).run(
+        SaddleNodeMap(), grid, upstream={"fixed_points": fp})
+    assert out.ghost_dimension.isel(ghost=0).values.tolist() == [1, 1]
+    for i, r in enumerate((0.0025, 0.01)):
+        rho = float(out.visit_radius.values[i, 0])
+        x, xs = -0.8, []
+        for _ in range(301):
+            xs.append(x)
+            x = x + r + x * x
+        inside = np.flatnonzero(np.abs(np.array(xs) - float(out.ghost_position.values[i, 0, 0])) <= rho)
+        v = out.isel(r=i, trajectory=0)
+        assert v.visit_ghost.values.tolist()[:1] == [0] and int(v.n_visits) == 1
+        assert float(v.entry_time[0]) == inside[0] and float(v.dwell_time[0]) == inside.size
+        assert oc.labels(v.trajectory_outcome.values[None]).tolist() == ["diverged"]
