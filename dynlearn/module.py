@@ -79,7 +79,8 @@ _TORCH: dict[type, tuple[str, tuple[str, ...]]] = {
     nn.GRU: ("gru", ("input_size", "hidden_size", "num_layers", "bias")),
     nn.LSTM: ("lstm", ("input_size", "hidden_size", "num_layers", "bias")),
 }
-ADAPTERS = ("rnn", "gru", "lstm", "module", "function")
+#: what ``ModuleSystem()`` (``dynlearn.make_system("module")``) builds: a GRU cell of 2 units, torch's init from seed 0
+DEFAULT_MODULE = ("torch.nn.modules.rnn:GRUCell", {"input_size": 1, "hidden_size": 2})
 INPUT = "input"
 INPUT_DIM = "input_channel"
 
@@ -248,7 +249,8 @@ class ModuleSystem(System):
     ----------
     module
         An ``nn.Module``, a function ``f(h, u, params)``, or the import path (``"torch.nn.modules.rnn:GRU"``) of
-        either (then ``module_kwargs`` builds the class).
+        either (then ``module_kwargs`` builds the class, its initial weights from seed 0). Default:
+        :data:`DEFAULT_MODULE`, a ``GRUCell(1, 2)``.
     module_kwargs
         Constructor arguments of the module's class (read from the module when it is given).
     kind
@@ -270,7 +272,7 @@ class ModuleSystem(System):
 
     def __init__(
         self,
-        module: nn.Module | Callable | str,
+        module: nn.Module | Callable | str | None = None,
         module_kwargs: Mapping[str, Any] | None = None,
         kind: str | None = None,
         adapter: str | None = None,
@@ -279,11 +281,14 @@ class ModuleSystem(System):
         bounds: Sequence[float] = (-1.0, 1.0),
         **values: Any,
     ) -> None:
+        if module is None:
+            module, module_kwargs = DEFAULT_MODULE
         given_kwargs = dict(module_kwargs or {})
         if isinstance(module, str):
             obj = _import(module)
             if isinstance(obj, type):
-                with torch.random.fork_rng(devices=[]):  # a rebuild must not move the global RNG
+                with torch.random.fork_rng(devices=[]):  # the same initial weights, the global RNG left alone
+                    torch.manual_seed(0)
                     try:
                         module = obj(**given_kwargs)
                     except TypeError as exc:
@@ -411,14 +416,12 @@ class ModuleSystem(System):
                              "same shape")
         return out
 
-    def rhs(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
-        """The module on states ``x`` ``(..., d)``: one call when the parameters are shared, one ``vmap`` over the
-        batch dims along which they vary otherwise."""
-        d = x.shape[-1]
-        if d != self.state_dim_:
+    def _layout_of(self, x: Tensor, p: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], tuple[int, ...], list[int]]:
+        """Parameters with the batch dims they were only expanded along (stride 0) cut to one value, the broadcast
+        batch shape of states and parameters, and the batch dims along which a parameter varies."""
+        if x.shape[-1] != self.state_dim_:
             raise ShapeError(f"system 'module' ({self.module}) has state dim {self.state_dim_}, got states of shape "
                              f"{tuple(x.shape)}")
-        # a batch dim a parameter was only expanded along (stride 0) is one value: keep a single copy
         w = {}
         for k in self._params:
             v, n = p[k], p[k].dim() - self._event[k]
@@ -426,15 +429,20 @@ class ModuleSystem(System):
                 if v.stride(i) == 0 and v.shape[i] > 1:
                     v = v.narrow(i, 0, 1)
             w[k] = v
-        pb = {k: v.shape[: v.dim() - self._event[k]] for k, v in w.items()}
-        full = torch.broadcast_shapes(x.shape[:-1], *pb.values())
+        pb = [tuple(v.shape[: v.dim() - self._event[k]]) for k, v in w.items()]
+        full = tuple(np.broadcast_shapes(tuple(x.shape[:-1]), *pb))
+        vary = [i for i in range(len(full)) if any(len(s) >= len(full) - i and s[i - len(full)] != 1 for s in pb)]
+        return w, full, vary
+
+    def rhs(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
+        """The module on states ``x`` ``(..., d)``: one call on every state when the parameters are shared; else one
+        ``vmap`` over the batch dims along which a parameter varies, the other dims staying the module's own batch."""
+        d = x.shape[-1]
+        w, full, vary = self._layout_of(x, p)
         nb = len(full)
-        padded = {k: (1,) * (nb - len(s)) + tuple(s) for k, s in pb.items()}
-        vary = [i for i in range(nb) if any(s[i] != 1 for s in padded.values())]
         xs = x.expand(*full, d)
         if not vary:
-            out = self._call({k: v.reshape(v.shape[v.dim() - self._event[k]:]) for k, v in w.items()},
-                             xs.reshape(-1, d))
+            out = self._call({k: v.reshape(v.shape[v.dim() - self._event[k]:]) for k, v in w.items()}, xs.reshape(-1, d))
             return out.reshape(*full, d)
         rest = [i for i in range(nb) if i not in vary]
         perm = vary + rest
@@ -443,8 +451,8 @@ class ModuleSystem(System):
         batched, in_dims = {}, {}
         for k, v in w.items():
             ev = v.shape[v.dim() - self._event[k]:]
-            v = v.reshape(*padded[k], *ev)
-            if all(padded[k][i] == 1 for i in vary):
+            v = v.reshape(*(1,) * (nb + len(ev) - v.dim()), *v.shape)
+            if all(v.shape[i] == 1 for i in vary):
                 batched[k], in_dims[k] = v.reshape(ev), None
                 continue
             v = v.expand(*(full[i] if i in vary else 1 for i in range(nb)), *ev)
@@ -454,13 +462,41 @@ class ModuleSystem(System):
         inv = [perm.index(i) for i in range(nb)]
         return out.reshape(*(full[i] for i in perm), d).permute(*inv, nb)
 
-    def jvp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
-        """``J v`` by forward-mode AD through the module (``torch.func.jvp``), without forming ``J``."""
-        return torch.func.jvp(lambda y: self.rhs(y, p), (x,), (v,))[1]
+    # Derivatives by torch.autograd: torch.func's jvp/vjp would import torch._dynamo on first use (seconds), and
+    # forward-mode AD through the cells' in-place operations too.
+    def jacobian(self, x: Tensor, p: Mapping[str, Tensor]) -> Tensor:
+        """``J[..., i, j] = d rhs_i / d x_j``. Shared parameters: one forward pass and one backward pass batched
+        over the ``d`` basis vectors (the states are independent, so ``e_i`` at every state gives row ``i`` of
+        every state's Jacobian); parameters that vary per state: the generic replicated-state pass (the batched
+        backward would copy the weights once per basis vector)."""
+        _, full, vary = self._layout_of(x, p)
+        if vary:
+            return super().jacobian(x, p)
+        d = x.shape[-1]
+        with torch.enable_grad():
+            xr = x.detach().expand(*full, d).requires_grad_(True)
+            y = self.rhs(xr, p)
+            basis = torch.eye(d, dtype=y.dtype, device=y.device).reshape(d, *([1] * (y.dim() - 1)), d).expand(d, *y.shape)
+            (jac,) = torch.autograd.grad(y, xr, basis, is_grads_batched=True, create_graph=x.requires_grad)
+        return jac.movedim(0, -2)
 
     def vjp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
-        """``v^T J`` by reverse-mode AD through the module (``torch.func.vjp``), without forming ``J``."""
-        return torch.func.vjp(lambda y: self.rhs(y, p), x)[1](v)[0]
+        """``v^T J``: one backward pass through the module, without forming ``J``."""
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            (out,) = torch.autograd.grad(self.rhs(xr, p), xr, v, create_graph=x.requires_grad or v.requires_grad)
+        return out
+
+    def jvp(self, x: Tensor, p: Mapping[str, Tensor], v: Tensor) -> Tensor:
+        """``J v`` by double backward (``J v`` is the gradient of ``(J^T w) . v`` with respect to ``w``), without
+        forming ``J``."""
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            y = self.rhs(xr, p)
+            w = torch.zeros_like(y, requires_grad=True)
+            (g,) = torch.autograd.grad(y, xr, w, create_graph=True)
+            (out,) = torch.autograd.grad(g, w, v, create_graph=x.requires_grad or v.requires_grad)
+        return out
 
 
 def from_module(
