@@ -36,12 +36,15 @@ def hessian_q(system, x: Tensor, p: Mapping[str, Tensor]) -> tuple[Tensor, Tenso
 
 
 def refine_minima(
-    system, x: Tensor, p: Mapping[str, Tensor], *, max_iter: int = 30, xtol: float = 1e-13
+    system, x: Tensor, p: Mapping[str, Tensor], *, max_iter: int = 30, xtol: float = 1e-13, gtol: float = 1e-8
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Newton on ``grad q = 0`` from candidate minima ``x`` ``(N, d)``.
 
-    Returns the refined states, ``q`` there and ``is_min`` (the Hessian of ``q`` is positive definite: a local
-    minimum, not a saddle of ``q``). Steps that do not reduce ``|grad q|`` are halved (up to 8 times).
+    Returns the refined states, ``q`` there and ``is_min``: a converged local minimum, not a saddle of ``q`` (the
+    Hessian of ``q`` is positive definite) nor a state still moving along a flat valley (``|grad q|`` at most
+    ``gtol`` times ``sqrt(|H|) |g|``, the size of ``J^T g`` for a generic ``g``; converged minima reach ~1e-15
+    where the ones stopped in a valley keep 1e-6..1e-2). Steps that do not reduce ``|grad q|`` are halved (up
+    to 8 times).
     """
     x = x.clone()
     N = x.shape[0]
@@ -83,5 +86,6 @@ def refine_minima(
     Hs = 0.5 * (H + H.transpose(-1, -2))
     ev = torch.linalg.eigvalsh(Hs)
     scale = ev.abs().amax(-1).clamp(min=torch.finfo(x.dtype).tiny)
-    is_min = (ev[..., 0] > 1e-10 * scale) & torch.isfinite(q)
+    still = gr.norm(dim=-1) > torch.clamp(gtol * scale.sqrt() * g.norm(dim=-1), min=64 * torch.finfo(x.dtype).eps)
+    is_min = (ev[..., 0] > 1e-10 * scale) & torch.isfinite(q) & ~still
     return x, q, is_min

@@ -82,7 +82,11 @@ class Box:
 
     lo: Tensor
     hi: Tensor
-    circle: Circle
+    circle: Circle | None = None
+
+    def wrap(self, x: Tensor) -> Tensor:
+        """``x`` with its periodic coordinates wrapped into their interval."""
+        return x if self.circle is None else wrap(x, self.circle)
 
     @property
     def width(self) -> Tensor:
@@ -159,7 +163,7 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
     status = scatter(sol.status, OUTSIDE)
     m = st.margin * width
     in_box = ((x >= lo - m) & (x <= hi + m)).all(-1) & (status != OUTSIDE)
-    x = wrap(x, box.circle)
+    x = box.wrap(x)
     root = in_box & (ginf <= st.root_tol)
     keep, count = dedupe(x, q, root, tol, circle=box.circle)
     ps = PointSet(x, q, ginf, root, count, root.clone())
@@ -176,7 +180,7 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
             gr = system.residual(xr, take(p, own)).abs().amax(-1)
             Pc = cps.size
             cx = cps.x.reshape(-1, d).clone()
-            cx[flat] = wrap(xr, box.circle)
+            cx[flat] = box.wrap(xr)
             cq = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
             cq[flat] = qr
             cg = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
