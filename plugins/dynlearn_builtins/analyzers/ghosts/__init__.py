@@ -156,10 +156,11 @@ class GhostNetwork(dynlearn.Analyzer):
         B, G, d = table.position.shape
         gen = torch.Generator().manual_seed(int(st.seed))
         x0 = self._initial_states(batch, table, gen)
-        M = x0.shape[1]
-        horizon = self._horizon(table)
-        radius = self._radius(table)
         flow = system.kind == "flow"
+        M = x0.shape[1]
+        horizon = self._horizon(table, flow)
+        dt = horizon / st.steps  # maps: 1 iteration
+        radius = self._radius(table)
         circle = Circle.of(system)
         T = st.steps + 1
         chunk = st.chunk_size or max(1, int(CHUNK_NUMBERS // (T * M * (d + G * (d + 1)))))
@@ -168,9 +169,9 @@ class GhostNetwork(dynlearn.Analyzer):
         with Meter(-(-B // chunk), "ghost_network", show_progress, unit="chunk") as meter:
             for sl, p in batch.chunks(chunk):
                 b = sl.stop - sl.start
-                xs, alive, code, dt = _trajectories(system, x0[sl], p, horizon[sl], st.steps, st.max_norm)
+                xs, alive, code = _trajectories(system, x0[sl], p, horizon[sl], st.steps, st.max_norm)
                 n = b * M
-                v = detect(xs.reshape(T, n, d), alive.reshape(T, n), dt.repeat_interleave(M),
+                v = detect(xs.reshape(T, n, d), alive.reshape(T, n), dt[sl].repeat_interleave(M),
                            table.position[sl].repeat_interleave(M, 0), radius[sl].repeat_interleave(M, 0),
                            table.present[sl].repeat_interleave(M, 0), circle, flow=flow,
                            velocity=_velocity(system, p, M) if flow else None)
@@ -180,11 +181,10 @@ class GhostNetwork(dynlearn.Analyzer):
                 paths.append(torch.where(alive[keep].unsqueeze(-1), xs[keep], torch.nan).permute(1, 2, 0, 3))
                 meter.update()
         visits = Visits(*(torch.cat([getattr(s, f) for s in sets]) for f in Visits.__dataclass_fields__))
-        dt_all = horizon / st.steps if flow else torch.ones(B, dtype=torch.float64)
         from .dataset import to_dataset
 
         ds = to_dataset(batch, table, visits, x0, torch.cat(outcome), torch.cat(paths), keep.to(torch.float64),
-                        dt_all, horizon, radius, st, n_user=M - st.n_trajectories)
+                        dt, horizon, radius, st, n_user=M - st.n_trajectories)
         ds.attrs["description"] = "ghost visits, transitions and dimensions (dynlearn ghost_network analyzer)"
         ds.attrs["system_kind"] = system.kind
         return ds
@@ -200,9 +200,11 @@ class GhostNetwork(dynlearn.Analyzer):
             parts.append(lo + (hi - lo) * u)
         return torch.cat(parts, 1)
 
-    def _horizon(self, table) -> torch.Tensor:
-        """Simulated time per sweep element ``(B,)`` (flows; see the ``horizon`` option)."""
+    def _horizon(self, table, flow: bool) -> torch.Tensor:
+        """Simulated time per sweep element ``(B,)``: flows, see the ``horizon`` option; maps, ``steps``."""
         B = table.present.shape[0]
+        if not flow:
+            return torch.full((B,), float(self.settings.steps), dtype=torch.float64)
         if self.settings.horizon is not None:
             return torch.full((B,), float(self.settings.horizon), dtype=torch.float64)
         total = torch.where(table.present, table.time_nf.nan_to_num(0.0), 0.0).sum(1)
@@ -231,8 +233,8 @@ def _velocity(system, p: Mapping[str, torch.Tensor], M: int):
 
 def _trajectories(system, x0: torch.Tensor, p: Mapping[str, torch.Tensor], horizon: torch.Tensor, steps: int,
                   max_norm: float) -> tuple[torch.Tensor, ...]:
-    """States ``(T, b, M, d)``, ``alive`` ``(T, b, M)`` (a real state, not frozen after a divergence), outcome codes
-    ``(b, M)`` and the time step ``(b,)`` of trajectories from ``x0`` ``(b, M, d)``: flows by RK4 in rescaled time
+    """States ``(T, b, M, d)``, ``alive`` ``(T, b, M)`` (a real state, not frozen after a divergence) and outcome
+    codes ``(b, M)`` of trajectories from ``x0`` ``(b, M, d)``: flows by RK4 in rescaled time
     ``s in [0, 1]`` (``dx/ds = H f(x)``, so every sweep element has its own horizon ``H``), maps iterated; both
     through :func:`dynlearn.stepper.iterate` (the one divergence rule)."""
     pe = system.expand_params(p, 1)
@@ -246,10 +248,8 @@ def _trajectories(system, x0: torch.Tensor, p: Mapping[str, torch.Tensor], horiz
 
         out = iterate(system, x0, pe, steps, max_norm=max_norm, record_every=1, code=code0,
                       step=lambda y: rk4_step(vel, y, h))
-        dt = horizon / steps
     else:
         out = iterate(system, x0, pe, steps, max_norm=max_norm, record_every=1, code=code0)
-        dt = torch.ones(x0.shape[0], dtype=x0.dtype)
     k = torch.arange(steps + 1).view(-1, 1, 1)
     alive = (code0 == oc.OK) & ((out.outcome == oc.OK) | (k < out.escape))
-    return out.states, alive, out.outcome, dt
+    return out.states, alive, out.outcome

@@ -87,7 +87,7 @@ def to_dataset(batch: Batch, table: GhostTable, v: Visits, x0: Tensor, outcome: 
                     oc.flag_attrs("outcome of the entry (masked: parameters not finite, not analysed)")),
         "n_ghost": (torch.where(valid, pres.sum(1), -1), (),
                     {"long_name": "number of ghosts (-1 where outcome is masked)", "units": "1"}),
-        "horizon": (torch.where(valid, horizon * (1.0 if flow else 0.0) + (0.0 if flow else st.steps), nanf), (),
+        "horizon": (torch.where(valid, horizon, nanf), (),
                     {"long_name": "simulated time of the trajectories", "units": tunit}),
         "initial_state": (x0, ("trajectory", "state"), {"long_name": "initial state", "units": sunit}),
         "trajectory_outcome": (outcome.to(torch.int8), ("trajectory",), oc.flag_attrs("outcome of the trajectory")),
