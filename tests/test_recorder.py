@@ -47,16 +47,17 @@ def _train(path, *, seed: int = 0, steps=range(STEPS), cell=None, **options):
     """A plain torch loop with one line added; returns the cell and what the loop saw (weights, losses, grads)."""
     torch.manual_seed(seed)
     cell = cell or torch.nn.GRUCell(1, HIDDEN)
-    opt = torch.optim.SGD(cell.parameters(), lr=0.2)
     x, y = _task(seed)
     seen = {"weights": {}, "loss": {}, "grad_norm": {}}
     with dynlearn.Recorder(path, cell, **{"every": EVERY, **options}) as rec:
         for step in steps:
             loss = _loss(cell, x, y)
-            opt.zero_grad()
+            cell.zero_grad()
             loss.backward()
             seen["grad_norm"][step] = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in cell.parameters()))
-            opt.step()
+            with torch.no_grad():  # SGD (torch.optim's first import alone takes seconds)
+                for p in cell.parameters():
+                    p -= 0.2 * p.grad
             seen["weights"][step] = {k: v.clone() for k, v in cell.state_dict().items()}  # what log records
             seen["loss"][step] = float(loss)
             rec.log(step, cell, loss=loss, lr=0.2)
