@@ -315,3 +315,21 @@ def test_map_ghost_visit_counts_iterates():
         assert v.visit_ghost.values.tolist()[:1] == [0] and int(v.n_visits) == 1
         assert float(v.entry_time[0]) == inside[0] and float(v.dwell_time[0]) == inside.size
         assert oc.labels(v.trajectory_outcome.values[None]).tolist() == ["diverged"]
+
+
+def test_per_element_states_and_radius_option(chain):
+    """Initial states per sweep element (a DataArray over r1) and a fixed ball radius: exact entry times."""
+    import xarray as xr
+
+    fp, _ = chain
+    starts = xr.DataArray([[[-0.5, 0.0]], [[-0.4, 0.0]], [[-0.3, 0.0]]], dims=("r1", "sample", "state"),
+                          coords={"r1": R1})
+    out = GhostNetwork(initial_states=starts, n_trajectories=0, steps=1000, radius=0.1).run(
+        "ghost_chain", dynlearn.grid(r1=R1), upstream={"fixed_points": fp})
+    assert out.initial_state.sel(state="x", trajectory=0).values.tolist() == [-0.5, -0.4, -0.3]
+    assert out.trajectory_source.values.tolist() == ["user"]
+    for x0, r1 in ((-0.4, 0.005), (-0.3, 0.01)):
+        v = out.sel(r1=r1, trajectory=0)
+        assert v.visit_radius.values.tolist() == [0.1, 0.1]
+        assert v.entry_time.values[:2] == pytest.approx([crossing_time(x0, -0.1, r1, R2),
+                                                         crossing_time(x0, 0.9, r1, R2)], rel=1e-6)
