@@ -35,8 +35,8 @@ The Hénon map (a = 1.4, b = 0.3): ``det J = -b``, so the exponents sum to ``ln 
 ...     def rhs(self, x, p):
 ...         return torch.stack([1 - p["a"] * x[..., 0] ** 2 + x[..., 1], p["b"] * x[..., 0]], -1)
 >>> h = Henon()
->>> x0 = torch.tensor([[0.1, 0.1], [0.3, -0.1]], dtype=torch.float64)
->>> sp = spectrum(h, x0, h.param_tensors((2,)), steps=20000, transient=1000)
+>>> x0 = 0.1 * torch.rand(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+>>> sp = spectrum(h, x0, h.param_tensors((16,)), steps=3000, transient=200)
 >>> [round(v, 2) for v in sp.exponents.mean(0).tolist()]
 [0.42, -1.62]
 >>> abs(float(sp.exponents.sum(-1)[0]) - math.log(0.3)) < 1e-10
@@ -75,10 +75,11 @@ LOG_FLOOR = math.log(torch.finfo(F64).tiny)
 def qr(a: Tensor) -> tuple[Tensor, Tensor]:
     """``a (..., d, m) = Q R`` with ``R (..., m, m)`` upper triangular and a non-negative diagonal.
 
-    Modified Gram-Schmidt for ``m <= 4`` (a few batched vector operations), LAPACK beyond (signs fixed).
+    Modified Gram-Schmidt for large batches of ``m <= 4`` columns (a few batched vector operations: 1.5x faster
+    than LAPACK for 65536 2 x 2 matrices), LAPACK otherwise (signs fixed; 4-30x faster for tens of matrices).
     """
     m = a.shape[-1]
-    if m > 4:
+    if m > 4 or a[..., 0, 0].numel() < 4096:
         q, r = torch.linalg.qr(a)
         sign = torch.where(r.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(a.dtype)
         return q * sign.unsqueeze(-2), r * sign.unsqueeze(-1)

@@ -16,7 +16,7 @@ standard error over the samples whose outcome is ok) and ``kaplan_yorke_dimensio
 Examples
 --------
 >>> import math, dynlearn
->>> out = Lyapunov(n_samples=4, steps=4000).run("henon")
+>>> out = Lyapunov(n_samples=4, steps=2000, transient=200).run("henon")
 >>> [round(v, 1) for v in out.mean_exponents.values.tolist()]
 [0.4, -1.6]
 >>> abs(float(out.exponent_sum.isel(sample=0)) - math.log(0.3)) < 1e-10
