@@ -55,7 +55,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -241,6 +241,53 @@ def _forward_arity(module: nn.Module) -> int:
     return sum(p.default is p.empty for p in params)
 
 
+class _Adapted(NamedTuple):
+    adapter: str
+    kwargs: dict[str, Any]
+    state: int | None
+    inputs: int | None
+    kind: str | None
+    step: Callable[[Mapping[str, Tensor], Tensor, Tensor | None], Tensor]   # (weights by torch name, h, u) -> out
+    rnn: tuple[str, int, int] | None   # torch RNNs: (adapter, hidden size, layers), for the state names
+    tensors: Mapping[str, Any]         # the tensors that become parameters (torch names)
+
+
+def _adapt(module: Any, kwargs: Mapping[str, Any], state_dim: int | None, input_size: int | None, kind: str | None,
+           values: Mapping[str, Any]) -> _Adapted:
+    """How to call ``module``: a torch RNN through the cells above, another module through ``functional_call``, a
+    function directly; sizes, kind and constructor arguments read where they can be."""
+    if callable(module) and not isinstance(module, nn.Module):
+        tensors = {k: v for k, v in values.items() if k != INPUT}  # a function's parameter shapes: the values given
+        return _Adapted("function", {}, state_dim, input_size, kind, lambda w, h, u: module(h, u, w), None, tensors)
+    if not isinstance(module, nn.Module):
+        raise ParameterError(f"from_module needs an nn.Module, a function f(h, u, params) or an import path, "
+                             f"got {type(module).__name__}")
+    tensors = {n: t.detach() for n, t in module.named_parameters()}
+    tensors.update({n: t.detach() for n, t in module.named_buffers() if t.is_floating_point()})
+    found = next((t for t in _TORCH if isinstance(module, t)), None)
+    if found is None:
+        state = state_dim if state_dim is not None else getattr(module, "hidden_size", None)
+        inputs = input_size if input_size is not None else getattr(module, "input_size", None)
+        if inputs is None and _forward_arity(module) <= 1:
+            inputs = 0
+
+        def step(w: Mapping[str, Tensor], h: Tensor, u: Tensor | None) -> Tensor:
+            return functional_call(module, dict(w), (h,) if u is None else (h, u))
+
+        return _Adapted("module", _user_kwargs(module, kwargs), state, inputs, kind or getattr(module, "kind", None),
+                        step, None, tensors)
+    adapter, names = _TORCH[found]
+    hidden, layers = int(module.hidden_size), int(getattr(module, "num_layers", 1))
+    state, inputs = hidden * layers * (2 if adapter == "lstm" else 1), int(module.input_size)
+    for given, have, what in ((state_dim, state, "state_dim"), (input_size, inputs, "input_size")):
+        if given is not None and given != have:
+            raise ParameterError(f"from_module: {what}={given} does not match the {type(module).__name__} ({have})")
+    step = _layered_step(adapter, hidden, layers, found not in (nn.RNNCell, nn.GRUCell, nn.LSTMCell),
+                         getattr(module, "nonlinearity", "tanh"))
+    return _Adapted(adapter, _torch_kwargs(module, names), state, inputs, kind or "map", step,
+                    (adapter, hidden, layers), tensors)
+
+
 class ModuleSystem(System):
     """A torch ``nn.Module`` (or a function ``f(h, u, params)``) as a map or a flow; build it with
     :func:`from_module` (see the module docstring).
@@ -297,43 +344,10 @@ class ModuleSystem(System):
                 module = obj
         self.module_ = module
         self.module = _class_path(module)
-        tensors: dict[str, Any]
-        if isinstance(module, nn.Module):
-            found = next((t for t in _TORCH if isinstance(module, t)), None)
-            if found is not None:
-                derived, names = _TORCH[found]
-                self.module_kwargs = _torch_kwargs(module, names)
-                hidden = int(module.hidden_size)
-                layers = int(getattr(module, "num_layers", 1))
-                state = hidden * layers * (2 if derived == "lstm" else 1)
-                inputs = int(module.input_size)
-                self._step = _layered_step(derived, hidden, layers, found not in (nn.RNNCell, nn.GRUCell, nn.LSTMCell),
-                                           getattr(module, "nonlinearity", "tanh"))
-                self._layout = (derived, hidden, layers)
-                kind = kind or "map"
-            else:
-                derived = "module"
-                self.module_kwargs = _user_kwargs(module, given_kwargs)
-                state = state_dim if state_dim is not None else getattr(module, "hidden_size", None)
-                inputs = input_size if input_size is not None else getattr(module, "input_size", None)
-                if inputs is None:
-                    inputs = 0 if _forward_arity(module) <= 1 else None
-                kind = kind or getattr(module, "kind", None)
-                self._step = self._module_step
-                self._layout = ("module", state, 1)
-            tensors = {n: t.detach() for n, t in module.named_parameters()}
-            tensors.update({n: t.detach() for n, t in module.named_buffers() if t.is_floating_point()})
-        elif callable(module):
-            derived = "function"
-            self.module_kwargs = {}
-            state, inputs = state_dim, input_size
-            self._step = lambda w, h, u: module(h, u, w)
-            self._layout = ("function", state, 1)
-            tensors = {}
-        else:
-            raise ParameterError(f"from_module needs an nn.Module, a function f(h, u, params) or an import path, "
-                                 f"got {type(module).__name__}")
         owner = f"system 'module' ({self.module})"
+        ad = _adapt(module, given_kwargs, state_dim, input_size, kind, values)
+        self.module_kwargs, self._step, self._rnn = ad.kwargs, ad.step, ad.rnn
+        derived, state, inputs, kind, tensors = ad.adapter, ad.state, ad.inputs, ad.kind, ad.tensors
         if adapter is not None and adapter != derived:
             raise ParameterError(f"{owner}: adapter {adapter!r} does not match the module (its adapter is {derived!r})")
         if state is None or inputs is None:
@@ -347,8 +361,6 @@ class ModuleSystem(System):
         self.adapter, self.kind, self.input_size = derived, kind, int(inputs)
         self.state_dim_ = int(state)
         self.bounds = [float(bounds[0]), float(bounds[1])]
-        if derived == "function":  # shapes from the values given
-            tensors = {k: v for k, v in values.items() if k != INPUT}
         self.torch_names = self._names(owner, tensors)
         self._params, self._sizes = self._declare(tensors)
         self._event = {k: len(d.shape) for k, d in self._params.items()}
@@ -388,9 +400,9 @@ class ModuleSystem(System):
 
     @property
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
-        adapter, hidden, layers = self._layout
-        if adapter not in ("rnn", "gru", "lstm"):
+        if self._rnn is None:
             return tuple(f"h{i}" for i in range(self.state_dim_))
+        adapter, hidden, layers = self._rnn
         kinds = ("h", "c") if adapter == "lstm" else ("h",)
         if layers == 1:
             return tuple(f"{k}{i}" for k in kinds for i in range(hidden))
@@ -401,9 +413,6 @@ class ModuleSystem(System):
         return self.bounds[0], self.bounds[1]
 
     # -- dynamics ---------------------------------------------------------------------------------------------
-    def _module_step(self, w: Mapping[str, Tensor], h: Tensor, u: Tensor | None) -> Tensor:
-        return functional_call(self.module_, dict(w), (h,) if u is None else (h, u))
-
     def _call(self, w: Mapping[str, Tensor], h: Tensor) -> Tensor:
         """The module on states ``h`` ``(n, d)`` with unbatched parameters ``w`` (System names)."""
         u = w.get(INPUT)

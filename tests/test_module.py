@@ -165,6 +165,18 @@ def test_an_input_sweep_shares_the_weights():
     assert torch.allclose(sys.rhs(x, p), want, rtol=0, atol=1e-15)
 
 
+def test_a_users_module_is_vmapped_through_functional_call():
+    nets = [_net(Affine, 3, gain=0.5, seed=s).double() for s in range(2)]
+    sys = from_module(nets[0], kind="map", input=[0.5])
+    stacked = {k: torch.stack([n.state_dict()[k] for n in nets]) for k in nets[0].state_dict()}
+    batch = dynlearn.flatten(sys, params_from_state_dicts(sys, stacked, dim="net"))
+    x = _states(8, 3).reshape(2, 4, 3)
+    y = sys.rhs(x, sys.expand_params(batch.params))
+    with torch.no_grad():
+        want = torch.stack([n(x[i], torch.full((4, 1), 0.5, dtype=D)) for i, n in enumerate(nets)])
+    assert sys.adapter == "module" and torch.allclose(y, want, rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("n_nets", [1, 8])
 def test_all_states_and_networks_are_one_cell_call(n_nets, monkeypatch):
     sys = from_module(nn.GRUCell(3, 16).double())
@@ -254,6 +266,7 @@ def test_the_default_module_system_is_a_small_gru_cell():
     (lambda: from_module(decay, kind="flow", params={"k": 1.0}), ParameterError, "state_dim"),
     (lambda: from_module(Hidden(2), kind="map"), ParameterError, "module_kwargs={'n': ...}"),
     (lambda: from_module(nn.GRUCell(1, 2), bounds=(1, 0)), ParameterError, "low < high"),
+    (lambda: from_module(nn.GRUCell(1, 2), state_dim=3), ParameterError, "state_dim=3 does not match the GRUCell (2)"),
     (lambda: dynlearn.make_system({"name": "module", "module": "torch.nn:NoSuchCell"}), ParameterError,
      "cannot import 'torch.nn:NoSuchCell'"),
     (lambda: ModuleSystem(nn.GRUCell(1, 2), adapter="lstm"), ParameterError, "adapter 'lstm'"),
