@@ -136,7 +136,9 @@ def store_views(tree: xr.DataTree) -> dict[str, Any]:
         from .plugins import make_analyzer
 
         cfg = json.loads(node.attrs.get("analyzer_config", "{}")) or {"name": an_name}
-        an = make_analyzer(cfg)
+        # array options (user states) are recorded by their digest only: the views do not need them
+        arrays = {k for k, d in get("analyzers", an_name).declared_options().items() if d.kind == "array"}
+        an = make_analyzer({k: v for k, v in cfg.items() if k not in arrays})
         for k, v in an.views(node.to_dataset().load()).items():
             views[f"{name}: {k}"] = v
     return views
