@@ -19,6 +19,9 @@ elements is what gives each trajectory its own length).
     >>> tr = simulate(sys, torch.zeros(1, 1, dtype=torch.float64), t=torch.linspace(0, 3.0, 31))
     >>> dynlearn.outcome.labels(tr.outcome).tolist()                                     # escapes at t = pi/2
     ['diverged']
+    >>> st = simulate_until(sys, torch.tensor([[0.0]], dtype=torch.float64), t_end=10.0, window=1.0)
+    >>> EVENTS[int(st.event[0])], float(st.time[0])                                     # stopped in window 2
+    ('diverged', 2.0)
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .periodic import Circle, wrap
 from .stepper import iterate
 from .system import System
 
-__all__ = ["Trajectory", "simulate", "Stopped", "simulate_until", "EVENTS"]
+__all__ = ["Trajectory", "simulate", "Stopped", "simulate_until", "EVENTS", "event_attrs"]
 
 #: stopping events of :func:`simulate_until` (``event`` codes are indices into this tuple)
 EVENTS = ("t_end", "converged", "settled", "diverged", "left_region", "nan")
