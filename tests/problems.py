@@ -22,7 +22,8 @@ Pitchfork ``x' = r x - x^3``: 0 (eigenvalue ``r``) for every ``r``, and ``+-sqrt
 ``r < 0``). Transcritical ``x' = r x - x^2``: 0 (eigenvalue ``r``) and ``r`` (eigenvalue ``-r``) exchange stability
 at ``r = 0``. Moving saddle-node: ``x' = r + x^2`` turned by ``omega r`` and carried by ``(A r, A r)`` in the
 plane (fixed points ``c(r) + R(omega r) (+-sqrt(-r), 0)``, eigenvalues those of ``(r + u^2, -v)``): points that
-move far between steps.
+move far between steps. Turning phase ``theta' = 1/2 - sin(theta - r)`` on the circle: a stable and an unstable
+point, ``r + pi/6`` and ``r + 5 pi/6`` (mod 2 pi), that turn with ``r`` across the cut at ``+-pi``.
 Local ghost ``x' = (2 - x)((x + 1)^2 + c)``: one fixed point (``x = 2``, stable) for every ``c > 0``; near
 ``x = -1`` a local minimum of the speed that becomes a ghost as ``c -> 0`` (no bifurcation).
 
@@ -56,6 +57,7 @@ __all__ = [
     "Pitchfork",
     "Transcritical",
     "MovingSaddleNode",
+    "TurningPhase",
 ]
 
 
@@ -217,3 +219,17 @@ class MovingSaddleNode(FlowSystem):
         u, v = c * X + s * Y, -s * X + c * Y          # R(-omega r) (x - centre)
         fu, fv = r + u**2, -v
         return torch.stack([c * fu - s * fv, s * fu + c * fv], dim=-1)
+
+
+class TurningPhase(FlowSystem):
+    """``theta' = 1/2 - sin(theta - r)`` on the circle ``[-pi, pi)``: two fixed points turning with ``r``."""
+
+    name = "turning_phase_test"
+    description = "two fixed points on a circle that turn with r (test problem)"
+    state_names = ("theta",)
+    periodic = {"theta": (-math.pi, math.pi)}
+    parameters = {"r": Param(0.0, description="phase shift r", units="rad")}
+    domain_bounds = ([-math.pi], [math.pi])
+
+    def rhs(self, x, p):
+        return 0.5 - torch.sin(x - p["r"][..., None])

@@ -14,7 +14,8 @@ from dynlearn.testing import analyzer_checks
 from dynlearn_builtins.analyzers.bifurcations import Bifurcations, tracks_graph
 from dynlearn_builtins.analyzers.bifurcations.events import REASONS
 from dynlearn_builtins.analyzers.fixed_points import TYPES, FixedPoints
-from problems import LocalGhost, LogisticMap, MovingSaddleNode, NeimarkSackerMap, Pitchfork, Transcritical
+from problems import (LocalGhost, LogisticMap, MovingSaddleNode, NeimarkSackerMap, Pitchfork, Transcritical,
+                      TurningPhase)
 
 
 def run(system, grid, n_starts=16, **options):
@@ -180,6 +181,15 @@ def test_points_moving_far_keep_their_tracks():
     assert bifurcations(out) == [("saddle_node", "annihilation")]
     assert abs(float(out.location.values[out.event_type.values == "saddle_node"][0])) <= R_OFF[1] - R_OFF[0]
     assert out.subtype.values[out.event_type.values == "ghost_emergence"].tolist() == ["after_saddle_node"]
+    assert_books_balance(fp, out, "r")
+
+
+def test_tracks_cross_the_cut_of_a_periodic_coordinate():
+    """Two fixed points turning once around the circle keep one track each across the cut at +-pi."""
+    fp, out = run(TurningPhase(), dynlearn.grid(r=np.linspace(0, 2 * np.pi, 13)))
+    assert np.all(fp.n_fixed.values == 2) and out.sizes["event"] == 0
+    stable = fp.point_type.values == TYPES.index("stable_node")
+    assert len(set(out.track.values[stable])) == 1 and len(set(out.track.values[~stable & fp.present.values])) == 1
     assert_books_balance(fp, out, "r")
 
 

@@ -58,6 +58,7 @@ import torch
 import xarray as xr
 
 import dynlearn
+from dynlearn import periodic
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.matching import Slots, track
 from dynlearn.params import Param, Settings
@@ -112,21 +113,25 @@ def _predictor(batch: Batch, dim: str, others: list[str], coord: np.ndarray, typ
     """The matcher's ``predict``: every live track continued to the step being matched (all lines and slots in
     one batch); ``record`` (per node: status, lost_at, continued position) gets each node's first continuation."""
     status, lost_at, x_next = record
+    circle = periodic.Circle.of(batch.system)
     params = _lines(batch, dim, others)
     t = coord.astype(float) if np.issubdtype(coord.dtype, np.number) else np.arange(len(coord), dtype=float)
     tol = 1e-6 * float(np.mean(box[1] - box[0]))
 
     def predict(k: int, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
         li, si = np.nonzero(slots.live)
-        c = continue_points(batch.system, params, t, li, slots.step[li, si], k, slots.position[li, si],
-                            slots.previous[li, si], slots.previous_step[li, si], slots.cls[li, si] == 1, typical,
+        x0 = slots.position[li, si]
+        before = x0 - periodic.delta(x0, slots.previous[li, si], circle)  # unwrapped next to x0 for the secant
+        c = continue_points(batch.system, params, t, li, slots.step[li, si], k, x0, before,
+                            slots.previous_step[li, si], slots.cls[li, si] == 1, typical,
                             box, substeps=opts.substeps, newton_steps=opts.newton_steps, tol=opts.newton_tol)
         out = np.full(slots.position.shape, np.nan)
+        c.position = periodic.wrap(c.position, circle)
         out[li, si] = c.position
         exact = np.zeros(slots.live.shape, dtype=bool)
         exact[li, si] = c.status == STATUS.index("converged")
         moved = np.full(slots.live.shape, np.inf)
-        moved[li, si] = np.linalg.norm(c.position - slots.position[li, si], axis=-1)
+        moved[li, si] = periodic.distance(c.position, x0, circle)
         hit = collisions(out, exact, moved, tol)[li, si]
         c.status[hit] = STATUS.index("collided")
         exact[li[hit], si[hit]] = False
@@ -225,8 +230,10 @@ class Bifurcations(dynlearn.Analyzer):
         predict = (_predictor(batch, dim, others, coord, typical, (lo, hi), opts, (status, lost_at, x_next))
                    if opts.substeps > 0 else None)
         with Meter(K, "bifurcations: tracking", show_progress, unit="step") as meter:
+            circle = periodic.Circle.of(batch.system)
             tr = track(pos, present, cls, code, gate=gate, stability_weight=opts.stability_weight,
-                       max_gap=opts.max_gap, on_step=meter.update, predict=predict)
+                       max_gap=opts.max_gap, on_step=meter.update, predict=predict,
+                       distance=lambda a, b: periodic.distance(a, b, circle))
         ln, st, pt = tr.node_line, tr.node_step, tr.node_point
         eig_r = f.eig_real.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)
         eig_i = f.eig_imag.transpose(*others, dim, "point", "eig").values.reshape(L, K, P, -1)

@@ -144,8 +144,8 @@ def _bookkeeping(rec: pd.DataFrame, kept: np.ndarray, n_fixed: np.ndarray, maske
     xn = np.stack(list(rec.x_next))
     edge = (np.minimum(x - lo, hi - x) <= 0.05 * width).any(-1) | ((xn < lo) | (xn > hi)).any(-1)
     why = np.where(by >= 0, REASONS.index("weak_event"), REASONS.index("unpaired"))
-    why = np.where(edge, REASONS.index("box_edge"), why)
     why = np.where(_missed(rec, gate) & (by < 0), REASONS.index("missed_point"), why)
+    why = np.where(edge & (by < 0), REASONS.index("box_edge"), why)
     why = np.where(masked[line, interval] | masked[line, interval - 1], REASONS.index("masked"), why)
     np.maximum.at(reason, (line[~ok], interval[~ok]), why[~ok].astype(np.int8))
     return {"fixed_change": fixed_change, "explained_change": explained, "unexplained": reason}
