@@ -216,6 +216,30 @@ def test_ghost_emergence_without_bifurcation():
     assert np.all(fp.n_ghost.values[first:] == 1) and np.all(fp.n_ghost.values[:first] == 0)
 
 
+@pytest.fixture(scope="module")
+def local_ghost():
+    grid = dynlearn.grid(c=[2.0, 1.5, 1.0, 0.5, 0.2, 0.05, 0.01])
+    return grid, FixedPoints(n_starts=16).run(LocalGhost(), grid)   # the ghost near -1 from c = 0.5 on
+
+
+@pytest.mark.parametrize(
+    "types, expected",
+    [({3: "slow_point"}, [("from_slow_point", 4)]),           # a slow point deepens into a ghost
+     ({4: "slow_point"}, [("from_slow_point", 5)]),           # flickers through the ghost test: one event
+     ({4: None, 5: None, 6: None}, []),                       # a ghost seen once is not confirmed
+     ({3: None, 4: None, 5: None}, [])],                      # ... nor one that appears at the last step
+    ids=["from-slow-point", "flicker", "unconfirmed", "last-step"],
+)
+def test_ghost_emergence_rules(local_ghost, types, expected):
+    grid, fp = local_ghost
+    fp = fp.copy(deep=True)
+    for step, t in types.items():
+        fp["point_type"][dict(c=step, point=1)] = TYPES.index(t) if t else -1
+        fp["present"][dict(c=step, point=1)] = t is not None
+    out = Bifurcations().run(LocalGhost(), grid, upstream={"fixed_points": fp})
+    assert [(str(s), int(k)) for s, k in zip(out.subtype.values, out.step_after.values)] == expected
+
+
 def test_graph_tables_rebuild(sweep):
     fp, out = sweep
     g = tracks_graph(out)

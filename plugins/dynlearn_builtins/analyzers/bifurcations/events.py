@@ -353,41 +353,47 @@ def _transcritical_and_others(ch: pd.DataFrame, rec: pd.DataFrame, ctx: dict,
     return out
 
 
+def _first_emergence(track_ghosts: pd.DataFrame, slow: pd.DataFrame, ann: list[dict], pair_gate: float):
+    """The first ghost node of a track that qualifies as an emergence, its subtype and whether it persists."""
+    track_nodes = slow[slow.track == track_ghosts.track.iloc[0]]
+    for g in track_ghosts.itertuples():
+        earlier = track_nodes[track_nodes.step < g.step]
+        later = track_nodes[track_nodes.step == g.step + 1]
+        persists = bool(len(later) and int(later.code.iloc[0]) == fc.CODE["ghost"])
+        if any(e["line"] == g.line and abs(e["step_after"] - g.step) <= 1
+               and min(np.linalg.norm(e["x"] - g.x), np.linalg.norm(e["x_continued"] - g.x)) <= pair_gate
+               for e in ann):
+            return g, "after_saddle_node", persists
+        if len(earlier) and (earlier.code == fc.CODE["slow_point"]).any():
+            return g, "from_slow_point", persists
+        before = slow[(slow.line == g.line) & (slow.step == g.step - 1)]
+        if not len(earlier) and persists and not any(np.linalg.norm(x - g.x) <= pair_gate for x in before.x):
+            return g, "new", persists
+    return None
+
+
 def _ghost_emergence(nodes: pd.DataFrame, events: list[dict], ctx: dict, typical: np.ndarray) -> list[dict]:
     n_fixed, coord, pair_gate, K = ctx["n_fixed"], ctx["coord"], ctx["pair_gate"], ctx["K"]
     slow = nodes[nodes.cls == 1]
     ghosts = slow[slow.code == fc.CODE["ghost"]]
     if not len(ghosts):
         return []
-    first = ghosts.groupby("track").head(1)
-    first = first[first.step > 0]
     ann = [e for e in events if e["event_type"] == "saddle_node" and e["subtype"] == "annihilation"]
     out = []
-    for g in first.itertuples():
-        track_nodes = slow[slow.track == g.track]
-        earlier = track_nodes[track_nodes.step < g.step]
-        later = track_nodes[track_nodes.step == g.step + 1]
-        persists = bool(len(later) and int(later.code.iloc[0]) == fc.CODE["ghost"])
-        after_sn = any(e["line"] == g.line and abs(e["step_after"] - g.step) <= 1
-                       and min(np.linalg.norm(e["x"] - g.x), np.linalg.norm(e["x_continued"] - g.x)) <= pair_gate
-                       for e in ann)
-        if after_sn:
-            sub = "after_saddle_node"
-        elif len(earlier) and (earlier.code == fc.CODE["slow_point"]).any():
-            sub = "from_slow_point"
-        else:
-            before = slow[(slow.line == g.line) & (slow.step == g.step - 1)]
-            nearby = any(np.linalg.norm(x - g.x) <= pair_gate for x in before.x)
-            if len(earlier) or nearby or not persists:
-                continue
-            sub = "new"
+    for _, track_ghosts in ghosts.groupby("track"):
+        if int(track_ghosts.step.iloc[0]) == 0:
+            continue  # a ghost from the start did not emerge here
+        found = _first_emergence(track_ghosts, slow, ann, pair_gate)
+        if found is None:
+            continue
+        g, sub, persists = found
         change = int(n_fixed[g.line, g.step]) - int(n_fixed[g.line, g.step - 1])
         is_slow = bool(g.speed <= 0.1 * typical[g.line, g.step])
         out.append(dict(line=int(g.line), event_type="ghost_emergence", subtype=sub, step_before=int(g.step) - 1,
                         step_after=int(g.step), location=0.5 * (float(coord[g.step - 1]) + float(coord[g.step])),
                         track_a=int(g.track), track_b=-1, track_c=-1, count_change=0, pair_distance=np.nan,
                         eig_a=np.nan, eig_b=np.nan, q_min_depth=g.speed,
-                        confidence=_confidence(after_sn or change == 0,
+                        confidence=_confidence(sub == "after_saddle_node" or change == 0,
                                                [is_slow, persists or g.step == K - 1]),
                         x=g.x, claims=[]))
     return out
