@@ -211,6 +211,16 @@ def test_periodic_coordinates_one_point_per_period():
     assert copies.n_fixed.item() == 7  # theta = asin 0.5 + 2 pi k (3 in the box), pi - asin 0.5 + 2 pi k (4)
 
 
+@pytest.mark.parametrize("low, high", [(2.0, 4.0), (-4.5, -3.5)], ids=["across-the-cut", "another-period"])
+def test_periodic_box_is_taken_on_the_circle(low, high):
+    """A box in theta that crosses the cut at pi, or lies a period away: the saddle pi - asin 0.5 (= -3.665 + 2 pi)
+    is inside it, reported wrapped; the focus is not."""
+    out = FixedPoints(n_starts=32, bounds=[[low, -1.0], [high, 1.0]]).run(Pendulum(), dynlearn.grid(torque=[0.5]))
+    assert out.n_fixed.item() == 1
+    assert out.position.isel(torque=0, point=0).sel(state="theta").item() == pytest.approx(
+        math.pi - math.asin(0.5), abs=1e-12)
+
+
 def test_pca_basis_of_user_states_and_view():
     t, s = (a.ravel() for a in np.meshgrid(np.linspace(-2, 2, 21), np.linspace(-1, 1, 11)))  # uncorrelated
     plane = np.outer(t, [1.0, 1.0, 0.0]) / np.sqrt(2) + np.outer(0.3 * s, [0.0, 0.0, 1.0]) + 0.1

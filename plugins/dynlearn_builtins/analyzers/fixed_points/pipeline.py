@@ -18,7 +18,7 @@ import torch
 
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.params import Settings
-from dynlearn.periodic import Circle, wrap
+from dynlearn.periodic import Circle, delta, wrap
 
 from . import classify as fc
 from .sampling import passage
@@ -87,6 +87,13 @@ class Box:
     def wrap(self, x: Tensor) -> Tensor:
         """``x`` with its periodic coordinates wrapped into their interval."""
         return x if self.circle is None else wrap(x, self.circle)
+
+    def inside(self, x: Tensor, margin: Tensor) -> Tensor:
+        """States ``x`` ``(..., d)`` within ``margin`` ``(d,)`` of the box (periodic coordinates: their shortest
+        arc to the box's centre, so every copy ``theta + 2 pi k`` of a state inside is inside)."""
+        center = (self.lo + self.hi) / 2
+        dx = x - center if self.circle is None else delta(x, center, self.circle)
+        return (dx.abs() <= self.width / 2 + margin).all(-1)
 
     @property
     def width(self) -> Tensor:
@@ -162,7 +169,7 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
     ginf = scatter(sol.g_inf, torch.inf)
     status = scatter(sol.status, OUTSIDE)
     m = st.margin * width
-    in_box = ((x >= lo - m) & (x <= hi + m)).all(-1) & (status != OUTSIDE)
+    in_box = box.inside(x, m) & (status != OUTSIDE)
     x = box.wrap(x)
     root = in_box & (ginf <= st.root_tol)
     keep, count = dedupe(x, q, root, tol, circle=box.circle)
@@ -186,7 +193,7 @@ def find(system, p: Mapping[str, Tensor], starts: Tensor, start_mask: Tensor, ty
             cg = torch.full((B * Pc,), torch.inf, dtype=q.dtype, device=q.device)
             cg[flat] = gr
             ok = torch.zeros(B * Pc, dtype=torch.bool, device=q.device)
-            in_box_r = ((xr >= lo - m) & (xr <= hi + m)).all(-1)
+            in_box_r = box.inside(xr, m)
             ok[flat] = (is_min | (gr <= st.root_tol)) & in_box_r
             cx, cq, cg, ok = cx.reshape(B, Pc, d), cq.reshape(B, Pc), cg.reshape(B, Pc), ok.reshape(B, Pc)
             croot = ok & (cg <= st.root_tol)
