@@ -14,8 +14,8 @@ from dynlearn.testing import analyzer_checks
 from dynlearn_builtins.analyzers.bifurcations import Bifurcations, tracks_graph
 from dynlearn_builtins.analyzers.bifurcations.events import REASONS
 from dynlearn_builtins.analyzers.fixed_points import TYPES, FixedPoints
-from problems import (LocalGhost, LogisticMap, MovingSaddleNode, NeimarkSackerMap, Pitchfork, Transcritical,
-                      TurningPhase)
+from problems import (LocalGhost, LogisticMap, MovingSaddleNode, NeimarkSackerMap, Pitchfork, SaddleNodeMap,
+                      Transcritical, TurningPhase)
 
 
 def run(system, grid, n_starts=16, **options):
@@ -128,6 +128,7 @@ R_OFF = np.linspace(-1, 1, 20)   # r = 0 halfway between two grid points
 @pytest.mark.parametrize(
     "system, r, events",
     [("saddle_node", R_OFF[::-1], [("saddle_node", "birth")]),
+     (SaddleNodeMap(), R_OFF / 5, [("saddle_node", "annihilation")]),
      (Pitchfork(), R_ON, [("pitchfork", "birth")]),
      (Pitchfork(), R_OFF, [("pitchfork", "birth")]),
      (Pitchfork(), R_OFF[::-1], [("pitchfork", "annihilation")]),
@@ -136,7 +137,7 @@ R_OFF = np.linspace(-1, 1, 20)   # r = 0 halfway between two grid points
      (Transcritical(), R_OFF, [("transcritical", "exchange")]),
      ("hopf", R_OFF / 2, [("hopf", "destabilizing")]),
      (LogisticMap(), 3 + R_OFF / 2, [("flip", "destabilizing")])],
-    ids=["saddle-node-birth", "pitchfork-on-grid", "pitchfork", "pitchfork-reversed", "subcritical-pitchfork",
+    ids=["saddle-node-birth", "saddle-node-map", "pitchfork-on-grid", "pitchfork", "pitchfork-reversed", "subcritical-pitchfork",
          "transcritical-on-grid", "transcritical", "hopf", "flip"],
 )
 def test_normal_forms(system, r, events):
