@@ -62,6 +62,7 @@ from . import outcome as oc
 from .errors import ParameterError, ShapeError
 from .progress import Meter
 from .stepper import freeze, iterate, rk4_step, step_jacobian
+from .system import System, has_fast_products
 
 __all__ = ["Spectrum", "spectrum", "ExponentAccumulator", "qr", "tangent_rk4_step", "kaplan_yorke", "LOG_FLOOR"]
 
@@ -321,34 +322,38 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
         if meter is not None:
             meter.update(transient - warm)
     code = oc.classify(x, max_norm) if code is None else code
-    acc = ExponentAccumulator(S, d, k, renorm_every=renorm_every, keep_r=covariant, products=flow)
+    # flows: tangent RK4 with the system's Jacobian products when it has closed forms; otherwise one autograd pass
+    # through the renorm_every RK4 steps between re-orthonormalisations (step_jacobian), as cheap as one step's
+    products = flow and _has_products(system)
+    stride = renorm_every if flow and not products else 1
+    acc = ExponentAccumulator(S, d, k, renorm_every=renorm_every // stride, keep_r=covariant, products=products)
     rec = torch.empty(tail, *x.shape, dtype=x.dtype) if tail else None
     windows = [] if window else None
     last = None
     start = x
     first = (warm + steps) // renorm_every - tail + 1  # the re-orthonormalisation recorded in rec[0]
-    for i in range(warm + steps):
+    for i in range(0, warm + steps, stride):
         if i == warm:
             acc.reset()
             start = x
             last = acc.logsum.clone()
-        if flow:
+        if products:
             y, aq = tangent_rk4_step(system, x, p, acc.q, h)
             x, code, moved = freeze(x, y, code, max_norm)
             acc.push_product(aq, moved)
         else:
-            y, jac = step_jacobian(system, x, p)
+            y, jac = step_jacobian(system, x, p, dt=h, n=stride)
             x, code, moved = freeze(x, y, code, max_norm)
             acc.push(jac, moved)
-        j = i - warm + 1  # measured steps done
-        if j > 0 and window and j % window == 0:
+        done = i + stride  # steps done, warm-up included
+        if window and done > warm and (done - warm) % window == 0:
             now = acc.logsum.clone()
             windows.append((now - last) / (window * h))
             last = now
-        if rec is not None and (i + 1) % renorm_every == 0 and (slot := (i + 1) // renorm_every - first) >= 0:
+        if rec is not None and done % renorm_every == 0 and (slot := done // renorm_every - first) >= 0:
             rec[slot] = x
         if meter is not None:
-            meter.update(1)
+            meter.update(stride)
     ok = (code == oc.OK).unsqueeze(-1)
     nan = torch.tensor(math.nan, dtype=F64)
     lam = torch.where(ok, acc.exponents(steps, h), nan)
@@ -357,19 +362,31 @@ def spectrum(system, x0: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
     return Spectrum(lam, code, x, start, ft, cov, rec, steps, h)
 
 
+def _has_products(system) -> bool:
+    """Whether ``system`` gives its Jacobian in closed form (overrides :meth:`System.jacobian`) or Jacobian-vector
+    products (:func:`~dynlearn.system.has_fast_products`): then tangent RK4 steps need no autograd."""
+    return type(system).jacobian is not System.jacobian or has_fast_products(system)
+
+
 def tangent_rk4_step(system, x: Tensor, p: Mapping[str, Tensor], q: Tensor, h: float) -> tuple[Tensor, Tensor]:
     """One RK4 step of size ``h`` of a flow from ``x (*S, d)`` and the step's exact Jacobian times ``q (*S, d, k)``.
 
     :func:`dynlearn.stepper.rk4_step` applied to the variational system ``(x, Q)' = (f(x), Df(x) Q)``: RK4 of
     that system is the RK4 step together with its derivative, so no autograd pass and no ``d x d`` step Jacobian
-    (``Df`` products from :meth:`System.jacobian`, closed form where the system gives one). The products are
-    float64; the state keeps its dtype (a float32 state is stepped by the stepper in float32).
+    (``Df Q`` from the system's closed-form ``jacobian``, else from its ``jvp``). The products are float64; the
+    state keeps its dtype (a float32 state is stepped by the stepper in float32).
     """
     p64 = {n: v.to(F64) if v.is_floating_point() else v for n, v in p.items()}
 
+    closed = type(system).jacobian is not System.jacobian
+
     def variational(z: Tensor) -> Tensor:
-        y = z[..., 0]
-        return torch.cat([system.rhs(y, p64).unsqueeze(-1), system.jacobian(y, p64) @ z[..., 1:]], -1)
+        y, v = z[..., 0], z[..., 1:]
+        if closed:
+            jv = system.jacobian(y, p64) @ v
+        else:  # Jacobian-vector products, one per tangent vector
+            jv = torch.stack([system.jvp(y, p64, v[..., j]) for j in range(v.shape[-1])], -1)
+        return torch.cat([system.rhs(y, p64).unsqueeze(-1), jv], -1)
 
     z = rk4_step(variational, torch.cat([x.to(F64).unsqueeze(-1), q], -1), h)
     if x.dtype == F64:

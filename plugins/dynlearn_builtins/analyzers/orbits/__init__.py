@@ -11,17 +11,21 @@ stroboscopic map :math:`x \mapsto \varphi_T(x)` (``T = flow_time``). Each orbit 
   approach), *spiral* (complex); for a flow *monotone* (node) or *spiral* (focus);
 - **periodic** with period :math:`p \le` ``max_period`` (smallest :math:`p` with
   :math:`|x_{t+p} - x_t| \le \mathrm{tol}\,(1 + |x|)` over a window); for a flow a limit cycle found by first
-  return, with its period in time (``period_time``, refined by a parabola through the return distances);
-- **chaotic**: bounded, not periodic, largest Lyapunov exponent :math:`> ` ``lyapunov_tol``;
-- **aperiodic**: bounded, none of the above (quasi-periodic, or not settled within the budget);
-- **none**: the orbit has no class because it failed; the ``outcome`` variable (:mod:`dynlearn.outcome`) says
-  how: ``diverged`` / ``nan`` (it left :math:`|x|_\infty \le` ``max_norm``: labeled data, never an exception)
-  or ``masked`` (parameters not computed, e.g. a network that diverged in training). Every other orbit's
-  outcome is ``ok``.
+  return with a leading exponent ~0, with its period in time (``period_time``, refined by a parabola through the
+  return distances); periodic coordinates (``System.periodic``) are compared modulo their period;
+- **chaotic**: bounded, not periodic, leading Lyapunov exponent :math:`> ` ``lyapunov_tol`` over the run and over
+  each half of it;
+- **aperiodic** (quasi-periodic): bounded, not periodic, :math:`|\lambda_1| \le` ``lyapunov_tol`` and return
+  distances that no longer shrink;
+- **none**: the orbit has no class; the ``outcome`` variable (:mod:`dynlearn.outcome`) says why: ``diverged`` /
+  ``nan`` (it left :math:`|x|_\infty \le` ``max_norm``: labeled data, never an exception), ``masked``
+  (parameters not computed, e.g. a network that diverged in training) or ``unresolved``: its evidence had not
+  converged (e.g. a negative leading exponent but no period yet) after it was integrated further in rounds of 2,
+  4, 8, ... times ``steps``, up to ``max_steps``. Every other orbit's outcome is ``ok``.
 
-Lyapunov exponents: :math:`Q_{t+1} R_{t+1} = J(x_t) Q_t` (QR), :math:`\lambda_i = \frac{1}{n\,\Delta}
-\sum_t \ln |(R_t)_{ii}|` with :math:`\Delta = 1` for maps (per iteration) and :math:`T` for flows (per unit
-time). Distinct attractors reached from different samples are numbered per parameter value (``attractor``).
+Lyapunov exponents (:func:`dynlearn.lyapunov.spectrum`): :math:`Q_{t+1} R_{t+1} = J(x_t) Q_t` (QR),
+:math:`\lambda_i = \frac{1}{n\,\Delta} \sum_t \ln |(R_t)_{ii}|` with :math:`\Delta = 1` for maps (per iteration)
+and :math:`T` for flows (per unit time), float64 whatever ``precision``. Distinct attractors reached from different samples are numbered per parameter value (``attractor``).
 
 With ``refine_dim``, every change of (outcome, class, period, approach) between neighbours along that sweep dim
 is bisected (all brackets in one batch) to ``refine_tol``: the ``transition_*`` variables give the thresholds
@@ -73,8 +77,8 @@ DEFAULTS = {"transient": {"map": 2000, "flow": 100}, "steps": {"map": 1000, "flo
 
 
 class Orbits(Analyzer):
-    """Classify orbits (converged / periodic / chaotic / aperiodic; outcome ok / diverged / nan / masked) and
-    compute Lyapunov exponents.
+    """Classify orbits (converged / periodic / chaotic / aperiodic; outcome ok / diverged / nan / unresolved /
+    masked) and compute Lyapunov exponents.
 
     The keyword arguments are the declared :attr:`options` (:class:`~dynlearn.Param`), validated once into
     ``self.settings``; the helpers receive those settings.
@@ -107,6 +111,12 @@ class Orbits(Analyzer):
     n_exponents
         How many (largest) Lyapunov exponents to compute; default all ``d`` (set it for high-dimensional
         systems: the cost of the tangent dynamics grows with it).
+    max_steps
+        Tangent steps an orbit whose evidence has not converged may run in all before it is ``unresolved``
+        (default 16 ``steps``).
+    precision
+        Float dtype of the states (``"float64"`` or ``"float32"``; tangent dynamics and exponents are float64, the
+        periodicity tolerance is never below 64 rounding units).
     chunk_size
         Largest number of orbits iterated in one batch.
     """
