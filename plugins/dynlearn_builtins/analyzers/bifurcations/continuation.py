@@ -111,8 +111,8 @@ def continue_points(system: System, params: dict[str, torch.Tensor], coord: np.n
         args = (torch.as_tensor(coord[k_from[idx]], dtype=torch.float64), float(coord[k_to]),
                 torch.as_tensor(position[idx]), torch.as_tensor(x_prev[idx], dtype=torch.float64),
                 torch.as_tensor(t_prev[idx], dtype=torch.float64))
-        # one direct step first: a point that converges within SHORT box widths of where it was is continued
-        # (no other point can be in between); the others are retried along the substeps
+        # one direct step first: a point that converges within SHORT box widths of where it was is taken (close
+        # checkpoints: most points of a training run); the others are retried along the substeps
         y, st, la = _continue_batch(system, ends, *args, is_slow, tol_res, tol_fixed, box, substeps=1,
                                     newton_steps=newton_steps)
         short = (st == STATUS.index("converged")) & (np.linalg.norm(y - position[idx], axis=-1) <= SHORT * width)
@@ -130,6 +130,8 @@ def _continue_batch(system: System, ends: dict[str, tuple[torch.Tensor, torch.Te
                     cur: torch.Tensor, prev: torch.Tensor, tp: torch.Tensor, is_slow: bool, tol_res: torch.Tensor,
                     tol_fixed: torch.Tensor, box: tuple[np.ndarray, np.ndarray], *, substeps: int,
                     newton_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Continue one kind of point (roots, or minima of the speed if ``is_slow``) along ``substeps`` substeps:
+    final positions, status codes and ``lost_at``."""
     n = cur.shape[0]
     lo, hi = (torch.as_tensor(b, dtype=torch.float64) for b in box)
     width = hi - lo
