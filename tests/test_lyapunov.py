@@ -16,6 +16,7 @@ from dynlearn.sweep import grid
 from dynlearn.testing import analyzer_checks
 from dynlearn_builtins.analyzers.lyapunov import Lyapunov
 from dynlearn_builtins.systems.chaos import Henon, Lorenz
+from dynlearn_builtins.systems.two_factor import TwoFactorMap
 
 F64 = torch.float64
 #: a non-normal basis: eigenvectors that are not orthogonal (the QR method must still give the eigenvalues)
@@ -124,7 +125,7 @@ def test_float32_states_give_finite_exponents_close_to_float64():
 
 
 def test_diverging_orbits_are_labeled_with_nan_exponents():
-    tf = dynlearn.get_system("two_factor")(mu=1.0)
+    tf = TwoFactorMap(mu=1.0)
     sp = _run(tf, [[0.5, 0.5], [4.0, -4.0]], steps=100, transient=10, window=50, covariant=True)
     assert oc.labels(sp.outcome).tolist() == ["ok", "diverged"]
     assert torch.isfinite(sp.exponents[0]).all() and torch.isnan(sp.exponents[1]).all()

@@ -68,8 +68,8 @@ class LyapunovSpectra(Reproduction):
             "henon": Lyapunov(seed=1, **b["henon"]).run(Henon(), show_progress=show_progress),
             "two_factor": Lyapunov(manifold="balanced", seed=1, **b["two_factor"]).run(
                 TwoFactorMap(), grid(mu=[2.0]), show_progress=show_progress),
-            "duffing": Orbits(n_samples=16).run(Duffing(), show_progress=show_progress),
-            "duffing_float32": Orbits(n_samples=16, precision="float32").run(Duffing(), show_progress=show_progress),
+            "duffing": Orbits(n_samples=8).run(Duffing(), show_progress=show_progress),
+            "duffing_float32": Orbits(n_samples=8, precision="float32").run(Duffing(), show_progress=show_progress),
         }
         for name, ds in groups.items():
             write_group(out, name, ds, consolidated=False)
