@@ -249,3 +249,12 @@ def test_no_warnings_by_default():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         FixedPoints(n_starts=16).run("saddle_node", dynlearn.grid(r=[-1.0, 0.1]))
+
+
+def test_one_sweep_element_with_several_ghosts():
+    """A system run without a grid (one parameter set) whose passage test has several candidates: the shared
+    parameters broadcast against the doubled (forward and backward) states."""
+    import dynlearn
+
+    fp = dynlearn.make_analyzer({"name": "fixed_points", "n_starts": 32}).run("ghost_chain")
+    assert int(fp.n_ghost) == 2 and int(fp.n_fixed) == 0

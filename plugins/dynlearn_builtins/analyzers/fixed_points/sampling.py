@@ -226,7 +226,8 @@ def passage(system, x: Tensor, p: Mapping[str, Tensor], *, rho_max: Tensor, fact
         est = torch.where(shaped, t_ball, 20 * rho / r.clamp(min=torch.finfo(x.dtype).tiny))
         H = (1.5 * est).clamp(min=1e-12, max=1e15)
         both = torch.cat([x, x])
-        p2 = {k: torch.cat([val, val]) for k, val in p.items()}
+        # per-state parameters are doubled with the states; one shared set (take's B = 1) broadcasts as is
+        p2 = {k: torch.cat([val, val]) if val.shape[0] == K and K > 1 else val for k, val in p.items()}
         sign = torch.cat([torch.ones(K), -torch.ones(K)]).to(x.dtype)
         xs, vs, ins = rk4_path(system, both, p2, torch.cat([H, H]) * sign, n_steps)
         s, left = _exit_time(xs, vs, ins, torch.cat([x, x]), torch.cat([rho, rho]))
