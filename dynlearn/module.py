@@ -450,6 +450,8 @@ class ModuleSystem(System):
         w, full, vary = self._layout_of(x, p)
         nb = len(full)
         xs = x.expand(*full, d)
+        if 0 in full:  # no state at all
+            return xs * 0
         if not vary:
             out = self._call({k: v.reshape(v.shape[v.dim() - self._event[k]:]) for k, v in w.items()}, xs.reshape(-1, d))
             return out.reshape(*full, d)

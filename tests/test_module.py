@@ -154,6 +154,13 @@ def test_networks_batched_by_vmap_equal_each_networks_own_forward():
     assert torch.allclose(sys.rhs(x[:, 0], p), want[:, 0], rtol=0, atol=1e-15)
 
 
+def test_no_state_is_no_call():
+    sys = from_module(nn.GRUCell(1, 2))
+    p = {k: v + torch.zeros(3, *v.shape, dtype=D) for k, v in sys.param_tensors().items()}
+    assert sys.rhs(torch.zeros(0, 2, dtype=D), {k: v[:0] for k, v in p.items()}).shape == (0, 2)
+    assert sys.rhs(torch.zeros(3, 0, 2, dtype=D), sys.expand_params(p)).shape == (3, 0, 2)
+
+
 def test_an_input_sweep_shares_the_weights():
     cell = _three_cells()[0]
     sys = from_module(cell)
