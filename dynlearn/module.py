@@ -39,7 +39,9 @@ constant input ``input`` (dim ``input_channel``, default zeros): sweep it with a
 on the input. ``rhs`` evaluates the module through ``torch.func.functional_call`` (the built-in cells through the
 same ATen operations as torch's own): with weights shared by every state it is one call on all the states, and
 weights that vary along batch dims are one ``torch.func.vmap`` over those dims, the other dims staying the
-module's own batch.
+module's own batch. A user's module runs in the mode it is in (call ``.eval()`` first if it has dropout). The
+Jacobian (one forward and one batched backward pass), ``jvp`` and ``vjp`` come from autograd through the module,
+so the fixed-point finder uses products and forms Jacobians only for its Newton steps.
 
 The config (:meth:`System.to_config`) is JSON: the importable class path, the constructor arguments (torch's own
 for its classes; for a user's class the scikit-learn convention, same-named attributes, else ``module_kwargs``),
