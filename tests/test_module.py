@@ -201,7 +201,27 @@ def test_all_states_and_networks_are_one_cell_call(n_nets, monkeypatch):
 
 
 # -- the conformance kit ------------------------------------------------------------------------------------
+def _trained_gru_cell() -> nn.GRUCell:
+    """A GRU cell trained (40 Adam steps) to remember the sign of the last input pulse: a 1-bit flip-flop."""
+    cell, readout = _net(nn.GRUCell, 1, 4), nn.Linear(4, 1)
+    g = torch.Generator().manual_seed(0)
+    pulses = torch.randint(-1, 2, (20, 32, 1), generator=g).float() * (torch.rand(20, 32, 1, generator=g) < 0.2)
+    target = torch.cummax((pulses != 0).float() * torch.arange(1, 21).reshape(20, 1, 1), 0).indices
+    target = pulses.gather(0, target)
+    opt = torch.optim.Adam([*cell.parameters(), *readout.parameters()], lr=0.05)
+    for _ in range(40):
+        h, loss = torch.zeros(32, 4), 0.0
+        for t in range(20):
+            h = cell(pulses[t], h)
+            loss = loss + ((readout(h) - target[t]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return cell
+
+
 CONFORMING = {
+    "GRUCell-trained": lambda: from_module(_trained_gru_cell()),
     "GRUCell": lambda: from_module(_net(nn.GRUCell, 2, 3), input=[0.5, -0.5]),
     "LSTM-2": lambda: from_module(_net(nn.LSTM, 1, 2, num_layers=2)),
     "RateNetwork": lambda: from_module(_net(RateNetwork, 3, input_size=1, tau=2.0)),
