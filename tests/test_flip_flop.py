@@ -114,7 +114,8 @@ def test_quick_reproduction_claims(quick_claims):
 def test_quick_reproduction_store(quick_claims):
     """The Recorder's checkpoints, the analyzer groups on them, and labeled bit patterns of the memories."""
     tree = quick_claims
-    assert {"train", "params", "fixed_points", "bifurcations", "memories", "reference", "lstm", "rate"} <= set(
+    assert {"train", "params", "fixed_points", "bifurcations", "memories", "reference", "lstm", "rate",
+            "lstm_memories", "rate_memories"} <= set(
         tree.children)
     fp = tree["fixed_points"].to_dataset()
     assert fp.sizes["epoch"] == tree["params"].sizes["epoch"] >= 5

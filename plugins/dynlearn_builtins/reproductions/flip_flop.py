@@ -14,8 +14,9 @@ the analyzers then run on that store as on any training run (the System is the G
 - ``/memories``: at the last checkpoint, each fixed point's readout (the trained ``nn.Linear``), its bit pattern
   (the readout's signs), and for each index-1 saddle the two stable points its unstable manifold ends at;
 - ``/readout``: the trained readout's weights (the recorder stores the recurrent layer only);
-- ``/lstm``, ``/rate``: the same analysis of an ``nn.LSTM`` (state ``(h, c)``) and of a continuous-time
-  :class:`dynlearn.module.RateNetwork` (a flow) trained on the same task.
+- ``/lstm``, ``/rate`` (fixed points) and ``/lstm_memories``, ``/rate_memories``: the same analysis of an
+  ``nn.LSTM`` (state ``(h, c)``) and of a continuous-time :class:`dynlearn.module.RateNetwork` (a flow) trained
+  on the same task.
 
 Claims: 8 stable fixed points with 8 distinct bit patterns (GRU, LSTM, rate network); the GRU's 19 saddles (the
 ``3^3 - 2^3`` points of the cube structure) and its 12 index-1 saddles, each joining two memories one bit apart;
@@ -316,8 +317,8 @@ class FlipFlop(Reproduction):
             slow_points=False, seed=SEED).run(system)
         fp = fp.isel(point=np.flatnonzero(fp.present.values))
         mem = memories(system, fp, net, saddles=False)
-        write_group(out, cell, xr.merge([fp.drop_vars(["jacobian"], errors="ignore"), mem], compat="override"),
-                    consolidated=False)
+        write_group(out, cell, fp, consolidated=False)                   # the analyzer's result (its views)
+        write_group(out, f"{cell}_memories", mem, consolidated=False)
         what = {"lstm": f"nn.LSTM ({cfg['hidden']} units, state (h, c))",
                 "rate": f"RateNetwork flow ({cfg['hidden']} units)"}[cell]
         return _pattern_claims(f"{cell}_", what, mem, residual_max(system, fp))
