@@ -80,6 +80,9 @@ def qr(a: Tensor) -> tuple[Tensor, Tensor]:
     than LAPACK for 65536 2 x 2 matrices), LAPACK otherwise (signs fixed; 4-30x faster for tens of matrices).
     """
     m = a.shape[-1]
+    if m == 1:  # one vector: a normalisation
+        nrm = a.norm(dim=-2, keepdim=True)
+        return a / nrm.clamp_min(1e-300), nrm
     if m > 4 or a[..., 0, 0].numel() < 4096:
         q, r = torch.linalg.qr(a)
         sign = torch.where(r.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(a.dtype)

@@ -346,7 +346,7 @@ def test_kinds_never_contradict_the_exponents(slice_phase):
     assert (lam[cls == CHAOTIC] > tol).all()
     unresolved = slice_phase["outcome"].values == oc.UNRESOLVED
     assert (cls[unresolved] == NO_CLASS).all()
-    assert (slice_phase["tangent_steps"].values[unresolved] > 600).all()  # integrated further first
+    assert (slice_phase["integrated_steps"].values[unresolved] > 600).all()  # integrated further first
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +360,7 @@ def duffing():
 def test_duffing_foci_are_fixed_points_after_a_longer_run(duffing, precision):
     out = duffing[precision]
     assert (out["orbit"] == CONVERGED).all() and (out["approach"] == SPIRAL).all()
-    assert (out["tangent_steps"] > 64).all()  # not settled after 64 steps: integrated further, not mislabeled
+    assert (out["integrated_steps"] > 64).all()  # not settled after 64 steps: integrated further, not mislabeled
     assert np.allclose(np.abs(out["final_state"].sel(state="x").values), 1.0, atol=1e-4)
     assert int(out["n_attractors"]) == 2
     assert np.allclose(out["lyapunov"].values, -0.15, atol=0.01)  # eigenvalues -0.15 +- 1.41 i

@@ -113,7 +113,7 @@ class Orbits(Analyzer):
         systems: the cost of the tangent dynamics grows with it).
     max_steps
         Tangent steps an orbit whose evidence has not converged may run in all before it is ``unresolved``
-        (default 16 ``steps``).
+        (default 8 ``steps``: two more rounds, of 2 and 4 ``steps``).
     precision
         Float dtype of the states (``"float64"`` or ``"float32"``; tangent dynamics and exponents are float64, the
         periodicity tolerance is never below 64 rounding units).
@@ -225,8 +225,9 @@ def orbit_dataset(batch: Batch, res: Mapping[str, torch.Tensor], x0: torch.Tenso
             "long_name": "Lyapunov exponents (decreasing)", "units": lyap_units}),
         "outcome": tx(code, ("sample",), attrs=oc.flag_attrs(
             "outcome of the orbit (unresolved: its evidence had not converged within max_steps)")),
-        "tangent_steps": tx(i(res["steps"], 0), ("sample",), attrs={
-            "long_name": "tangent steps measured (steps, more for orbits integrated further)", "units": step_units}),
+        "integrated_steps": tx(i(res["steps"], 0), ("sample",), attrs={
+            "long_name": "steps after the transient: steps, more for orbits integrated further (their evidence is "
+                         "from the last steps)", "units": step_units}),
         "orbit_points": tx(f(res["tail"].permute(1, 2, 0, 3)), ("sample", "iterate", "state"), attrs={
             "long_name": "last states of the orbit (orbit diagram)", "units": su}),
         "class_fraction": tx(frac, ("orbit_class",), attrs={

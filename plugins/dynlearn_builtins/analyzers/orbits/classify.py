@@ -119,8 +119,8 @@ def classify_orbits(system: System, p: Mapping[str, Tensor], x0: Tensor, setting
 
     Returns tensors: ``final (B,S,d)``, ``code (B,S)`` (outcome: ok / diverged / nan / unresolved),
     ``lyapunov (B,S,k)``, ``tail (tail,B,S,d)``, ``period (B,S)``, ``cls (B,S)`` (``none`` where the outcome is
-    not ok), ``approach (B,S)``, ``attractor (B,S)``, ``n_attractors (B,)``, ``steps (B,S)`` (tangent steps
-    measured) and, for flows, ``period_time (B,S)``.
+    not ok), ``approach (B,S)``, ``attractor (B,S)``, ``n_attractors (B,)``, ``steps (B,S)`` (steps after the
+    transient) and, for flows, ``period_time (B,S)``.
     """
     s = settings
     circle = Circle.of(system)
@@ -200,10 +200,11 @@ def _judge(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circ
 def _extend(system: System, stepper: Stepper, run: dict[str, Tensor], settings: Settings, circle: Circle,
             show_progress: bool | None, desc: str) -> None:
     """Integrate the orbits that have not settled further, in place: rounds of ``2, 4, 8, ...`` times ``steps``
-    tangent steps (the previous run as transient, a quarter of the round as warm-up) while the total stays within
-    ``max_steps``; those still unsettled get the outcome ``unresolved``."""
+    while the total stays within ``max_steps`` (each round continues from where the orbit is, as more transient,
+    and measures its last ``steps`` steps with the tangent dynamics again, so a round costs little more than
+    plain steps); those still unsettled get the outcome ``unresolved``."""
     s = settings
-    cap = int(s.max_steps) if s.max_steps is not None else 16 * int(s.steps)
+    cap = int(s.max_steps) if s.max_steps is not None else 8 * int(s.steps)
     used, n = int(s.steps), int(s.steps)
     shape = run["code"].shape
     while True:
@@ -215,9 +216,11 @@ def _extend(system: System, stepper: Stepper, run: dict[str, Tensor], settings: 
         idx = pending.nonzero(as_tuple=True)
         p = {k: v.expand(*shape, *v.shape[len(shape):])[idx] for k, v in stepper.p.items()}
         sub = Stepper(system, p, s.flow_time, s.dt)
-        meter = Meter(n + n // 4, f"{desc}: longer run of {len(idx[0])} unsettled", show_progress, unit="step")
+        m = int(s.steps)
+        meter = Meter(n, f"{desc}: longer run of {len(idx[0])} unsettled", show_progress, unit="step")
         try:
-            res = _run(sub, run["final"][idx], run["code"][idx], n, n // 4, s, meter)
+            x, code = advance(sub, run["final"][idx], run["code"][idx], n - m - m // 4, s.max_norm, meter)
+            res = _run(sub, x, code, m, m // 4, s, meter)
         finally:
             meter.close()
         res.update(_judge(sub, res, s, circle))

@@ -44,8 +44,9 @@ ORBIT_OPTIONS: dict[str, Param] = {
     "dt": Param(0.1, low=0, low_inclusive=False,
                 description="flows: largest RK4 step (T is cut into ceil(T / dt) equal steps)"),
     "max_steps": Param(None, kind="int", low=1, nullable=True,
-                       description="tangent steps an orbit whose evidence has not converged may run in all (rounds "
-                                   "of 2, 4, 8, ... times steps) before it is labeled unresolved (None: 16 steps)"),
+                       description="steps after the transient an orbit whose evidence has not converged may run "
+                                   "in all (rounds of 2, 4, 8, ... times steps) before it is labeled unresolved "
+                                   "(None: 8 x steps)"),
     "precision": Param("float64", kind="str", choices=("float64", "float32"),
                        description="float dtype of the states (tangent dynamics and exponents are always float64)"),
     "chunk_size": Param(65536, kind="int", low=1, description="largest number of orbits iterated in one batch"),
