@@ -24,8 +24,8 @@ torch threads 1, float64, seed 0)::
     2048     15.4 (wall)             3.8 (wall)              4.07x              0.16553 / 0.16553             100%
 
 At 100,000 states the analyzer's Wilson interval for the fixed point is [0.1538, 0.1583] (rotation 0.84395);
-the trajectories stopped at t = 121 on average (of 1000), all by an event (none unresolved). The literature
-value 0.152 (bSTAB's pendulum example) lies 0.002 below that interval; the baseline, integrated to t = 1000,
+the trajectories stopped at t = 121 on average (of 1000), all by an event (none unresolved). The
+value quoted in issue 14 (0.152) lies 0.002 below that interval; the baseline, integrated to t = 1000,
 gives the same 0.15605 state by state, so the difference is not the early stopping.
 
 Usage::
