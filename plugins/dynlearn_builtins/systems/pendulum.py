@@ -15,8 +15,9 @@ Known facts (the defaults :math:`\gamma = 0.1`, :math:`T = 0.5`):
   :math:`-\gamma/2 \pm i\sqrt{\cos\psi - \gamma^2/4}`) and :math:`\theta = \pi - \psi` (a saddle);
 - for :math:`T > 4\gamma/\pi` (Melnikov, small :math:`\gamma`) a stable rotating limit cycle coexists with the
   focus; on it the mean angular velocity is :math:`\langle\omega\rangle \approx T / \gamma` (= 5);
-- basin stability of the focus over :math:`[\psi - \pi, \psi + \pi] \times [-10, 10]`: about 0.152, of the
-  limit cycle about 0.848 (Menck et al., Nature Physics 9, 89 (2013)).
+- basin stability (Menck et al., Nature Physics 9, 89 (2013)) over
+  :math:`[\psi - \pi, \psi + \pi] \times [-10, 10]`: about 0.156 for the focus and 0.844 for the limit cycle
+  (100,000 uniform states, ``dopri5`` with ``rtol = 1e-8`` to :math:`t = 1000`).
 
 Examples
 --------
