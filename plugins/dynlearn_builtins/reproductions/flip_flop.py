@@ -40,7 +40,7 @@ import xarray as xr
 
 import dynlearn
 from dynlearn.reproduce import Claim, Reproduction
-from dynlearn.store import write_group
+from dynlearn.store import root_attrs, write_group
 from dynlearn.stepper import iterate
 from dynlearn_datasets.flip_flop import FlipFlop as FlipFlopTask
 from dynlearn_datasets.flip_flop import FlipFlopNet
@@ -49,9 +49,11 @@ __all__ = ["FlipFlop", "trial_states", "noisy", "gru_residual", "scipy_fixed_poi
            "saddle_ends", "residual_max"]
 
 QUICK: dict[str, Any] = {"n_time": 32, "steps": 300, "lr": 0.02, "every": 60, "n_states": 512, "n_starts": 256,
-                         "lstm": {"hidden": 8, "steps": 300, "lr": 0.02}, "rate": {"hidden": 16, "steps": 300, "lr": 0.02}}
+                         "lstm": {"hidden": 8, "steps": 300, "lr": 0.02},
+                         "rate": {"hidden": 16, "steps": 300, "lr": 0.02}}
 FULL: dict[str, Any] = {"n_time": 64, "steps": 2000, "lr": 0.01, "every": 100, "n_states": 1024, "n_starts": 1024,
-                        "lstm": {"hidden": 16, "steps": 2000, "lr": 0.01}, "rate": {"hidden": 16, "steps": 2000, "lr": 0.01}}
+                        "lstm": {"hidden": 16, "steps": 2000, "lr": 0.01},
+                        "rate": {"hidden": 16, "steps": 2000, "lr": 0.01}}
 N_BITS, HIDDEN, SEED = 3, 16, 0
 NOISE = 0.5          # standard deviation of the noise on the user states (FixedPointFinder's example)
 MATCH_TOL = 1e-6     # two fixed points are the same point when no coordinate differs by more
@@ -60,7 +62,7 @@ BOUNDS = {"gru": (-1.0, 1.0), "lstm": (-4.0, 4.0), "rate": (-6.0, 6.0)}
 
 
 def trial_states(net: FlipFlopNet, task: FlipFlopTask, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` states ``(n, d)`` of ``net`` along the task's evaluation trials, at random (trial, time) pairs (float64)."""
+    """``n`` states ``(n, d)`` of ``net`` along the task's evaluation trials at random (trial, time) pairs, float64."""
     with torch.no_grad():
         states = copy.deepcopy(net).double().states(task.inputs(torch.float64))
     states = states.reshape(-1, states.shape[-1])
@@ -140,10 +142,11 @@ def saddle_ends(system, fp: xr.Dataset, *, eps: float = 1e-4, steps: int = 4000,
     x0 = torch.as_tensor(np.concatenate([pos[idx1] + eps * v, pos[idx1] - eps * v]))
     out = iterate(system, x0, system.param_tensors(), steps, dt=dt).final.numpy()
     present = np.flatnonzero(fp.present.values)
-    dist = np.sort(np.abs(out[:, None] - pos[present][None]).max(-1), 1)
-    nearest = present[np.abs(out[:, None] - pos[present][None]).max(-1).argmin(1)]
+    dist = np.abs(out[:, None] - pos[present][None]).max(-1)
+    nearest = present[dist.argmin(1)]
     # slow memories (|lambda| ~ 0.9995) are approached slowly: reached = ten times closer than to any other point
-    near = np.where(dist[:, 0] <= 0.1 * dist[:, 1], nearest, -1) if len(present) > 1 else nearest
+    two = np.sort(dist, 1)
+    near = np.where(two[:, 0] <= 0.1 * two[:, 1], nearest, -1) if len(present) > 1 else nearest
     ends[idx1, 0], ends[idx1, 1] = near[: len(idx1)], near[len(idx1):]
     return ends
 
@@ -216,8 +219,8 @@ class FlipFlop(Reproduction):
         task = FlipFlopTask(n_bits=N_BITS, n_time=cfg["n_time"])
         gru = FlipFlopNet(cell="gru", hidden=HIDDEN, n_bits=N_BITS, seed=SEED)
         states: dict[int, np.ndarray] = {}
-        with dynlearn.Recorder(out, gru.rnn, every=1, name=self.name, overwrite=True, resume=False,
-                               commit_seconds=30.0) as rec:
+        with dynlearn.Recorder(out, gru.rnn, every=1, name=self.name, overwrite=overwrite or self._ours(out),
+                               resume=False, commit_seconds=30.0) as rec:
             def log(step: int, loss: float) -> None:
                 rec.log(step, gru.rnn, loss=loss)
                 states[step] = noisy(trial_states(gru, task, cfg["n_states"], seed=step), seed=step)
@@ -268,6 +271,13 @@ class FlipFlop(Reproduction):
         for cell in ("lstm", "rate"):
             claims += self._other(cell, cfg[cell], task, out)
         return claims
+
+    def _ours(self, out: Path) -> bool:
+        """Is ``out`` a store of this reproduction (recomputed by a re-run; any other store needs ``overwrite``)?"""
+        try:
+            return root_attrs(out).get("config", {}).get("name") == self.name
+        except Exception:  # absent, or not a dynlearn store
+            return False
 
     @staticmethod
     def _saddle_claims(mem: xr.Dataset) -> list[Claim]:
