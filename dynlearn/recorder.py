@@ -192,8 +192,8 @@ class Recorder:
         try:
             if os.path.lexists(self.path) and not overwrite:
                 if not resume:
-                    raise StoreError(f"{self.path} exists; pass overwrite=True to replace it (or resume=True to "
-                                     "continue it)")
+                    raise StoreError(f"{self.path} exists; pass overwrite=True (--overwrite on the command line) to "
+                                     "replace it, or resume=True to continue it")
                 self._reopen()
             else:
                 self._create(overwrite)
