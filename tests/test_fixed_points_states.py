@@ -123,7 +123,7 @@ def test_n_reached_counts_the_starts(cubic_all):
     reached = cubic_all.n_reached.where(cubic_all.present)
     assert (reached.min("point") >= 1).all()
     assert (reached.sum("point") <= cubic_all.n_start_states).all()
-    assert (cubic_all.n_start_states == 200).all()
+    assert (cubic_all.n_start_states == 200 + 27 * 26 // 2).all()  # sampled + midpoints of every pair of 27
     out = FixedPoints(n_starts=32).run("saddle_node", dynlearn.grid(r=[-1.0]))
     assert 0 < int(out.n_reached.where(out.present).sum()) <= 32
 
@@ -146,7 +146,7 @@ def test_slow_points_are_converged_minima():
 def test_user_states_only_and_their_count():
     out = FixedPoints(n_starts=0, initial_states=[[-0.9], [-1.1], [1.2]]).run("saddle_node", dynlearn.grid(r=[-1.0]))
     assert out.position.sel(state="x").values[0].round(12)[:2].tolist() == [-1.0, 1.0]
-    assert out.n_reached.values[0, :2].tolist() == [2, 1] and out.n_start_states.item() == 3
+    assert out.n_reached.values[0, :2].tolist() == [2, 1] and out.n_start_states.item() == 3 + 1  # + their midpoint
     assert out.attrs["pca_source"] == "initial_states"
 
 

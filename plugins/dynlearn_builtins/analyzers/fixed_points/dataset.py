@@ -107,7 +107,7 @@ def to_dataset(batch, diags: list[Diagnosis], typical: torch.Tensor, n_starts: t
                                                    "them; the point dim does not)"}),
         "n_start_states": (n(n_starts.to(torch.int64)), (),
                            {"long_name": "starting states of the minimiser (sampled, user's initial_states, warm "
-                                         "start; -1 where outcome is masked)", "units": "1"}),
+                                         "start, midpoints; -1 where outcome is masked)", "units": "1"}),
         "outcome": (torch.where(batch.valid, oc.OK, oc.MASKED).to(torch.int8), (),
                     oc.flag_attrs("outcome of the entry (masked: parameters not finite, not analysed)")),
         "typical_speed": (typical, (), {"long_name": "median speed |g| of the sampled starting states",

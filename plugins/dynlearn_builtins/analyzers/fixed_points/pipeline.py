@@ -2,7 +2,8 @@
 
 ``search_box`` (the box of the ``bounds`` option, checked against the system), ``find`` (solve from starting
 states -> roots and candidate minima of q, refined and deduplicated), ``merge`` (union of two point sets),
-``warm_pass`` (the neighbours' points along an ordered sweep dim as starting states), ``diagnose``
+``warm_pass`` (the neighbours' points along an ordered sweep dim as starting states), ``midpoint_pass``
+(midpoints of pairs of the fixed points found as starting states), ``diagnose``
 (eigenvalues, types, ghost passage). Helpers receive the analyzer's validated options
 (:class:`~dynlearn.params.Settings`) and the :class:`Box`.
 Every step works on all sweep entries of a chunk at once; point sets are padded ``(B, P, ...)`` with a mask.
@@ -257,6 +258,47 @@ def warm_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, 
         extra_m.append(ms.reshape(batch.size, P))
     sx = torch.cat(extra_x, 1).nan_to_num(0.0)
     sm = torch.cat(extra_m, 1)
+    sets = []
+    for sl, p in batch.chunks(chunk):
+        sets.append(find(batch.system, p, sx[sl], sm[sl], typical[sl], st, box))
+        meter.update()
+    return merge(points, concat(sets), st, box), sm.sum(1)
+
+
+def midpoint_starts(points: PointSet, cap: int, box: Box) -> tuple[Tensor, Tensor]:
+    """Midpoints ``(B, K, d)`` and their mask ``(B, K)`` of pairs of the fixed points (roots) of every entry, at most
+    ``cap`` per entry: all pairs where there are at most ``cap``, otherwise ``cap`` pairs evenly spaced in the
+    order ``(i, j), i < j`` of the points (roots by increasing ``q``). Periodic coordinates take the midpoint of
+    the shorter arc."""
+    B, P, d = points.x.shape
+    i, j = torch.triu_indices(P, P, 1, device=points.x.device)
+    root = points.mask & points.root
+    valid = root[:, i] & root[:, j]  # (B, M)
+    M = valid.shape[1]
+    K = min(cap, M)
+    if K == 0:
+        return points.x.new_zeros(B, 0, d), torch.zeros(B, 0, dtype=torch.bool, device=points.x.device)
+    n_valid = valid.sum(1, keepdim=True)
+    k = torch.arange(K, device=valid.device).expand(B, K)
+    # rank of the chosen pairs among the valid ones: k itself, or evenly spaced when there are more than K
+    rank = torch.where(n_valid > K, k * n_valid // K, k)
+    pos = torch.searchsorted(valid.cumsum(1).contiguous(), (rank + 1).contiguous()).clamp(max=M - 1)
+    a = points.x.gather(1, i[pos].unsqueeze(-1).expand(B, K, d))
+    b = points.x.gather(1, j[pos].unsqueeze(-1).expand(B, K, d))
+    mid = a + (b - a if box.circle is None else delta(b, a, box.circle)) / 2
+    return box.wrap(mid).nan_to_num(0.0), k < n_valid
+
+
+def midpoint_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, chunk: int,
+                  meter) -> tuple[PointSet, Tensor]:
+    """Another pass from the midpoints of pairs of the fixed points found (:func:`midpoint_starts`, at most
+    ``st.midpoints`` per entry): saddles lie between the attractors they separate, so a saddle that no start
+    of the first pass reached is often found from the midpoint of two points on either side of it. Returns the
+    merged points and the number of these extra starts per entry ``(B,)``."""
+    sx, sm = midpoint_starts(points, int(st.midpoints), box)
+    if not bool(sm.any()):
+        meter.update(-(-batch.size // chunk))
+        return points, sm.sum(1)
     sets = []
     for sl, p in batch.chunks(chunk):
         sets.append(find(batch.system, p, sx[sl], sm[sl], typical[sl], st, box))
