@@ -64,7 +64,8 @@ from .progress import Meter
 from .stepper import freeze, iterate, rk4_step, step_jacobian
 from .system import System, has_fast_products
 
-__all__ = ["Spectrum", "spectrum", "ExponentAccumulator", "qr", "tangent_rk4_step", "kaplan_yorke", "LOG_FLOOR"]
+__all__ = ["Spectrum", "spectrum", "ExponentAccumulator", "qr", "tangent_rk4_step", "kaplan_yorke", "LOG_FLOOR",
+           "aperiodic_verdict", "UNSETTLED", "FLAT", "CHAOTIC"]
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -418,3 +419,33 @@ def kaplan_yorke(exponents: Tensor) -> Tensor:
     dim = torch.where(j == 0, torch.zeros_like(dim), dim)
     dim = torch.where(j >= k, torch.full_like(dim, float(k)), dim)
     return torch.where(torch.isnan(lam).any(-1), torch.full_like(dim, math.nan), dim)
+
+
+#: verdicts of :func:`aperiodic_verdict`
+UNSETTLED, FLAT, CHAOTIC = 0, 1, 2
+
+
+def aperiodic_verdict(leading: Tensor, windows: Tensor, tol: float) -> Tensor:
+    r"""What the leading exponent says of an orbit that shows no return period: the one rule of the orbit
+    analyzers (``orbits``, ``basins``) for calling an aperiodic orbit chaotic or quasi-periodic.
+
+    ``leading (...)``: :math:`\lambda_1` over the whole run; ``windows (..., W)``: the leading finite-time
+    exponent over ``W`` consecutive windows of it (e.g. its two halves). Returns int8 codes:
+
+    - ``CHAOTIC``: :math:`\lambda_1 > tol` over the run and in every window, the windows agreeing to within
+      ``max(tol, |lambda_1| / 2)``;
+    - ``FLAT``: :math:`|\lambda_1| \le tol` (quasi-periodic, if the orbit's returns no longer approach);
+    - ``UNSETTLED``: anything else, e.g. :math:`\lambda_1 < -tol` (still converging onto a fixed point or cycle:
+      never quasi-periodic), disagreeing windows, NaN. Such an orbit needs a longer run, or is unresolved.
+
+    >>> lam = torch.tensor([0.5, 0.001, -0.15, 0.5], dtype=torch.float64)
+    >>> win = torch.tensor([[0.45, 0.55], [0.0, 0.002], [-0.1, -0.2], [0.05, 0.95]], dtype=torch.float64)
+    >>> aperiodic_verdict(lam, win, 0.01).tolist()   # CHAOTIC, FLAT, UNSETTLED, UNSETTLED (windows disagree)
+    [2, 1, 0, 0]
+    """
+    lam1, win = leading.double(), windows.double()
+    steady = (win.amax(-1) - win.amin(-1)) <= torch.clamp(lam1.abs() / 2, min=tol)
+    chaotic = (win.amin(-1) > tol) & (lam1 > tol) & steady
+    flat = lam1.abs() <= tol
+    out = torch.where(flat, FLAT, UNSETTLED)
+    return torch.where(chaotic, CHAOTIC, out).to(torch.int8)

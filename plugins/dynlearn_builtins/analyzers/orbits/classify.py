@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynlearn import lyapunov as ly
 from dynlearn import outcome as oc
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.params import Settings
@@ -182,12 +183,10 @@ def _judge(stepper: Stepper, run: Mapping[str, Tensor], settings: Settings, circ
     else:
         converged = ok & (period == 1)
         cycle = ok & (period > 1)
-    lam1 = lam[..., 0].double()
-    halves = ft[..., 0].double()  # leading finite-time exponent per window
     rest = ok & ~converged & ~cycle
-    steady = (halves.amax(-1) - halves.amin(-1)) <= torch.clamp(lam1.abs() / 2, min=s.lyapunov_tol)
-    chaotic = rest & (halves.amin(-1) > s.lyapunov_tol) & (lam1 > s.lyapunov_tol) & steady
-    flat = rest & (lam1.abs() <= s.lyapunov_tol)
+    verdict = ly.aperiodic_verdict(lam[..., 0], ft[..., 0], s.lyapunov_tol)  # ft[..., 0]: leading, per window
+    chaotic = rest & (verdict == ly.CHAOTIC)
+    flat = rest & (verdict == ly.FLAT)
     if bool(flat.any()):
         still = torch.zeros_like(flat)
         still[flat] = shrinking(tail[:, flat], s.max_period, circle)
