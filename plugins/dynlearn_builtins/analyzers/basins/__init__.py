@@ -107,8 +107,14 @@ class Basins(Analyzer):
     confidence
         Confidence level of the Wilson intervals on the basin fractions.
     lyapunov_steps, lyapunov_tol
-        Steps of the largest-Lyapunov-exponent estimate; aperiodic attractors with an exponent above
-        ``lyapunov_tol`` are ``chaotic``, the others ``quasi_periodic``.
+        Steps of the Lyapunov spectrum of each attractor (from its representative state). An attractor whose
+        tails show no return is ``chaotic`` when its largest exponent is above ``lyapunov_tol`` over the run and
+        each half, ``quasi_periodic`` when it is within ``lyapunov_tol`` of 0 (the rule of ``orbits``,
+        :func:`dynlearn.lyapunov.aperiodic_verdict`); otherwise (e.g. a negative exponent: still converging)
+        its member orbits are integrated further.
+    max_steps
+        Cap on the total steps of those longer runs (rounds of 2, 4, ... times ``steps`` on up to 256 member
+        orbits per attractor; default ``8 * steps``); an attractor still undecided is ``unresolved``.
     match_dim, match_gate
         The ordered sweep dim along which attractor ids are matched (``None``: ``epoch`` when the sweep has it,
         else no matching; ``"none"``: no matching), and the largest distance between an attractor's extents at
@@ -128,7 +134,8 @@ class Basins(Analyzer):
     Output (``S`` = samples; grid samples have the state coordinates as dims, other samples a ``sample`` dim):
     ``basin`` (attractor id; -1 none), ``outcome`` (ok, diverged, nan, unresolved, masked), ``escape_time``;
     per attractor (dim ``attractor``): ``attractor_kind``, ``attractor_state``, ``attractor_period``,
-    ``attractor_lyapunov``, ``attractor_stable``, ``basin_count``, ``basin_fraction`` (+ ``_low`` / ``_high``);
+    ``attractor_lyapunov``, ``attractor_exponents`` (dim ``exponent``: the full spectrum),
+    ``attractor_kaplan_yorke``, ``attractor_stable``, ``basin_count``, ``basin_fraction`` (+ ``_low`` / ``_high``);
     per element: ``diverged_fraction`` (+ ``_low`` / ``_high``), ``unresolved_fraction``, ``n_attractors``,
     ``n_boundary_points``; per boundary point (dim ``boundary_point``): ``boundary_state``,
     ``boundary_tolerance``, ``boundary_attractor_a`` / ``_b``, ``boundary_outcome_a`` / ``_b``,
@@ -160,6 +167,9 @@ class Basins(Analyzer):
         "lyapunov_steps": Param(1000, kind="int", low=1, description="steps of the Lyapunov exponent estimate"),
         "lyapunov_tol": Param(0.01, description="largest Lyapunov exponent above which an aperiodic attractor "
                                                 "is chaotic"),
+        "max_steps": Param(None, kind="int", low=1, nullable=True,
+                           description="steps cap of the longer runs of attractors whose evidence has not settled "
+                                       "(None: 8 x steps)"),
         "match_dim": Param(None, kind="str", nullable=True,
                            description=f"sweep dim to match attractor ids along (None: epoch if swept; "
                                        f"{NO_MATCH!r}: no matching)"),

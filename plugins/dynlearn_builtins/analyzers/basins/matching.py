@@ -29,7 +29,7 @@ __all__ = ["set_distance", "attractor_ids", "KIND_WEIGHT"]
 
 #: cost of continuing a track with an attractor of another kind (the distance term is at most 1)
 KIND_WEIGHT = 0.5
-_KINDS = ("fixed_point", "fixed_set", "periodic", "chaotic", "quasi_periodic", "aperiodic")
+_KINDS = ("fixed_point", "fixed_set", "periodic", "chaotic", "quasi_periodic", "aperiodic", "unresolved")
 
 
 def set_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,9 +11,11 @@ parameters are invalid, e.g. a network that diverged in training). The attractor
 from __future__ import annotations
 
 import numpy as np
+import torch
 import xarray as xr
 
 from dynlearn import outcome as oc
+from dynlearn.lyapunov import kaplan_yorke
 
 from .pipeline import Context, Element
 from .table import wilson
@@ -132,6 +134,8 @@ def _attractor_vars(settings, batch, rows, ids, K, basin, code, state, tunit) ->
         return out
 
     acoord = {"attractor": ("attractor", np.arange(K), {"long_name": "attractor id"})}
+    d = batch.system.state_dim
+    spec = table([r.exponents for r in rows], np.nan, float)  # (B, K, d)
 
     def att_var(data, name, attrs, extra=()):
         return batch.to_xarray(data, ("attractor", *extra), name=name, attrs=attrs,
@@ -146,14 +150,21 @@ def _attractor_vars(settings, batch, rows, ids, K, basin, code, state, tunit) ->
 
     return {
         "attractor_kind": att_var(kinds, "attractor_kind", {
-            "long_name": "attractor kind (fixed_point, fixed_set, periodic, chaotic, quasi_periodic; '' none)"}),
+            "long_name": "attractor kind (fixed_point, fixed_set, periodic, chaotic, quasi_periodic, unresolved; "
+                         "'' none)"}),
         "attractor_state": att_var(table([r.states for r in rows], np.nan, float), "attractor_state", {
             "long_name": "representative state on the attractor", "units": batch.system.state_units}, ("state",)),
         "attractor_period": att_var(table([r.period for r in rows], np.nan, float), "attractor_period", {
             "long_name": "period of the attractor (1 / 0 for a map's / flow's fixed points; NaN if aperiodic)",
             "units": tunit}),
-        "attractor_lyapunov": att_var(table([r.lyap for r in rows], np.nan, float), "attractor_lyapunov", {
+        "attractor_lyapunov": att_var(spec[..., 0], "attractor_lyapunov", {
             "long_name": "largest Lyapunov exponent on the attractor", "units": f"1/{tunit}"}),
+        "attractor_exponents": batch.to_xarray(spec, ("attractor", "exponent"), name="attractor_exponents", attrs={
+            "long_name": "Lyapunov spectrum on the attractor (decreasing), from its representative state",
+            "units": f"1/{tunit}"}, coords={**acoord, "exponent": ("exponent", np.arange(d), {
+                "long_name": "exponent index (0: largest)"})}),
+        "attractor_kaplan_yorke": att_var(kaplan_yorke(torch.as_tensor(spec)).numpy(), "attractor_kaplan_yorke", {
+            "long_name": "Kaplan-Yorke (Lyapunov) dimension of the attractor", "units": "1"}),
         "attractor_stable": att_var(table([r.stable for r in rows], False, bool), "attractor_stable", {
             "long_name": "linearly stable (False: a saddle reached only from its stable manifold)"}),
         "basin_count": att_var(np.where(present, counts, -1), "basin_count", {

@@ -7,8 +7,13 @@ Kinds
 ``fixed_point``     the orbits' tails have settled (return period 1) onto one point (spread <= 2 cells)
 ``fixed_set``       settled onto a continuum of fixed points (e.g. the hyperbola ``ab = 1`` of minima)
 ``periodic``        return period ``p > 1`` (maps: ``p`` iterations; flows: a closed orbit, period in time)
-``chaotic``         no return period and a positive largest Lyapunov exponent
-``quasi_periodic``  no return period and a largest Lyapunov exponent <= ``lyapunov_tol``
+``chaotic``         no return period; largest Lyapunov exponent > ``lyapunov_tol`` over the run and each half
+``quasi_periodic``  no return period and ``|largest Lyapunov exponent| <= lyapunov_tol``
+``unresolved``      none of these after the longer runs (e.g. a negative exponent without a settled tail: the
+                    orbits were still converging when ``max_steps`` ran out)
+
+The aperiodic kinds follow the ``orbits`` analyzer's rule (:func:`dynlearn.lyapunov.aperiodic_verdict`): a kind
+is never given against its exponents; an attractor whose tails have not settled is integrated further first.
 
 ``stable`` is False for a fixed point / cycle whose linearisation is unstable (a saddle reached only from its
 stable manifold, e.g. grid points exactly on the separatrix).
@@ -20,18 +25,19 @@ stable manifold, e.g. grid points exactly on the separatrix).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from scipy.stats import norm
 
-from dynlearn.lyapunov import spectrum
+from dynlearn.lyapunov import CHAOTIC, FLAT, aperiodic_verdict, spectrum
 from dynlearn.stepper import step_jacobian
 
 from .attractors import Found
 
-__all__ = ["wilson", "describe", "lyapunov", "stability"]
+__all__ = ["wilson", "judge", "describe", "exponents", "lyapunov", "kind_of", "stability"]
 
 Tensor = torch.Tensor
 
@@ -51,48 +57,69 @@ def wilson(count: np.ndarray, n: int, confidence: float) -> tuple[np.ndarray, np
     return lo, hi
 
 
+def judge(fin: np.ndarray, settled: np.ndarray, periods: np.ndarray, width: np.ndarray, *, flow: bool,
+          period_unit: float) -> tuple[str | None, np.ndarray, float]:
+    """Preliminary kind, representative state and period of one attractor from its member orbits: final states
+    ``fin (n, d)``, whether their tails settled ``(n,)`` and their return periods in tail samples ``(n,)``.
+
+    ``fixed_point`` / ``fixed_set`` / ``periodic`` by a majority of the members; ``None`` when most show no
+    return (aperiodic: decided from the exponents, :func:`kind_of`). The representative is the member whose final
+    state is nearest the members' coordinate-wise median.
+    """
+    med = np.median(fin, axis=0)
+    state = fin[np.argmin(np.abs(fin - med).max(-1))]
+    if settled.mean() >= 0.5:
+        spread = float(((fin.max(0) - fin.min(0)) / width).max())
+        return ("fixed_point" if spread <= 2 else "fixed_set"), state, (0.0 if flow else 1.0)
+    if (periods > 0).mean() >= 0.5:
+        pp = periods[periods > 0]
+        per = np.median(pp) if flow else np.bincount(pp.astype(np.int64)).argmax()
+        return "periodic", state, float(per) * period_unit
+    return None, state, math.nan
+
+
 def describe(found: Found, finals: np.ndarray, settled: np.ndarray, periods: np.ndarray, width: np.ndarray, *,
              flow: bool, period_unit: float) -> tuple[list[str | None], np.ndarray, np.ndarray]:
-    """Preliminary kind, representative state and period of attractors ``1..K`` of one sweep element.
-
-    Kinds ``fixed_point`` / ``fixed_set`` / ``periodic`` are decided here by a majority of the member orbits;
-    ``None`` marks the aperiodic ones (``chaotic`` or ``quasi_periodic``, decided from the Lyapunov exponent).
-    The representative is the member orbit whose final state is nearest the members' coordinate-wise median.
-    """
+    """:func:`judge` of attractors ``1..K`` of one sweep element: ``(kinds, states (K, d), periods (K,))``."""
     K, d = found.n_attractors, finals.shape[1]
     kinds: list[str | None] = []
     states = np.full((K, d), np.nan)
     period = np.full(K, np.nan)
     for k in range(1, K + 1):  # loop over the few attractors found, not over orbits
-        members = np.flatnonzero(found.labels == k)
-        fin = finals[members]
-        med = np.median(fin, axis=0)
-        states[k - 1] = fin[np.argmin(np.abs(fin - med).max(-1))]
-        p = periods[members]
-        if settled[members].mean() >= 0.5:
-            spread = float(((fin.max(0) - fin.min(0)) / width).max())
-            kinds.append("fixed_point" if spread <= 2 else "fixed_set")
-            period[k - 1] = 0.0 if flow else 1.0
-        elif (p > 0).mean() >= 0.5:
-            kinds.append("periodic")
-            pp = p[p > 0]
-            period[k - 1] = (np.median(pp) if flow else np.bincount(pp.astype(np.int64)).argmax()) * period_unit
-        else:
-            kinds.append(None)
+        m = found.labels == k
+        kind, states[k - 1], period[k - 1] = judge(finals[m], settled[m], periods[m], width, flow=flow,
+                                                   period_unit=period_unit)
+        kinds.append(kind)
     return kinds, states, period
 
 
-def lyapunov(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: float) -> Tensor:
-    """Largest Lyapunov exponent from ``x`` (``(M, d)``, parameters ``(M, ...)``): :func:`dynlearn.lyapunov.spectrum`
-    with one tangent vector, aligned during ``steps // 4`` warm-up steps, then measured over ``steps``.
+def exponents(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: float) -> tuple[Tensor, Tensor]:
+    """Full Lyapunov spectra from ``x`` (``(M, d)``, parameters ``(M, ...)``) and the leading finite-time
+    exponent over each half of the run: :func:`dynlearn.lyapunov.spectrum` with ``d`` tangent vectors, aligned
+    during ``steps // 4`` warm-up steps, then measured over ``steps``: ``((M, d) decreasing, (M, 2))``.
 
     Per iteration (maps) or per unit time (flows, RK4 steps of ``dt``); the tangent dynamics are float64 whatever
-    the states' precision (float32 states give finite exponents); NaN for an orbit that leaves
-    ``|x|_inf <= 1e6``.
+    the states' precision; NaN for an orbit that leaves ``|x|_inf <= 1e6``.
     """
     if x.shape[0] == 0:
-        return torch.empty(0, dtype=torch.float64)
-    return spectrum(system, x, p, steps=steps, dt=dt, transient=steps // 4, k=1).exponents[:, 0]
+        return torch.empty(0, system.state_dim, dtype=torch.float64), torch.empty(0, 2, dtype=torch.float64)
+    sp = spectrum(system, x, p, steps=steps, dt=dt, transient=steps // 4, window=max(1, steps // 2))
+    return sp.exponents, sp.finite_time[..., 0]
+
+
+def lyapunov(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: float) -> Tensor:
+    """The largest exponent of :func:`exponents`, ``(M,)``."""
+    return exponents(system, x, p, steps=steps, dt=dt)[0][:, 0]
+
+
+def kind_of(kind: str | None, leading: Tensor, windows: Tensor, tol: float) -> str | None:
+    """The kind of an attractor from its preliminary kind (:func:`judge`) and its exponents: an aperiodic one is
+    ``chaotic`` or ``quasi_periodic`` by :func:`dynlearn.lyapunov.aperiodic_verdict` (the rule of ``orbits``),
+    ``None`` while that evidence has not settled (e.g. a negative leading exponent: still converging)."""
+    if kind is not None:
+        return kind
+    verdict = int(aperiodic_verdict(leading, windows, tol))
+    return {CHAOTIC: "chaotic", FLAT: "quasi_periodic"}.get(verdict)
 
 
 def stability(system, x: Tensor, p: Mapping[str, Tensor], kinds: list[str], period: np.ndarray,
