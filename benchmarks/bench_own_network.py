@@ -7,8 +7,9 @@ evaluation trials at random (trial, time) pairs plus Gaussian noise of standard 
 flip-flop example: 1024 initial states, noise 0.5). The same 1024 states go, in one run, to
 
 1. ``dynlearn``: the ``fixed_points`` analyzer with ``n_starts=0, initial_states=states, slow_points=False``
-   (batched dogleg trust region on ``q``, Newton polishing, deduplication, Jacobians, eigenvectors and
-   classification of every point);
+   (batched dogleg trust region on ``q``, Newton polishing, deduplication, the midpoint pass from the midpoints
+   of pairs of the points found, Jacobians, eigenvectors and classification of every point); also without the
+   midpoint pass (``midpoints=0``) and with 1024 sampled starts added (``n_starts=1024``);
 2. ``fpf-adam``: FixedPointFinder's published method written out here (Golub & Sussillo 2018, its PyTorch
    version's defaults): Adam (lr 0.05, StepLR every 500 iterations by 0.7) on ``q = mean_b 1/2 |F(h_b) - h_b|^2``
    jointly over all states, ``F`` the ``nn.GRU`` module called as FixedPointFinder calls it, until every state has
@@ -28,27 +29,29 @@ Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_own_network.py [--states 1024
 [--seed 0]``.
 
 Measured on 2 shared CPU cores, one torch thread, two runs on the same network and states (GRU trained in
-34-48 s, accuracy 1.0). Reference set: 27 fixed points (8 stable, 12 index-1, 6 index-2 and 1 index-3 saddles:
-the 3^3 points of the cube); scipy converged from 859 of the 1024 starts. Run A with the machine loaded by
-other processes (load ~8 on 2 cores), run B less loaded (load ~2.5):
+9-10 s, accuracy 1.0; load ~2.5 on 2 cores). Reference set: 27 fixed points (8 stable, 12 index-1, 6 index-2 and
+1 index-3 saddles: the 3^3 points of the cube); scipy converged from 859 of the 1024 starts.
 
 ==========================  ========  ========  ==========  ========  ========  =======  ============  =======
 method                      A: s      B: s      B: x dynl.  returned  true fps  not fps  max |F(h)-h|  max q
 ==========================  ========  ========  ==========  ========  ========  =======  ============  =======
-dynlearn fixed_points           0.66      0.62         1.0        26        26        0       3.2e-14  1.6e-27
-dynlearn + 1024 sampled         0.93      0.73         1.2        27        27        0       5.3e-14  1.7e-27
-scipy root per start            8.58      5.80         9.4        27        27        0       3.3e-16  1.2e-31
-fpf-adam float32 (5000 it)     21.86     10.26        16.6        27        27        0       1.1e-07  1.1e-14
-fpf-adam float64 (5000 it)     24.81      7.88        12.7        27        27        0       6.7e-16  3.0e-31
+dynlearn fixed_points           0.19      0.21         1.0        27        27        0       8.0e-15  5.7e-29
+dynlearn, midpoints=0           0.17      0.16         0.8        26        26        0       3.2e-14  1.6e-27
+dynlearn + 1024 sampled         0.24      0.26         1.2        27        27        0       2.2e-16  7.8e-32
+scipy root per start            2.29      2.24        10.8        27        27        0       3.3e-16  1.2e-31
+fpf-adam float32 (5000 it)      3.89      3.81        18.3        27        27        0       1.1e-07  1.1e-14
+fpf-adam float64 (5000 it)      5.01      4.98        23.9        27        27        0       6.7e-16  3.0e-31
 ==========================  ========  ========  ==========  ========  ========  =======  ============  =======
 
-dynlearn is 9-13x faster than the per-start scipy loop and 13-38x faster than the Adam method (the ratios move
-with the load: dynlearn's one batched run suffers least from a busy machine). The Adam method's float32 points
-reach q ~ 1e-14 (residual 1e-7) where dynlearn's reach q ~ 1e-27 (residual 3e-14; scipy's and float64 Adam's
-~5e-16); Adam ran all 5000 iterations (some states never meet tol_q). From the 1024 user states alone
-dynlearn's dogleg misses one point, the index-3 saddle at the centre of the cube, which scipy's ``hybr`` reaches
-from a few of the same starts; with 1024 sampled starts added (``n_starts=1024``, +0.1-0.3 s) it finds all 27.
-Every point any method returns is a true fixed point here.
+dynlearn is 11-12x faster than the per-start scipy loop and 18-26x faster than the Adam method (on a busier
+machine, load ~8, an earlier run without the midpoint pass measured 9-13x and 13-38x: the ratios move with the
+load). The Adam method's float32 points reach q ~ 1e-14 (residual 1e-7) where dynlearn's reach q ~ 1e-28
+(residual 1e-14; scipy's and float64 Adam's ~5e-16); Adam ran all 5000 iterations (some states never meet
+tol_q). Without the midpoint pass dynlearn's dogleg misses one point from the 1024 user states, the index-3
+saddle at the centre of the cube: the two starts from which scipy's ``hybr`` reaches it go to other roots in 7
+dogleg iterations (no stopping rule loses it: without the stall test and with 2000 iterations no start gets
+there). The midpoint pass (the 325 midpoints of the 26 points, +0.02-0.05 s) finds it, as do 1024 sampled
+starts added. Every point any method returns is a true fixed point here.
 """
 
 from __future__ import annotations
@@ -159,6 +162,9 @@ def main() -> None:
     t_dl = time.perf_counter() - t0
     ours = fp.position.values[fp.present.values]
     rows.append(("dynlearn fixed_points", t_dl, ours))
+    t0 = time.perf_counter()
+    first = fp_cls(n_starts=0, initial_states=starts, slow_points=False, midpoints=0).run(system)
+    rows.append(("dynlearn, midpoints=0", time.perf_counter() - t0, first.position.values[first.present.values]))
     t0 = time.perf_counter()
     more = fp_cls(n_starts=args.states, initial_states=starts, slow_points=False).run(system)
     t_more = time.perf_counter() - t0
