@@ -174,3 +174,19 @@ def test_frames_read_no_deprecated_property(recwarn):
     col = render(_frames_view(4), "hover")
     assert any(type(m).__name__ == "HoverTool" for m in col.references())
     assert not [w for w in recwarn if issubclass(w.category, BokehDeprecationWarning)]
+
+
+def test_analyzer_given_user_states_browses(tmp_path):
+    """An array option is recorded by its digest only; the page rebuilds the analyzer for its views without it."""
+    from dynlearn.store import create_store, write_group
+
+    fp = dynlearn.make_analyzer({"name": "fixed_points", "n_starts": 4, "initial_states": [[-0.6], [0.4]]})
+    result = fp.run("saddle_node", dynlearn.grid(r=[-0.25, -0.16]))
+    cfg = json.loads(result.attrs["analyzer_config"])
+    assert set(cfg["initial_states"]) == {"shape", "dims", "sha256"}
+    store = tmp_path / "s.zarr"
+    create_store(store, {}, {"dynlearn": json.dumps({"config": {}})})
+    write_group(store, "fixed_points", result)
+    page = tmp_path / "p.html"
+    write_html(store, page)
+    assert "fixed_points" in page.read_text()
