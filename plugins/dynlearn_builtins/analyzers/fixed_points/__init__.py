@@ -27,8 +27,8 @@ Algorithm (every sweep entry and every starting state in one batch):
    (``n_reached``); every distinct point is kept (``max_points`` caps the ``point`` dim explicitly);
 5. warm start along an ordered dim (``epoch`` by default, where the sweep has it): the points found at the
    neighbouring entries are used as extra starting states in a second batched pass;
-6. midpoint pass: the midpoints of pairs of the fixed points found (at most ``midpoints`` pairs per entry,
-   evenly spaced) start another batched pass, merged into the same deduplication. Saddles lie between the
+6. midpoint pass: the midpoints of pairs of the fixed points found (at most ``midpoints`` pairs per entry and
+   at most as many as the first pass's starts, 64 if fewer; evenly spaced pairs beyond) start another batched pass, merged into the same deduplication. Saddles lie between the
    attractors they separate: the midpoint of two stable points lies near the index-1 saddle between them, that
    of opposite corners near a higher-index saddle, which the starts of the first pass may all miss (the centre
    of a 3-bit flip-flop's cube of 27 fixed points);
@@ -128,8 +128,9 @@ class FixedPoints(dynlearn.Analyzer):
         Ordered sweep dim along which the neighbours' points seed a second pass: ``"auto"`` (``epoch`` where the
         sweep has it), a sweep dim's name (a one-line error when there is no such dim), ``None``: none.
     midpoints
-        Starting states of the midpoint pass: midpoints of pairs of the fixed points found, all pairs up to this
-        many per sweep entry, evenly spaced beyond (0: no midpoint pass).
+        Starting states of the midpoint pass per sweep entry: midpoints of pairs of the fixed points found, all
+        pairs up to this many and up to the number of starts of the first pass (64 if fewer), evenly spaced
+        pairs beyond (0: no midpoint pass).
     max_points
         Size cap of the ``point`` dim (``None``: every distinct point). A cap keeps the lowest-q points, warns
         how many were dropped and sets ``truncated``; ``n_fixed``/``n_ghost``/``n_slow`` count them all.
@@ -178,7 +179,8 @@ class FixedPoints(dynlearn.Analyzer):
         "warm_start": Param("auto", kind="str", nullable=True, description="ordered sweep dim along which the "
                             "neighbours' points seed a second pass ('auto': epoch where the sweep has it; None: none)"),
         "midpoints": Param(1024, kind="int", low=0, description="starts of a second pass at midpoints of pairs "
-                           "of the fixed points found, at most this many per sweep entry (0: none)"),
+                           "of the fixed points found, at most this many per sweep entry and at most the first "
+                           "pass's starts, 64 if fewer (0: none)"),
         "max_points": Param(None, kind="int", low=1, nullable=True, description="size cap of the point dim, keeping "
                             "the lowest-q points with a warning (None: every distinct point)"),
         "jacobians": Param(True, kind="bool", description="store each point's Jacobian and eigenvectors"),
@@ -217,8 +219,10 @@ class FixedPoints(dynlearn.Analyzer):
         n_par = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in batch.params.values())
         per_start = d * d + 8 * d + n_par
         chunk = st.chunk_size or max(1, int(4e6 // (S * per_start)))
-        mid_chunk = st.chunk_size or max(1, min(chunk, int(4e6 // (max(1, st.midpoints) * per_start))))
-        n_chunks = -(-B // chunk) * (3 if warm else 2) + (-(-B // mid_chunk) if st.midpoints else 0)
+        # midpoints: at most as many as the first pass's starts (64 if fewer), so the pass costs about as much
+        n_mid = min(st.midpoints, max(S, 64))
+        mid_chunk = st.chunk_size or max(1, min(chunk, int(4e6 // (max(1, n_mid) * per_start))))
+        n_chunks = -(-B // chunk) * (3 if warm else 2) + (-(-B // mid_chunk) if n_mid else 0)
         sets, typical, samples = [], [], []
         keep = torch.linspace(0, max(st.n_starts - 1, 0), min(st.n_starts, max(1, -(-4096 // B)))).round().long()
         with Meter(n_chunks, "fixed_points", show_progress, unit="chunk") as meter:
@@ -236,9 +240,9 @@ class FixedPoints(dynlearn.Analyzer):
             if warm:
                 points, n_warm = warm_pass(batch, points, typical_t, st, box, chunk, meter, warm)
                 n_used = n_used + n_warm
-            if st.midpoints:
-                points, n_mid = midpoint_pass(batch, points, typical_t, st, box, mid_chunk, meter)
-                n_used = n_used + n_mid
+            if n_mid:
+                points, n_extra = midpoint_pass(batch, points, typical_t, st, box, mid_chunk, meter, n_mid)
+                n_used = n_used + n_extra
             diags = []
             for sl, p in batch.chunks(chunk):
                 diags.append(diagnose(system, p, take_entries(points, sl), st, box))

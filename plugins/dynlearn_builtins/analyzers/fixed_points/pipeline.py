@@ -289,13 +289,13 @@ def midpoint_starts(points: PointSet, cap: int, box: Box) -> tuple[Tensor, Tenso
     return box.wrap(mid).nan_to_num(0.0), k < n_valid
 
 
-def midpoint_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, chunk: int,
-                  meter) -> tuple[PointSet, Tensor]:
+def midpoint_pass(batch, points: PointSet, typical: Tensor, st: Settings, box: Box, chunk: int, meter,
+                  cap: int) -> tuple[PointSet, Tensor]:
     """Another pass from the midpoints of pairs of the fixed points found (:func:`midpoint_starts`, at most
-    ``st.midpoints`` per entry): saddles lie between the attractors they separate, so a saddle that no start
+    ``cap`` per entry): saddles lie between the attractors they separate, so a saddle that no start
     of the first pass reached is often found from the midpoint of two points on either side of it. Returns the
     merged points and the number of these extra starts per entry ``(B,)``."""
-    sx, sm = midpoint_starts(points, int(st.midpoints), box)
+    sx, sm = midpoint_starts(points, cap, box)
     if not bool(sm.any()):
         meter.update(-(-batch.size // chunk))
         return points, sm.sum(1)
