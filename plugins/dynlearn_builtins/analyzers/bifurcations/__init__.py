@@ -59,13 +59,14 @@ import xarray as xr
 
 import dynlearn
 from dynlearn import periodic
-from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.errors import ParameterError
 from dynlearn.matching import Slots, track
 from dynlearn.params import Param, Settings
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
 from ..fixed_points import classify as fc
+from ..fixed_points.dataset import check_upstream
 from .continuation import STATUS, collisions, continue_points
 from .events import detect
 
@@ -79,13 +80,7 @@ NEEDS = ("position", "present", "point_type", "n_unstable", "n_neutral", "eig_re
 def tracked_dim(settings: Settings, batch: Batch, fp: xr.Dataset) -> str:
     """The dim to track along, after checking the upstream ``fp`` against the sweep (one-line
     :class:`~dynlearn.errors.ShapeError` / :class:`~dynlearn.errors.ParameterError`)."""
-    missing = [v for v in NEEDS if v not in fp]
-    if missing:
-        raise ShapeError(f"bifurcations: the fixed_points input lacks {missing} (not a fixed_points result?)")
-    for d, n in zip(batch.dims, batch.shape):
-        if fp.sizes.get(d) != n:
-            raise ShapeError(f"bifurcations: the fixed_points input has dim {d!r} of size {fp.sizes.get(d)}, "
-                             f"the sweep has {n}")
+    check_upstream(fp, batch, NEEDS, "bifurcations")
     if settings.dim is not None:
         if settings.dim not in batch.dims:
             raise ParameterError(f"bifurcations: dim {settings.dim!r} is not a sweep dim; sweep dims: "

@@ -186,3 +186,20 @@ def landscape(batch, box: Box, chunk: int) -> xr.Dataset:
     arr = batch.to_xarray(speed, names, name="landscape_speed", coords=coords,
                           attrs={"long_name": "speed |g| on a grid of the search box", "units": units})
     return arr.to_dataset()
+
+
+def check_upstream(fp: xr.Dataset, batch, needs: tuple[str, ...], owner: str) -> None:
+    """Check that ``fp`` is a fixed_points result of ``batch``'s sweep holding the variables ``needs`` (what an
+    analyzer consuming it, ``owner``, reads): one-line :class:`~dynlearn.errors.ShapeError` otherwise."""
+    from dynlearn.errors import ShapeError
+
+    missing = [v for v in needs if v not in fp]
+    if missing:
+        raise ShapeError(f"{owner}: the fixed_points input lacks {missing} (not a fixed_points result?)")
+    for dim, n in zip(batch.dims, batch.shape):
+        if fp.sizes.get(dim) != n:
+            raise ShapeError(f"{owner}: the fixed_points input has dim {dim!r} of size {fp.sizes.get(dim)}, "
+                             f"the sweep has {n}")
+    if fp.sizes.get("state") != batch.system.state_dim:
+        raise ShapeError(f"{owner}: the fixed_points input has {fp.sizes.get('state')} state coordinates, "
+                         f"system {batch.system.name!r} has {batch.system.state_dim}")

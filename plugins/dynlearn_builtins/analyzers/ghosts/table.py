@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dynlearn.errors import ShapeError
 from dynlearn.sweep import Batch
 
 from ..fixed_points.classify import CODE
+from ..fixed_points.dataset import check_upstream
 
 Tensor = torch.Tensor
 
@@ -80,16 +80,7 @@ def _flat(fp: xr.Dataset, var: str, batch: Batch, own: tuple[str, ...]) -> np.nd
 def ghost_table(fp: xr.Dataset, batch: Batch, tol: float) -> GhostTable:
     """The ghost table of ``fp`` for the sweep elements of ``batch`` (one-line :class:`ShapeError` when ``fp`` is no
     fixed_points result of this sweep)."""
-    missing = [v for v in NEEDS if v not in fp]
-    if missing:
-        raise ShapeError(f"ghost_network: the fixed_points input lacks {missing} (not a fixed_points result?)")
-    for dim, n in zip(batch.dims, batch.shape):
-        if fp.sizes.get(dim) != n:
-            raise ShapeError(f"ghost_network: the fixed_points input has dim {dim!r} of size {fp.sizes.get(dim)}, "
-                             f"the sweep has {n}")
-    if fp.sizes.get("state") != batch.system.state_dim:
-        raise ShapeError(f"ghost_network: the fixed_points input has {fp.sizes.get('state')} state coordinates, "
-                         f"system {batch.system.name!r} has {batch.system.state_dim}")
+    check_upstream(fp, batch, NEEDS, "ghost_network")
     B = batch.size
     present = _flat(fp, "present", batch, ("point",)).astype(bool)
     code = _flat(fp, "point_type", batch, ("point",)).astype(np.int64)
