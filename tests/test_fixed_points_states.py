@@ -126,7 +126,7 @@ def test_n_reached_counts_the_starts(cubic_all):
     # sampled + midpoints: 351 pairs of 27 points, at most as many as the 200 starts of the first pass
     assert (cubic_all.n_start_states == 200 + 200).all()
     out = FixedPoints(n_starts=32).run("saddle_node", dynlearn.grid(r=[-1.0]))
-    assert 0 < int(out.n_reached.where(out.present).sum()) <= int(out.n_start_states) <= 32 + 1  # + 1 midpoint
+    assert 0 < int(out.n_reached.where(out.present).sum()) <= out.n_start_states.item() <= 32 + 1  # + 1 midpoint
 
 
 def test_slow_points_are_converged_minima():
