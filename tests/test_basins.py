@@ -402,3 +402,98 @@ def test_views_render(two_factor, logistic):
     assert {"separatrix points", "ellipse", "balanced"} <= labels
     for obj in (*v.values(), *an.views(logistic).values()):
         hv.render(obj, backend="bokeh")
+
+
+# -- kinds from converged evidence, Lyapunov spectra per attractor ----------------------------------------------
+class Contraction(MapSystem):
+    """x -> (x / 2, y / 4): one fixed point at 0 with exponents ln 1/2 and ln 1/4 exactly."""
+
+    name = "contraction_test"
+    description = "diagonal linear contraction (test only)"
+    state_names = ("x", "y")
+    parameters = {"s": Param(0.5, low=0)}
+    domain_bounds = ([-1.0, -1.0], [1.0, 1.0])
+
+    def rhs(self, x, p):
+        s = torch.as_tensor(p["s"]).unsqueeze(-1)
+        return x * torch.cat([s, s * s], -1)
+
+
+def _contradictions(out: xr.Dataset, tol: float = 0.01) -> list[str]:
+    """Attractors whose kind their own exponents contradict (NaN exponents are reported too)."""
+    lam = out.attractor_exponents.isel(exponent=0).values.ravel()
+    kinds = out.attractor_kind.values.ravel()
+    stable = out.attractor_stable.values.ravel()
+    bad = []
+    for kind, l1, st in zip(kinds, lam, stable):
+        if kind == "":
+            continue
+        if np.isnan(l1) or (kind == "chaotic" and not l1 > tol) or (kind == "quasi_periodic" and abs(l1) > tol) \
+                or (kind in ("fixed_point", "fixed_set", "periodic") and st and l1 > tol):
+            bad.append(f"{kind} with lambda_1 = {l1:.4g}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def duffing():
+    """Damped Duffing (delta = 0.3) with the default steps / dt / tail: the foci are still approached at the end
+    of the first run (lambda = -0.15 per unit time), so their members are integrated further."""
+    return {prec: Basins(resolution=32, precision=prec, max_boundary_points=8).run("duffing", dynlearn.grid())
+            for prec in ("float64", "float32")}
+
+
+@pytest.mark.parametrize("prec", ["float64", "float32"])
+def test_duffing_foci_are_fixed_points(duffing, prec):
+    out = duffing[prec]
+    assert out.attractor_kind.values.tolist() == ["fixed_point", "fixed_point"]
+    assert np.allclose(np.abs(out.attractor_state.values), [[1, 0], [1, 0]], atol=1e-6)
+    lam = out.attractor_exponents.values
+    assert (lam < -0.1).all()
+    assert np.allclose(lam.sum(-1), -0.3, atol=1e-6)  # trace of the Jacobian: -delta
+    assert out.attractor_stable.values.all() and (out.attractor_kaplan_yorke.values == 0).all()
+
+
+def test_duffing_without_longer_runs_is_unresolved_never_quasi_periodic():
+    out = Basins(resolution=16, max_steps=1000, max_boundary_points=4).run("duffing", dynlearn.grid())
+    assert out.attractor_kind.values.tolist() == ["unresolved", "unresolved"]
+    assert (out.attractor_lyapunov.values < -0.1).all()
+
+
+def test_spectrum_of_a_linear_map_is_exact():
+    out = Basins(resolution=8, steps=200, max_boundary_points=4).run(Contraction(), dynlearn.grid(s=[0.5, 0.8]))
+    lam = out.attractor_exponents.isel(attractor=0)
+    assert out.attractor_exponents.dims == ("s", "attractor", "exponent")
+    assert out.attractor_exponents.attrs["units"] == "1/iterations"
+    expect = np.log([[0.5, 0.25], [0.8, 0.64]])
+    assert np.abs(lam.values - expect).max() < 1e-8
+    assert out.attractor_kind.isel(attractor=0).values.tolist() == ["fixed_point", "fixed_point"]
+    assert (out.attractor_kaplan_yorke.isel(attractor=0).values == 0).all()
+
+
+def test_two_factor_kinds_do_not_depend_on_precision():
+    kw = dict(resolution=64, max_boundary_points=8)
+    kinds = {prec: Basins(precision=prec, **kw).run("two_factor", dynlearn.grid(mu=[1.5])).attractor_kind.values[0]
+             for prec in ("float64", "float32")}
+    assert kinds["float64"].tolist() == kinds["float32"].tolist()
+    assert kinds["float64"].tolist()[:2] == ["chaotic", "chaotic"]
+
+
+@pytest.mark.numerics
+def test_two_factor_mu2_leading_exponent_is_ln3(two_factor_mu2):
+    """At mu = 2 the map on its chaotic attractor is conjugate to the Chebyshev map T3: lambda_1 = ln 3."""
+    sel = two_factor_mu2
+    assert sel.attractor_kind.values[0] == "chaotic"
+    assert abs(float(sel.attractor_exponents[0, 0]) - math.log(3)) < 0.02
+    assert 1 < float(sel.attractor_kaplan_yorke[0]) <= 2
+
+
+@pytest.fixture(scope="module")
+def two_factor_mu2():
+    return Basins(resolution=48, max_boundary_points=8).run("two_factor", dynlearn.grid(mu=[2.0])).sel(mu=2.0)
+
+
+def test_no_kind_contradicts_its_exponents(two_factor, logistic, duffing, two_factor_mu2):
+    henon = Basins(resolution=32, max_boundary_points=8).run("henon", dynlearn.grid())
+    for out in (two_factor, logistic, duffing["float64"], duffing["float32"], two_factor_mu2, henon):
+        assert _contradictions(out) == []
+    assert "chaotic" in henon.attractor_kind.values.tolist()
