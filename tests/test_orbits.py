@@ -239,7 +239,7 @@ def test_diverged_orbits_are_frozen_and_labeled():
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
-    [({"states": [[0.1, 0.2, 0.3]]}, dynlearn.ShapeError, "2-D states"),
+    [({"states": [[0.1, 0.2, 0.3]]}, dynlearn.ShapeError, "3 values per state"),
      ({"states": [[0.1, np.nan]]}, dynlearn.ParameterError, "NaN"),
      ({"manifold": "torus"}, dynlearn.ParameterError, "no manifold 'torus'"),
      ({"steps": 10}, dynlearn.ParameterError, "steps"),

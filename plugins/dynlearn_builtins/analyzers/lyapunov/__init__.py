@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,7 +40,7 @@ from dynlearn.lyapunov import kaplan_yorke, spectrum
 from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
-from ..orbits.classify import raw_states, resolve_manifold, start_states
+from ..orbits.classify import initial_states, resolve_manifold, start_states
 from ..orbits.options import ORBIT_OPTIONS
 
 __all__ = ["Lyapunov"]
@@ -56,9 +57,19 @@ class Lyapunov(Analyzer):
 
     Parameters
     ----------
-    states, n_samples, seed, manifold
-        Initial states shared by every parameter value (default ``n_samples`` uniform draws from the domain),
-        projected onto a declared manifold when ``manifold`` names one (``"balanced"`` for the two-factor map).
+    n_samples, seed
+        Initial states drawn uniformly from the domain (``seed``), the same for every sweep entry (0: only
+        ``initial_states``).
+    initial_states, initial_noise
+        The user's initial states, in addition to the ``n_samples`` sampled ones (after them on the ``sample``
+        dim): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep dims..., sample,
+        state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`), plus Gaussian
+        noise of standard deviation ``initial_noise`` (absolute, in state units); ``initial_state`` records them.
+    states
+        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
+    manifold
+        The initial states are projected onto a declared manifold when it names one (``"balanced"`` for the
+        two-factor map).
     transient, steps, dt
         Steps discarded, steps measured (defaults 1000 / 10000 for maps, 2000 / 20000 RK4 steps for flows) and the
         RK4 step of a flow.
@@ -77,8 +88,8 @@ class Lyapunov(Analyzer):
     description: ClassVar[str] = "Lyapunov spectrum (QR), finite-time exponents, covariant vectors, Kaplan-Yorke dimension"
     kinds: ClassVar[tuple[str, ...]] = ("map", "flow")
     options: ClassVar[dict[str, Param]] = {
-        **{k: ORBIT_OPTIONS[k] for k in ("states", "seed")},
-        "n_samples": Param(8, kind="int", low=1, description="number of random initial states (when states is None)"),
+        "n_samples": replace(ORBIT_OPTIONS["n_samples"], default=8),
+        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed", "states")},
         "manifold": Param(None, kind="any", nullable=True,
                           description="name of a manifold the system declares, or a dynlearn.Manifold: the initial "
                                       "states are projected onto it (None: not projected)"),
@@ -99,20 +110,23 @@ class Lyapunov(Analyzer):
 
     def work_size(self, batch: Batch) -> int:
         d = batch.system.state_dim
-        n = len(self.settings.states) if self.settings.states is not None else self.settings.n_samples
-        return batch.size * n * d
+        s = self.settings
+        user = s.initial_states if s.states is None else s.states
+        n_user = 0 if user is None else (int(user.sizes.get("sample", 1)) if isinstance(user, xr.DataArray)
+                                         else (1 if np.ndim(user) == 1 else len(user)))
+        return batch.size * ((s.n_samples if s.states is None else 0) + n_user) * d
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
         system = batch.system
         s = self.settings.replace(**{n: by[system.kind] for n, by in DEFAULTS.items() if self.settings[n] is None})
         _check(s, system.state_dim)
         manifold = resolve_manifold(system, s.manifold)
-        raw = raw_states(system, s)
-        S = raw.shape[0]
+        states = initial_states(batch, s, "lyapunov")
+        S = states.shape[1]
         dtype = torch.float32 if s.precision == "float32" else torch.float64
         parts = []
         for sl, p in batch.chunks(max(1, s.chunk_size // S)):
-            x0 = start_states(system, raw, p, manifold, sl.stop - sl.start)
+            x0 = start_states(system, states[sl], p, manifold)
             pe = {n: v.to(dtype) if v.is_floating_point() else v for n, v in system.expand_params(p).items()}
             parts.append((x0, spectrum(system, x0.to(dtype), pe, steps=s.steps, dt=s.dt, transient=s.transient,
                                        k=s.k, renorm_every=s.renorm_every, window=s.window, covariant=s.covariant,

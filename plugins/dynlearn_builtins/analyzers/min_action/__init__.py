@@ -14,7 +14,8 @@ to :math:`B` at no cost. For a gradient flow :math:`f = -\nabla V` the path is t
 
 The path is a string of ``n_nodes`` nodes, relaxed by the geometric minimum action method (:mod:`.string`),
 batched over every sweep element. End points: ``start``/``end`` if given, else the two most populated attractors
-found by simulating sampled states (polished by Newton), ordered so that ``start`` has the smaller coordinate sum.
+found by simulating sampled states and the user's ``initial_states`` (polished by Newton), ordered so that
+``start`` has the smaller coordinate sum.
 
 Examples
 --------
@@ -40,6 +41,7 @@ from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
 from .._shared.attractors import attractor_classes, fixed_point_polish, settle
+from .._shared.states import user_states
 from .string import geometric_action, gmam
 
 __all__ = ["MinAction"]
@@ -64,8 +66,15 @@ class MinAction(Analyzer):
     start, end
         End points (state vectors), or ``None`` to find the attractors by simulation (give both or neither).
     n_samples, horizon, cluster_tol
-        Attractor search: sampled states, horizon in characteristic times, clustering tolerance (fraction of the
-        domain diagonal).
+        Attractor search: sampled states (uniform in the domain, the same for every sweep entry; 0: only
+        ``initial_states``), horizon in characteristic times, clustering tolerance (fraction of the domain
+        diagonal).
+    initial_states, initial_noise
+        The user's states simulated by the attractor search in addition to the ``n_samples`` sampled ones (e.g.
+        one state in each basin): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep
+        dims..., sample, state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`),
+        plus Gaussian noise of standard deviation ``initial_noise`` (absolute, in state units). Not used when
+        ``start`` and ``end`` are given.
     seed
         Seed of the sampling and of the bend direction.
 
@@ -89,7 +98,14 @@ class MinAction(Analyzer):
                        description="start state (None: the attractor with the smaller coordinate sum)"),
         "end": Param(None, kind="list", nullable=True,
                      description="end state (None: the attractor with the larger coordinate sum)"),
-        "n_samples": Param(256, kind="int", low=1, description="sampled states simulated to find the attractors"),
+        "n_samples": Param(256, kind="int", low=0, description="sampled states simulated to find the attractors "
+                           "(0: only initial_states)"),
+        "initial_states": Param(None, kind="array", nullable=True,
+                                description="user states simulated to find the attractors, in addition to the sampled "
+                                            "ones: (sample, state) for every sweep entry, or a DataArray (sweep "
+                                            "dims..., sample, state)"),
+        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
+                               units="state units"),
         "horizon": Param(30.0, **_POSITIVE, description="simulated time of the attractor search",
                          units="characteristic times"),
         "cluster_tol": Param(0.02, **_POSITIVE, description="clustering distance of final states",
@@ -183,9 +199,14 @@ def endpoints(s: Settings, batch: Batch, p) -> tuple[torch.Tensor, torch.Tensor,
         a = torch.as_tensor(np.asarray(s.start, float), dtype=torch.float64).expand(B, d).clone()
         b = torch.as_tensor(np.asarray(s.end, float), dtype=torch.float64).expand(B, d).clone()
         return a, b, torch.ones(B, dtype=torch.bool)
+    if s.n_samples == 0 and s.initial_states is None:
+        raise ParameterError("min_action: n_samples=0 needs initial_states (the states simulated to find the "
+                             "attractors), or give start and end")
     g = torch.Generator().manual_seed(int(s.seed))
     lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in system.domain())
     x0 = (lo + (hi - lo) * torch.rand(1, s.n_samples, d, generator=g, dtype=torch.float64)).expand(B, -1, -1)
+    if s.initial_states is not None:
+        x0 = torch.cat([x0, user_states(s.initial_states, batch, system, noise=float(s.initial_noise), generator=g)], 1)
     st = attractor_classes(settle(system, x0.contiguous(), p, horizon=float(s.horizon)),
                            tol=s.cluster_tol * float((hi - lo).norm()))
     cen = st.centroid                                        # (B, 2, d): class -1 (smaller sum), +1

@@ -36,7 +36,7 @@ Examples
 The balanced slice of the two-factor map, ``z -> z (1 - mu (z^2 - 1))``, from ``z0 = 0.1``:
 
 >>> import dynlearn
->>> orb = Orbits(states=[[0.1, 0.1]], transient=400, steps=200)
+>>> orb = Orbits(initial_states=[[0.1, 0.1]], n_samples=0, transient=400, steps=200)
 >>> out = orb.run("two_factor", dynlearn.grid(mu=[0.3, 0.8, 1.1, 1.25, 2.0, 2.1]))
 >>> [str(c) for c in dynlearn.outcome.labels(out.outcome.isel(sample=0).values)]
 ['ok', 'ok', 'ok', 'ok', 'ok', 'diverged']
@@ -64,7 +64,7 @@ from dynlearn.analyzer import Analyzer
 from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
-from .classify import classify_orbits, raw_states, resolve_manifold, start_states
+from .classify import classify_orbits, initial_states, resolve_manifold, start_states
 from .kernels import APPROACH_NAMES, CLASS_NAMES, NO_CLASS, NONE, flag_attrs
 from .options import ORBIT_OPTIONS, for_system
 from .refine import find_transitions
@@ -85,9 +85,18 @@ class Orbits(Analyzer):
 
     Parameters
     ----------
-    states, n_samples, seed
-        Initial states ``[[x1, ..., xd], ...]`` shared by every parameter value; default: ``n_samples`` uniform
-        draws from the system's domain (``seed``).
+    n_samples, seed
+        Initial states drawn uniformly from the system's domain (``seed``), the same for every sweep entry (0:
+        only ``initial_states``).
+    initial_states, initial_noise
+        The user's initial states, used in addition to the ``n_samples`` sampled ones (after them on the
+        ``sample`` dim): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep dims...,
+        sample, state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`);
+        Gaussian noise of standard deviation ``initial_noise`` (absolute, in state units) is added to them.
+        ``initial_state`` records the states used. With ``refine_dim`` a bracket's orbits start from the
+        lower neighbour's state.
+    states
+        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
     manifold
         Name of a manifold the system declares (or a :class:`dynlearn.Manifold`): the initial states are
         projected onto it (e.g. ``"balanced"`` for the two-factor map's slice ``a = b``).
@@ -127,7 +136,7 @@ class Orbits(Analyzer):
     )
     kinds: ClassVar[tuple[str, ...]] = ("map", "flow")
     options: ClassVar[dict[str, Param]] = {
-        **{k: ORBIT_OPTIONS[k] for k in ("states", "n_samples", "seed")},
+        **{k: ORBIT_OPTIONS[k] for k in ("n_samples", "initial_states", "initial_noise", "seed", "states")},
         "manifold": Param(None, kind="any", nullable=True,
                           description="name of a manifold the system declares, or a dynlearn.Manifold: the initial "
                                       "states are projected onto it (None: not projected)"),
@@ -149,12 +158,12 @@ class Orbits(Analyzer):
         system = batch.system
         s = for_system(self.settings, system, DEFAULTS)
         manifold = resolve_manifold(system, s.manifold)
-        raw = raw_states(system, s)
-        S, d = raw.shape
+        states = initial_states(batch, s, "orbits")
+        S = states.shape[1]
         parts, starts = [], []
         dtype = torch.float32 if s.precision == "float32" else torch.float64
         for sl, p in batch.chunks(max(1, s.chunk_size // S)):
-            x0 = start_states(system, raw, p, manifold, sl.stop - sl.start).to(dtype)
+            x0 = start_states(system, states[sl], p, manifold).to(dtype)
             p = {k: v.to(dtype) if v.is_floating_point() else v for k, v in p.items()}
             starts.append(x0)
             parts.append(classify_orbits(system, p, x0, s, show_progress=show_progress))
@@ -162,7 +171,7 @@ class Orbits(Analyzer):
         x0 = torch.cat(starts)
         ds = orbit_dataset(batch, res, x0, s)
         if s.refine_dim is not None:
-            ds = ds.merge(find_transitions(batch, raw, manifold, res, s, show_progress))
+            ds = ds.merge(find_transitions(batch, states, manifold, res, s, show_progress))
         return ds
 
     # -- views ------------------------------------------------------------------------------------------------

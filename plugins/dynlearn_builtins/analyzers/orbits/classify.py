@@ -7,20 +7,22 @@ Every function takes the analyzer's :class:`~dynlearn.params.Settings` resolved 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from dynlearn import lyapunov as ly
 from dynlearn import outcome as oc
-from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.errors import ParameterError
 from dynlearn.params import Settings
 from dynlearn.periodic import Circle, distance, wrap
 from dynlearn.progress import Meter
+from dynlearn.sweep import Batch
 from dynlearn.system import Manifold, System
 
+from .._shared.states import user_states
 from .kernels import (
     APERIODIC,
     CHAOTIC,
@@ -43,23 +45,40 @@ Tensor = torch.Tensor
 
 
 # -- initial states -------------------------------------------------------------------------------------------
-def raw_states(system: System, settings: Settings) -> Tensor:
-    """The ``(S, d)`` initial states shared by every parameter value: ``settings.states`` as given (checked
-    against the system's state dim), or ``n_samples`` uniform draws from the system's domain (``seed``)."""
-    states = settings.states
-    if states is not None:
-        x = torch.as_tensor(np.asarray(states, dtype=float), dtype=torch.float64)
-        if x.dim() == 1:
-            x = x.unsqueeze(0)
-        if x.dim() != 2 or x.shape[-1] != system.state_dim or x.shape[0] == 0:
-            raise ShapeError(
-                f"states must be a list of {system.state_dim}-D states ({', '.join(system.state_names)}), "
-                f"got shape {tuple(x.shape)}"
-            )
-        if not torch.isfinite(x).all():
-            raise ParameterError("states contain NaN or infinite values")
-        return x
-    return system.sample_states(int(settings.n_samples), generator=torch.Generator().manual_seed(int(settings.seed)))
+def initial_states(batch: Batch, settings: Settings, owner: str) -> Tensor:
+    """The ``(B, S, d)`` float64 initial states of the orbit analyzers (not yet projected onto a manifold).
+
+    ``n_samples`` uniform draws from the system's domain (``seed``; the same for every sweep element), then the
+    user's ``initial_states`` (an array ``(sample, state)`` for every element or a DataArray ``(sweep dims...,
+    sample, state)`` per element, see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`) with
+    Gaussian noise of standard deviation ``initial_noise``. The deprecated ``states`` (where an analyzer still
+    declares it) means ``initial_states`` with ``n_samples=0`` and warns (``DeprecationWarning``).
+
+    Raises
+    ------
+    ParameterError
+        ``n_samples=0`` without user states; both ``states`` and ``initial_states``.
+    ShapeError
+        User states of the wrong shape (:func:`user_states`).
+    """
+    system = batch.system
+    user, n, name = settings.initial_states, int(settings.n_samples), "initial_states"
+    if settings.get("states") is not None:
+        if user is not None:
+            raise ParameterError(f"{owner}: give initial_states or the deprecated states, not both")
+        warnings.warn(f"{owner}: option 'states' is deprecated; use initial_states=... (with n_samples=0 for only "
+                      f"those states)", DeprecationWarning, stacklevel=2)
+        user, n, name = settings.states, 0, "states"
+    if user is None and n == 0:
+        raise ParameterError(f"{owner}: n_samples=0 needs initial_states (the starting states to use)")
+    g = torch.Generator().manual_seed(int(settings.seed))
+    parts = []
+    if n:
+        drawn = system.sample_states(n, generator=g).to(torch.float64)
+        parts.append(drawn.unsqueeze(0).expand(batch.size, n, system.state_dim))
+    if user is not None:
+        parts.append(user_states(user, batch, system, noise=float(settings.initial_noise), generator=g, name=name))
+    return torch.cat(parts, 1)
 
 
 def resolve_manifold(system: System, manifold: Any) -> Manifold | None:
@@ -100,10 +119,9 @@ def constraint_jacobian(manifold: Manifold, x: Tensor, p: Mapping[str, Tensor]) 
     return g.detach(), torch.stack(rows, dim=-2)
 
 
-def start_states(system: System, raw: Tensor, p: Mapping[str, Tensor], manifold: Manifold | None,
-                 B: int) -> Tensor:
-    """Initial states ``(B, S, d)``: ``raw (S, d)`` for every parameter value, projected onto ``manifold``."""
-    x = raw.unsqueeze(0).expand(B, *raw.shape).clone()
+def start_states(system: System, x: Tensor, p: Mapping[str, Tensor], manifold: Manifold | None) -> Tensor:
+    """Initial states ``x (B, S, d)`` of the parameter values ``p``, projected onto ``manifold`` (a copy)."""
+    x = x.clone()
     if manifold is not None:
         x = projector(manifold, system.expand_params(p))(x)
     return x

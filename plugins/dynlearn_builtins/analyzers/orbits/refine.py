@@ -28,13 +28,14 @@ def decode(sig: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return sig // 100_000_000, (sig // 1_000_000) % 100, (sig % 1_000_000) // 10, sig % 10
 
 
-def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tensor], settings: Settings,
+def find_transitions(batch: Batch, states: Tensor, manifold, res: Mapping[str, Tensor], settings: Settings,
                      show_progress: bool | None = None) -> xr.Dataset:
     """Where the outcome / class / period / approach of orbit ``s`` changes between neighbours along
     ``settings.refine_dim``, narrow the bracket (all brackets in one batch, ``SECTIONS`` interior points per
     round) to the first point where the state of the lower neighbour ends, until it is narrower than
     ``settings.refine_tol`` (in units of the dim's coordinate). The parameters are interpolated linearly between
-    the two neighbours.
+    the two neighbours, and a bracket's orbits start from the lower neighbour's initial state ``states (B, S,
+    d)`` (not yet projected onto ``manifold``).
 
     ``*_before`` is the state at the lower neighbour, ``*_after`` the state at the upper one (states met in
     between, e.g. slowly converging orbits right at a bifurcation, are not reported).
@@ -68,7 +69,7 @@ def find_transitions(batch: Batch, raw: Tensor, manifold, res: Mapping[str, Tens
     n_iter = int(math.ceil(math.log(width / tol) / math.log(SECTIONS + 1))) if width > tol else 0
     p_lo = {k: v[lo_i] for k, v in batch.params.items()}
     p_hi = {k: v[hi_i] for k, v in batch.params.items()}
-    x_raw = raw[torch.as_tensor(sample)] if m else raw[:0]
+    x_raw = states[torch.as_tensor(lo_i), torch.as_tensor(sample)] if m else states[0, :0]  # the lower neighbour's
     j = torch.arange(1, SECTIONS + 1, dtype=torch.float64) / (SECTIONS + 1)
     for _ in range(n_iter):
         t = (t_lo[:, None] + j * (t_hi - t_lo)[:, None]).reshape(-1)  # (m * K,)

@@ -61,7 +61,7 @@ from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 from dynlearn.system import Manifold
 
-from ..orbits.classify import projector, raw_states, resolve_manifold
+from ..orbits.classify import initial_states, projector, resolve_manifold
 from ..orbits.kernels import (
     APERIODIC,
     CHAOTIC,
@@ -99,8 +99,16 @@ class TransverseStability(Analyzer):
     manifold
         A declared manifold's name, a :class:`dynlearn.Manifold` (user-given constraint / projection; recorded
         by name in the provenance), or ``None``: every manifold the system declares (a ``manifold`` dim).
-    states, n_samples, seed
-        Initial states (projected onto the manifold): given, or ``n_samples`` uniform draws from the domain.
+    n_samples, seed
+        Initial states drawn uniformly from the domain (``seed``), the same for every sweep entry (0: only
+        ``initial_states``); all initial states are projected onto the manifold.
+    initial_states, initial_noise
+        The user's initial states, in addition to the ``n_samples`` sampled ones (after them on the ``sample``
+        dim): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep dims..., sample,
+        state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`), plus Gaussian
+        noise of standard deviation ``initial_noise`` (absolute, in state units) before the projection.
+    states
+        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
     transient, steps
         Iterations on the manifold discarded, then used for the exponents; default ``(500, 2000)`` for maps,
         ``(50, 100)`` stroboscopic steps for flows.
@@ -124,9 +132,8 @@ class TransverseStability(Analyzer):
         "manifold": Param(None, kind="any", nullable=True,
                           description="name of a declared manifold, or a dynlearn.Manifold (None: every manifold "
                                       "the system declares, a manifold dim)"),
-        "states": ORBIT_OPTIONS["states"],
         "n_samples": replace(ORBIT_OPTIONS["n_samples"], default=8),
-        "seed": ORBIT_OPTIONS["seed"],
+        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed", "states")},
         "transient": replace(ORBIT_OPTIONS["transient"],
                              description="iterations on the manifold discarded (None: 500 for maps, 50 stroboscopic "
                                          "steps for flows)"),
@@ -152,8 +159,8 @@ class TransverseStability(Analyzer):
                 )
         else:
             manifolds = [resolve_manifold(system, s.manifold)]
-        raw = raw_states(system, s)
-        results = [_one(batch, m, raw, s, show_progress) for m in manifolds]
+        states = initial_states(batch, s, "transverse")
+        results = [_one(batch, m, states, s, show_progress) for m in manifolds]
         if s.manifold is not None:
             return results[0]
         names = xr.DataArray(np.array([m.name for m in manifolds], dtype=object), dims="manifold",
@@ -168,11 +175,11 @@ class TransverseStability(Analyzer):
         return transverse_views(result)
 
 
-def _one(batch: Batch, manifold: Manifold, raw: torch.Tensor, settings: Settings,
+def _one(batch: Batch, manifold: Manifold, states: torch.Tensor, settings: Settings,
          show_progress: bool | None) -> xr.Dataset:
-    """Orbits on one manifold, chunked over the batch, as a labeled Dataset."""
+    """Orbits on one manifold from ``states (B, S, d)``, chunked over the batch, as a labeled Dataset."""
     system = batch.system
-    S = raw.shape[0]
+    S = states.shape[1]
     parts = []
     for sl, p in batch.chunks(max(1, settings.chunk_size // S)):
         n = sl.stop - sl.start
@@ -180,11 +187,12 @@ def _one(batch: Batch, manifold: Manifold, raw: torch.Tensor, settings: Settings
         defined = torch.ones(n, dtype=torch.bool)
         if manifold.valid is not None:
             defined = torch.as_tensor(manifold.valid(p)).reshape(-1).expand(n).clone()
-        x0 = raw.unsqueeze(0).expand(n, *raw.shape).clone()
+        x0 = states[sl].clone()
         x0 = torch.where(defined[:, None, None], projector(manifold, pe)(x0), x0)
         stepper = Stepper(system, pe, settings.flow_time, settings.dt)
         res = manifold_run(stepper, manifold, x0, settings, show_progress, desc=f"transverse {manifold.name}")
         res["defined"] = defined
+        res["initial"] = x0
         parts.append(res)
     res = {k: torch.cat([r[k] for r in parts], dim=1 if k == "tail" else 0) for k in parts[0]}
     return _dataset(batch, manifold, res, settings)
@@ -251,6 +259,8 @@ def _dataset(batch: Batch, manifold: Manifold, res: Mapping[str, torch.Tensor], 
         "n_attractors": tx(n_att, attrs={"long_name": f"number of distinct fixed points / cycles{where}",
                                          "units": "1"}),
         "outcome": tx(outcome, ("sample",), attrs=oc.flag_attrs(f"outcome of the orbit{where}")),
+        "initial_state": tx(torch.where(defined[:, None, None], res["initial"], nan), ("sample", "state"), attrs={
+            "long_name": f"initial state of the orbit, projected{where}", "units": su}),
         "final_state": tx(torch.where(defined[:, None, None], res["final"], nan), ("sample", "state"), attrs={
             "long_name": f"last state of the orbit{where}", "units": su}),
         "transverse_exponent_mean": tx(mean_top, attrs={
