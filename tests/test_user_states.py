@@ -151,3 +151,104 @@ def test_koopman_samples_the_user_states():
         "bistable", dynlearn.grid(a=[0.0]), show_progress=False)
     assert both.outcome.values.tolist() == [oc.OK]
     assert json.loads(both.attrs["analyzer_config"])["initial_states"]["shape"] == [2, 2]
+
+
+# -- the orbit analyzers (orbits, lyapunov, transverse) and min_action ------------------------------------------
+def _orbit_case(name):
+    """(analyzer class, system, sweep dim, its values, fast options) of an orbit analyzer."""
+    from dynlearn_builtins.analyzers.lyapunov import Lyapunov
+    from dynlearn_builtins.analyzers.orbits import Orbits
+    from dynlearn_builtins.analyzers.transverse import TransverseStability
+
+    return {"orbits": (Orbits, "two_factor", "mu", [0.5, 0.8], dict(transient=40, steps=200)),
+            "lyapunov": (Lyapunov, "henon", "a", [1.2, 1.4], dict(transient=20, steps=100)),
+            "transverse": (TransverseStability, "two_factor", "mu", [0.5, 0.8],
+                           dict(manifold="balanced", transient=20, steps=100))}[name]
+
+
+ORBIT_ANALYZERS = ["orbits", "lyapunov", "transverse"]
+ON_SLICE = np.array([[0.1, 0.1], [0.3, 0.3]])  # on the balanced slice a = b: the projection keeps them
+
+
+@pytest.mark.parametrize("name", ORBIT_ANALYZERS)
+def test_orbit_analyzers_start_from_the_user_states(name):
+    cls, system, dim, values, fast = _orbit_case(name)
+    out = cls(**fast, n_samples=2, initial_states=ON_SLICE).run(system, grid(**{dim: values}))
+    x0 = out.initial_state.transpose(dim, "sample", "state").values
+    assert x0.shape == (2, 4, 2)  # the sampled states, then the user's
+    for b in range(2):
+        np.testing.assert_array_equal(x0[b, 2:], ON_SLICE)
+    np.testing.assert_array_equal(x0[0, :2], x0[1, :2])  # sampled: the same for every sweep element
+    assert json.loads(out.attrs["analyzer_config"])["initial_states"]["shape"] == [2, 2]
+
+
+@pytest.mark.parametrize("name", ORBIT_ANALYZERS)
+def test_orbit_analyzers_per_element_states_and_noise(name):
+    cls, system, dim, values, fast = _orbit_case(name)
+    per = np.stack([ON_SLICE + 0.1, ON_SLICE - 0.1])[::-1]  # given in the reverse order of the sweep
+    da = xr.DataArray(per, dims=(dim, "sample", "state"), coords={dim: values[::-1]})
+    out = cls(**fast, n_samples=0, initial_states=da).run(system, grid(**{dim: values}))
+    for v in values:
+        np.testing.assert_array_equal(out.initial_state.sel({dim: v}).values, da.sel({dim: v}).values)
+    noisy = cls(**fast, n_samples=0, initial_states=ON_SLICE, initial_noise=0.05, seed=3).run(
+        system, grid(**{dim: values}))
+    batch = flatten(dynlearn.get_system(system)(), grid(**{dim: values}))
+    want = user_states(ON_SLICE, batch, batch.system, noise=0.05, generator=torch.Generator().manual_seed(3))
+    if name == "transverse":  # projected onto the slice a = b
+        want = want.mean(-1, keepdim=True).expand_as(want)
+    got = noisy.initial_state.transpose(dim, "sample", "state").values
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-15)
+    assert 0 < np.abs(got - ON_SLICE).max() < 0.5
+
+
+@pytest.mark.parametrize("name", ORBIT_ANALYZERS + ["min_action"])
+def test_user_states_bad_shape_and_none(name):
+    if name == "min_action":
+        from dynlearn_builtins.analyzers.min_action import MinAction
+        cls, system, dim, values, fast = MinAction, "double_well", "k", [1.0], dict(n_nodes=21, max_iter=10)
+    else:
+        cls, system, dim, values, fast = _orbit_case(name)
+    with pytest.raises(ShapeError) as exc:
+        cls(**fast, initial_states=np.zeros((3, 5))).run(system, grid(**{dim: values}))
+    assert "initial_states: 5 values per state" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ParameterError, match="n_samples=0 needs initial_states"):
+        cls(**fast, n_samples=0).run(system, grid(**{dim: values}))
+
+
+def test_orbits_states_is_a_deprecated_alias():
+    from dynlearn_builtins.analyzers.orbits import Orbits
+
+    fast = dict(transient=40, steps=200)
+    with pytest.warns(DeprecationWarning, match="option 'states' is deprecated"):
+        old = Orbits(**fast, states=ON_SLICE.tolist()).run("two_factor", grid(mu=[0.5]))
+    new = Orbits(**fast, n_samples=0, initial_states=ON_SLICE).run("two_factor", grid(mu=[0.5]))
+    xr.testing.assert_identical(old.drop_attrs(), new.drop_attrs())
+    with pytest.raises(ParameterError, match="give initial_states or the deprecated states, not both"):
+        Orbits(**fast, states=ON_SLICE.tolist(), initial_states=ON_SLICE).run("two_factor", grid(mu=[0.5]))
+
+
+def test_orbits_refinement_starts_from_the_lower_neighbours_state():
+    """mu = 0.3 from z = 0.1 converges, mu = 0.4 from z = 5 diverges: the bracket's orbits start from the lower
+    neighbour's state (0.1) and all converge, so the transition is at the upper end (from 5: at the lower end)."""
+    from dynlearn_builtins.analyzers.orbits import Orbits
+
+    da = xr.DataArray([[[0.1, 0.1]], [[5.0, 5.0]]], dims=("mu", "sample", "state"), coords={"mu": [0.3, 0.4]})
+    out = Orbits(n_samples=0, initial_states=da, transient=40, steps=200, refine_dim="mu", refine_tol=1e-3).run(
+        "two_factor", grid(mu=[0.3, 0.4]))
+    assert out.transition_sample.values.tolist() == [0]
+    assert 0.4 - 1e-3 <= float(out.transition_low[0]) < float(out.transition_high[0]) <= 0.4
+
+
+def test_min_action_searches_attractors_from_the_user_states():
+    """n_samples=0: one state in each well -> a path between them; both states in one well -> single_attractor."""
+    from dynlearn import outcome as oc
+    from dynlearn_builtins.analyzers.min_action import MinAction
+
+    kw = dict(n_nodes=21, max_iter=2000, n_samples=0)
+    wells = np.array([[-1.1, 0.1], [0.9, -0.1]])
+    out = MinAction(**kw, initial_states=wells, initial_noise=0.05).run("double_well", grid(k=[1.0]))
+    assert out.outcome.values.tolist() == [oc.OK]
+    np.testing.assert_allclose(out.endpoints.sel(k=1.0).values, [[-1.0, 0.0], [1.0, 0.0]], atol=1e-8)
+    per = xr.DataArray(np.stack([wells, np.abs(wells)]), dims=("k", "sample", "state"), coords={"k": [1.0, 2.0]})
+    out = MinAction(**kw, initial_states=per).run("double_well", grid(k=[1.0, 2.0]))
+    assert out.outcome.values.tolist() == [oc.OK, oc.SINGLE_ATTRACTOR]
