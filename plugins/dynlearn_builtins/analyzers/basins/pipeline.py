@@ -2,7 +2,8 @@
 
 :func:`analyze_group` evolves every sample of every element of the group as one batch (recording the tails),
 identifies each element's attractors from its cell graph (:mod:`.attractors`), describes them (:mod:`.table`:
-kind, representative state, period, batched Lyapunov exponents, stability) and bisects the brackets between
+kind, representative state, period, batched Lyapunov spectra, stability; the members of an attractor whose
+evidence has not settled are integrated further, :func:`_settle`) and bisects the brackets between
 neighbouring samples of two different stable basins of every element together (:mod:`.boundary`). It returns
 one :class:`Element` per sweep element.
 
@@ -53,6 +54,11 @@ class Context:
     def flow(self) -> bool:
         return self.system.kind == "flow"
 
+    @property
+    def period_tol(self) -> float:
+        """Distance within which two tail states are the same (a thousandth of the smallest cell width)."""
+        return 1e-3 * float(self.width.min())
+
 
 @dataclass
 class Element:
@@ -86,7 +92,7 @@ def analyze_group(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray, e
     system, batch, every = ctx.system, ctx.batch, ctx.every
     S, n_e, d = Xt.shape[0], len(elems), Xt.shape[1]
     circle = system.circle
-    acc = TailAccumulator(n_e, S, lo=ctx.lo, width=ctx.width, flow=ctx.flow, period_tol=1e-3 * float(ctx.width.min()),
+    acc = TailAccumulator(n_e, S, lo=ctx.lo, width=ctx.width, flow=ctx.flow, period_tol=ctx.period_tol,
                           circle=circle)
     record = _record(settings.steps, settings.tail, every)
     pidx = torch.arange(elems.start, elems.stop).repeat_interleave(S)
@@ -178,8 +184,8 @@ def _settle(settings, ctx: Context, att: _Attractors, params, owner: torch.Tenso
 
         def on_record(index, tails):
             i = index.numpy()
-            settled[i], period[i] = tail_periods(tails.double().numpy(), 1e-3 * float(ctx.width.min()),
-                                                 float(ctx.width.min()), ctx.flow, ctx.system.circle)
+            settled[i], period[i] = tail_periods(tails.double().numpy(), ctx.period_tol, float(ctx.width.min()),
+                                                 ctx.flow, ctx.system.circle)
 
         ev = _evolve(settings, ctx, x0, pidx, steps=n, record=_record(n, settings.tail, ctx.every),
                      on_record=on_record)
