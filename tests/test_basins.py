@@ -494,6 +494,9 @@ def two_factor_mu2():
 
 def test_no_kind_contradicts_its_exponents(two_factor, logistic, duffing, two_factor_mu2):
     henon = Basins(resolution=32, max_boundary_points=8).run("henon", dynlearn.grid())
-    for out in (two_factor, logistic, duffing["float64"], duffing["float32"], two_factor_mu2, henon):
+    hopf = Basins(resolution=12, steps=600, max_boundary_points=4).run("hopf", dynlearn.grid(mu=[-0.5, 0.5]))
+    for out in (two_factor, logistic, duffing["float64"], duffing["float32"], two_factor_mu2, henon, hopf):
         assert _contradictions(out) == []
     assert "chaotic" in henon.attractor_kind.values.tolist()
+    assert hopf.attractor_kind.values[:, 0].tolist() == ["fixed_point", "periodic"]
+    assert abs(float(hopf.attractor_exponents.sel(mu=0.5)[0, 0])) < 1e-6  # the neutral direction along the cycle
