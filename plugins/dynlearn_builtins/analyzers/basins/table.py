@@ -37,7 +37,7 @@ from dynlearn.stepper import step_jacobian
 
 from .attractors import Found
 
-__all__ = ["wilson", "judge", "describe", "exponents", "lyapunov", "kind_of", "stability"]
+__all__ = ["wilson", "judge", "describe", "exponents", "kind_of", "stability"]
 
 Tensor = torch.Tensor
 
@@ -105,11 +105,6 @@ def exponents(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: flo
         return torch.empty(0, system.state_dim, dtype=torch.float64), torch.empty(0, 2, dtype=torch.float64)
     sp = spectrum(system, x, p, steps=steps, dt=dt, transient=steps // 4, window=max(1, steps // 2))
     return sp.exponents, sp.finite_time[..., 0]
-
-
-def lyapunov(system, x: Tensor, p: Mapping[str, Tensor], *, steps: int, dt: float) -> Tensor:
-    """The largest exponent of :func:`exponents`, ``(M,)``."""
-    return exponents(system, x, p, steps=steps, dt=dt)[0][:, 0]
 
 
 def kind_of(kind: str | None, leading: Tensor, windows: Tensor, tol: float) -> str | None:
