@@ -398,17 +398,21 @@ def tangent_rk4_step(system, x: Tensor, p: Mapping[str, Tensor], q: Tensor, h: f
     return rk4_step(lambda y: system.rhs(y, p), x, h), z[..., 1:]
 
 
-def kaplan_yorke(exponents: Tensor) -> Tensor:
+def kaplan_yorke(exponents: Tensor, tol: float = 0.0) -> Tensor:
     r"""Kaplan-Yorke (Lyapunov) dimension of spectra ``(..., k)`` (sorted decreasing inside).
 
     :math:`D = j + \sum_{i \le j} \lambda_i / |\lambda_{j+1}|` with ``j`` the largest index whose partial sum is
     ``>= 0``; ``0`` when :math:`\lambda_1 < 0`; ``k`` when every partial sum is ``>= 0`` (a lower bound unless all
-    ``d`` exponents were computed); NaN for NaN spectra.
+    ``d`` exponents were computed); NaN for NaN spectra. Exponents within ``tol`` of 0 count as 0 (a limit
+    cycle's neutral exponent, measured as ``-1e-13``, gives dimension 1, not 0).
 
     >>> kaplan_yorke(torch.tensor([[0.9056, 0.0, -14.5723], [-0.1, -0.2, -0.3]], dtype=torch.float64)).round(decimals=6)
     tensor([2.0621, 0.0000], dtype=torch.float64)
+    >>> kaplan_yorke(torch.tensor([[-1.4e-13, -1.0]], dtype=torch.float64), tol=1e-6)
+    tensor([1.], dtype=torch.float64)
     """
     lam = torch.sort(exponents, dim=-1, descending=True).values
+    lam = torch.where(lam.abs() <= tol, torch.zeros_like(lam), lam)
     k = lam.shape[-1]
     csum = lam.cumsum(-1)
     j = (csum >= 0).sum(-1)  # partial sums decrease once negative: the count of non-negative ones is j

@@ -500,3 +500,15 @@ def test_no_kind_contradicts_its_exponents(two_factor, logistic, duffing, two_fa
     assert "chaotic" in henon.attractor_kind.values.tolist()
     assert hopf.attractor_kind.values[:, 0].tolist() == ["fixed_point", "periodic"]
     assert abs(float(hopf.attractor_exponents.sel(mu=0.5)[0, 0])) < 1e-6  # the neutral direction along the cycle
+
+
+def test_limit_cycle_has_kaplan_yorke_dimension_one():
+    """The Hopf normal form's cycle: neutral exponent (measured ~1e-13) and -2 mu -> dimension 1, not 0."""
+    import dynlearn
+
+    out = dynlearn.make_analyzer({"name": "basins", "resolution": 24, "steps": 400}).run(
+        "hopf", dynlearn.grid(mu=[0.5]))
+    kinds = out.attractor_kind.values.ravel().tolist()
+    i = kinds.index("periodic")
+    assert float(out.attractor_kaplan_yorke.values.ravel()[i]) == 1.0
+    assert abs(float(out.attractor_exponents.values.reshape(-1, 2)[i, 0])) < 1e-8
