@@ -80,7 +80,7 @@ def slice_phase():
     mu = np.unique(np.round(np.concatenate([np.arange(0.3, 2.1 + 1e-9, 0.1), [0.8, 1.1, 1.25, 1.9, 2.05],
                                             np.arange(1.28, 1.30 + 1e-9, 0.005), np.arange(1.3015, 1.3035 + 1e-9, 1e-4)]),
                             6))
-    orb = Orbits(states=[[0.1]], transient=2000, steps=600, refine_dim="mu", refine_tol=2e-3)
+    orb = Orbits(initial_states=[[0.1]], n_samples=0, transient=2000, steps=600, refine_dim="mu", refine_tol=2e-3)
     return orb.run(CubicSlice(), grid(mu=mu))
 
 
@@ -202,7 +202,8 @@ def test_hopf_focus(hopf):
 
 def test_bistable_flow_attractors_are_numbered():
     states = [[-1.5, 0.5], [-0.5, -1.0], [0.7, 0.2], [1.8, -1.5]]
-    out = Orbits(states=states, transient=60, steps=60, max_period=16).run("bistable", grid(a=[0.0, 0.2]))
+    out = Orbits(initial_states=states, n_samples=0, transient=60, steps=60, max_period=16).run(
+        "bistable", grid(a=[0.0, 0.2]))
     assert out["n_attractors"].values.tolist() == [2, 2]
     final = out["final_state"].sel(state="x").values
     assert np.allclose(np.abs(final), 1 + 0.2 * out["final_state"].sel(state="y").values ** 2, atol=1e-6)
@@ -231,7 +232,7 @@ def test_nan_parameters_from_a_grid_raise():
 
 
 def test_diverged_orbits_are_frozen_and_labeled():
-    out = Orbits(states=[[0.1, 0.1], [5.0, -5.0]], **FAST).run("two_factor", grid(mu=[0.5]))
+    out = Orbits(initial_states=[[0.1, 0.1], [5.0, -5.0]], n_samples=0, **FAST).run("two_factor", grid(mu=[0.5]))
     assert oc.labels(out["outcome"].values.ravel()).tolist() == ["ok", "diverged"]
     assert np.isfinite(out["final_state"].values).all()
     assert out["orbit"].values.ravel().tolist() == [CONVERGED, NO_CLASS]
@@ -239,8 +240,8 @@ def test_diverged_orbits_are_frozen_and_labeled():
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
-    [({"states": [[0.1, 0.2, 0.3]]}, dynlearn.ShapeError, "3 values per state"),
-     ({"states": [[0.1, np.nan]]}, dynlearn.ParameterError, "NaN"),
+    [({"initial_states": [[0.1, 0.2, 0.3]], "n_samples": 0}, dynlearn.ShapeError, "3 values per state"),
+     ({"initial_states": [[0.1, np.nan]], "n_samples": 0}, dynlearn.ParameterError, "NaN"),
      ({"manifold": "torus"}, dynlearn.ParameterError, "no manifold 'torus'"),
      ({"steps": 10}, dynlearn.ParameterError, "steps"),
      ({"period_tol": -1.0}, dynlearn.ParameterError, "period_tol"),
@@ -375,7 +376,8 @@ def test_unsettled_orbits_are_unresolved_when_the_budget_is_spent():
 def test_float32_gives_the_kinds_of_float64(duffing):
     # two-factor map at mu = 1.5: states inside the ellipse reach its two chaotic attractors
     states = [[0.5, 0.5], [0.9, 0.6], [0.2, 1.2], [-0.8, -0.4], [-0.3, -1.1], [1.3, 0.9]]
-    runs = {p: Orbits(states=states, transient=500, steps=400, precision=p).run("two_factor", grid(mu=[1.5]))
+    runs = {p: Orbits(initial_states=states, n_samples=0, transient=500, steps=400, precision=p).run(
+                "two_factor", grid(mu=[1.5]))
             for p in ("float64", "float32")}
     assert np.array_equal(runs["float64"]["orbit"].values, runs["float32"]["orbit"].values)
     assert np.array_equal(runs["float64"]["outcome"].values, runs["float32"]["outcome"].values)

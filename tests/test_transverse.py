@@ -92,8 +92,8 @@ def test_ellipse_undefined_beyond_mu_2(ellipse):
 def test_minima_transverse_exponent_is_the_normal_eigenvalue(mu):
     u = np.linspace(-1.0, 1.0, 9)
     states = np.stack([np.exp(u), np.exp(-u)], -1)
-    out = TransverseStability(manifold="minima", states=states.tolist(), transient=5, steps=80).run(
-        "two_factor", grid(mu=[mu]))
+    out = TransverseStability(manifold="minima", initial_states=states.tolist(), n_samples=0, transient=5,
+                              steps=80).run("two_factor", grid(mu=[mu]))
     x = out["final_state"].isel(mu=0).values
     assert np.allclose(x, states, atol=1e-14)
     sharp = (x**2).sum(-1)
@@ -119,8 +119,8 @@ def _two_cycle(mu: float) -> tuple[float, float]:
 
 def test_balanced_two_cycle_transverse_exponent_and_attraction():
     mu = 1.1
-    out = TransverseStability(manifold="balanced", states=[[0.1, 0.1], [-0.3, -0.3]], transient=1000,
-                              steps=1000).run("two_factor", grid(mu=[mu]))
+    out = TransverseStability(manifold="balanced", initial_states=[[0.1, 0.1], [-0.3, -0.3]], n_samples=0,
+                              transient=1000, steps=1000).run("two_factor", grid(mu=[mu]))
     z1, z2 = _two_cycle(mu)
     exact = 0.5 * (math.log(abs(1 + mu * (z1**2 - 1))) + math.log(abs(1 + mu * (z2**2 - 1))))
     measured = out["transverse_exponent"].isel(mu=0, normal=0).values
@@ -135,7 +135,8 @@ def test_balanced_two_cycle_transverse_exponent_and_attraction():
 
 def test_balanced_minimum_is_transversely_neutral_and_chaos_at_2():
     z = [-1.3, -0.9, -0.6, -0.2, 0.15, 0.45, 0.8, 1.25]
-    out = TransverseStability(manifold="balanced", states=[[v, v] for v in z], transient=300, steps=1500).run(
+    out = TransverseStability(manifold="balanced", initial_states=[[v, v] for v in z], n_samples=0, transient=300,
+                              steps=1500).run(
         "two_factor", grid(mu=[0.5, 2.0]))
     assert (out["stability"].sel(mu=0.5) == NEUTRAL).all()  # multiplier 1 + mu (z^2 - 1) = 1 at z = 1
     # mu = 2: mean ln|1 + 2 cos psi| over the arcsine measure is 0 (Jensen)
@@ -146,7 +147,8 @@ def test_balanced_minimum_is_transversely_neutral_and_chaos_at_2():
 # -- a user-given manifold on a flow -------------------------------------------------------------------------------
 def test_user_manifold_on_a_flow():
     axis = dynlearn.Manifold("x_axis", "the invariant line y = 0", lambda x, p: x[..., 1:])
-    out = TransverseStability(manifold=axis, states=[[0.5, 0.3], [-1.7, 0.2]], transient=20, steps=48,
+    out = TransverseStability(manifold=axis, initial_states=[[0.5, 0.3], [-1.7, 0.2]], n_samples=0, transient=20,
+                              steps=48,
                               max_period=16).run(
         "bistable", grid(a=[0.0]))
     # attractors s = +-1 on y = 0: along the line s' = s - s^3 (exponent 1 - 3 = -2), across it y' = -y (-1)
@@ -175,7 +177,8 @@ def test_diverged_and_masked_orbits_are_outcomes_not_stabilities():
 
     from dynlearn.sweep import flatten
 
-    out = TransverseStability(manifold="balanced", states=[[0.1, 0.1], [3.0, 3.0]], transient=20, steps=100).run(
+    out = TransverseStability(manifold="balanced", initial_states=[[0.1, 0.1], [3.0, 3.0]], n_samples=0, transient=20,
+                              steps=100).run(
         "two_factor", grid(mu=[1.1]))
     assert out["outcome"].isel(mu=0).values.tolist() == [oc.OK, oc.DIVERGED]
     assert out["stability"].isel(mu=0).values.tolist() == [ATTRACTING, NONE]

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 import dynlearn
-from dynlearn.errors import ParameterError, ShapeError
+from dynlearn.errors import ParameterError, ShapeError, UnknownNameError
 from dynlearn.params import Param, array_summary, resolve_options
 from dynlearn.sweep import flatten, grid
 from dynlearn_builtins.analyzers._shared.states import user_states
@@ -215,16 +215,13 @@ def test_user_states_bad_shape_and_none(name):
         cls(**fast, n_samples=0).run(system, grid(**{dim: values}))
 
 
-def test_orbits_states_is_a_deprecated_alias():
-    from dynlearn_builtins.analyzers.orbits import Orbits
-
-    fast = dict(transient=40, steps=200)
-    with pytest.warns(DeprecationWarning, match="option 'states' is deprecated"):
-        old = Orbits(**fast, states=ON_SLICE.tolist()).run("two_factor", grid(mu=[0.5]))
-    new = Orbits(**fast, n_samples=0, initial_states=ON_SLICE).run("two_factor", grid(mu=[0.5]))
-    xr.testing.assert_identical(old.drop_attrs(), new.drop_attrs())
-    with pytest.raises(ParameterError, match="give initial_states or the deprecated states, not both"):
-        Orbits(**fast, states=ON_SLICE.tolist(), initial_states=ON_SLICE).run("two_factor", grid(mu=[0.5]))
+@pytest.mark.parametrize("name", ORBIT_ANALYZERS)
+def test_orbit_analyzers_have_no_states_option(name):
+    """The removed alias ``states`` is an unknown option whose message lists ``initial_states``."""
+    cls = _orbit_case(name)[0]
+    with pytest.raises(UnknownNameError, match=f"analyzer '{name}' has no option 'states'") as exc:
+        cls(states=ON_SLICE)
+    assert "initial_states" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_orbits_refinement_starts_from_the_lower_neighbours_state():

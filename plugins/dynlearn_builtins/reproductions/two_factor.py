@@ -146,7 +146,7 @@ class PhaseDiagram(Reproduction):
             transient=20000, steps=4000, refine_tol=1e-5)
         self.create_store(out, {"orbits": budget}, overwrite=overwrite)
         system = TwoFactorMap()
-        orb = Orbits(states=[[0.1, 0.1]], refine_dim="mu", **budget)
+        orb = Orbits(initial_states=[[0.1, 0.1]], n_samples=0, refine_dim="mu", **budget)
         phase = orb.run(system, grid(mu=_phase_grid(quick)), show_progress=show_progress)
         write_group(out, "orbits", phase, consolidated=False)
         cheb = Orbits(manifold="balanced", n_samples=64 if quick else 256, transient=100,
@@ -299,7 +299,7 @@ class TransverseStability(Reproduction):
         write_group(out, "ellipse", ell, consolidated=False)
         bmus = np.array([0.5, 1.1, 1.25, 1.29, 1.5, 1.9, 2.0]) if quick else np.round(np.arange(0.1, 2.001, 0.02), 6)
         z0 = np.array([0.1, 0.5, 1.2])
-        bal = TransverseAnalyzer(manifold="balanced", states=np.stack([z0, z0], -1).tolist(),
+        bal = TransverseAnalyzer(manifold="balanced", initial_states=np.stack([z0, z0], -1).tolist(), n_samples=0,
                                  transient=2000 if quick else 20000, steps=2000 if quick else 20000
                                  ).run(system, grid(mu=bmus), show_progress=show_progress)
         exact = np.full(bal["period"].shape, np.nan)

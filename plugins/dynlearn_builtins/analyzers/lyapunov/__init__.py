@@ -65,8 +65,6 @@ class Lyapunov(Analyzer):
         dim): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep dims..., sample,
         state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`), plus Gaussian
         noise of standard deviation ``initial_noise`` (absolute, in state units); ``initial_state`` records them.
-    states
-        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
     manifold
         The initial states are projected onto a declared manifold when it names one (``"balanced"`` for the
         two-factor map).
@@ -89,7 +87,7 @@ class Lyapunov(Analyzer):
     kinds: ClassVar[tuple[str, ...]] = ("map", "flow")
     options: ClassVar[dict[str, Param]] = {
         "n_samples": replace(ORBIT_OPTIONS["n_samples"], default=8),
-        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed", "states")},
+        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed")},
         "manifold": Param(None, kind="any", nullable=True,
                           description="name of a manifold the system declares, or a dynlearn.Manifold: the initial "
                                       "states are projected onto it (None: not projected)"),
@@ -111,10 +109,10 @@ class Lyapunov(Analyzer):
     def work_size(self, batch: Batch) -> int:
         d = batch.system.state_dim
         s = self.settings
-        user = s.initial_states if s.states is None else s.states
+        user = s.initial_states
         n_user = 0 if user is None else (int(user.sizes.get("sample", 1)) if isinstance(user, xr.DataArray)
                                          else (1 if np.ndim(user) == 1 else len(user)))
-        return batch.size * ((s.n_samples if s.states is None else 0) + n_user) * d
+        return batch.size * (s.n_samples + n_user) * d
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
         system = batch.system

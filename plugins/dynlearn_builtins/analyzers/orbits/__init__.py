@@ -95,8 +95,6 @@ class Orbits(Analyzer):
         Gaussian noise of standard deviation ``initial_noise`` (absolute, in state units) is added to them.
         ``initial_state`` records the states used. With ``refine_dim`` a bracket's orbits start from the
         lower neighbour's state.
-    states
-        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
     manifold
         Name of a manifold the system declares (or a :class:`dynlearn.Manifold`): the initial states are
         projected onto it (e.g. ``"balanced"`` for the two-factor map's slice ``a = b``).
@@ -136,7 +134,7 @@ class Orbits(Analyzer):
     )
     kinds: ClassVar[tuple[str, ...]] = ("map", "flow")
     options: ClassVar[dict[str, Param]] = {
-        **{k: ORBIT_OPTIONS[k] for k in ("n_samples", "initial_states", "initial_noise", "seed", "states")},
+        **{k: ORBIT_OPTIONS[k] for k in ("n_samples", "initial_states", "initial_noise", "seed")},
         "manifold": Param(None, kind="any", nullable=True,
                           description="name of a manifold the system declares, or a dynlearn.Manifold: the initial "
                                       "states are projected onto it (None: not projected)"),

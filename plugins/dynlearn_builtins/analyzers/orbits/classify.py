@@ -7,7 +7,6 @@ Every function takes the analyzer's :class:`~dynlearn.params.Settings` resolved 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,24 +50,17 @@ def initial_states(batch: Batch, settings: Settings, owner: str) -> Tensor:
     ``n_samples`` uniform draws from the system's domain (``seed``; the same for every sweep element), then the
     user's ``initial_states`` (an array ``(sample, state)`` for every element or a DataArray ``(sweep dims...,
     sample, state)`` per element, see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`) with
-    Gaussian noise of standard deviation ``initial_noise``. The deprecated ``states`` (where an analyzer still
-    declares it) means ``initial_states`` with ``n_samples=0`` and warns (``DeprecationWarning``).
+    Gaussian noise of standard deviation ``initial_noise``.
 
     Raises
     ------
     ParameterError
-        ``n_samples=0`` without user states; both ``states`` and ``initial_states``.
+        ``n_samples=0`` without user states.
     ShapeError
         User states of the wrong shape (:func:`user_states`).
     """
     system = batch.system
-    user, n, name = settings.initial_states, int(settings.n_samples), "initial_states"
-    if settings.get("states") is not None:
-        if user is not None:
-            raise ParameterError(f"{owner}: give initial_states or the deprecated states, not both")
-        warnings.warn(f"{owner}: option 'states' is deprecated; use initial_states=... (with n_samples=0 for only "
-                      f"those states)", DeprecationWarning, stacklevel=2)
-        user, n, name = settings.states, 0, "states"
+    user, n = settings.initial_states, int(settings.n_samples)
     if user is None and n == 0:
         raise ParameterError(f"{owner}: n_samples=0 needs initial_states (the starting states to use)")
     g = torch.Generator().manual_seed(int(settings.seed))
@@ -77,7 +69,7 @@ def initial_states(batch: Batch, settings: Settings, owner: str) -> Tensor:
         drawn = system.sample_states(n, generator=g).to(torch.float64)
         parts.append(drawn.unsqueeze(0).expand(batch.size, n, system.state_dim))
     if user is not None:
-        parts.append(user_states(user, batch, system, noise=float(settings.initial_noise), generator=g, name=name))
+        parts.append(user_states(user, batch, system, noise=float(settings.initial_noise), generator=g, name="initial_states"))
     return torch.cat(parts, 1)
 
 

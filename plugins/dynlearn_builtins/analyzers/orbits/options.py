@@ -25,8 +25,6 @@ ORBIT_OPTIONS: dict[str, Param] = {
                                         "for every sweep entry, or a DataArray (sweep dims..., sample, state)"),
     "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
                            units="state units"),
-    "states": Param(None, kind="array", nullable=True,
-                    description="deprecated: initial_states with n_samples=0 (warns)"),
     "seed": Param(0, kind="int", low=0, description="seed of the random initial states"),
     "transient": Param(None, kind="int", low=0, nullable=True,
                        description="iterations discarded before the tangent run (None: 2000 for maps, 100 "

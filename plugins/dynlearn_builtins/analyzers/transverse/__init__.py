@@ -107,8 +107,6 @@ class TransverseStability(Analyzer):
         dim): an array ``(sample, state)`` for every sweep entry, or a DataArray ``(sweep dims..., sample,
         state)`` per entry (see :func:`~dynlearn_builtins.analyzers._shared.states.user_states`), plus Gaussian
         noise of standard deviation ``initial_noise`` (absolute, in state units) before the projection.
-    states
-        Deprecated (``DeprecationWarning``): ``initial_states`` with ``n_samples=0``.
     transient, steps
         Iterations on the manifold discarded, then used for the exponents; default ``(500, 2000)`` for maps,
         ``(50, 100)`` stroboscopic steps for flows.
@@ -133,7 +131,7 @@ class TransverseStability(Analyzer):
                           description="name of a declared manifold, or a dynlearn.Manifold (None: every manifold "
                                       "the system declares, a manifold dim)"),
         "n_samples": replace(ORBIT_OPTIONS["n_samples"], default=8),
-        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed", "states")},
+        **{k: ORBIT_OPTIONS[k] for k in ("initial_states", "initial_noise", "seed")},
         "transient": replace(ORBIT_OPTIONS["transient"],
                              description="iterations on the manifold discarded (None: 500 for maps, 50 stroboscopic "
                                          "steps for flows)"),
