@@ -47,8 +47,12 @@ def did_you_mean(name: str, valid: Iterable[str]) -> str:
     "; did you mean 'saddle_node'?"
     >>> did_you_mean("xyz", ["saddle_node"])
     ''
+    >>> did_you_mean("states", ["steps", "initial_states"])     # a whole word of one valid name wins
+    "; did you mean 'initial_states'?"
     """
-    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    valid = [str(v) for v in valid]
+    words = [v for v in valid if len(str(name)) >= 3 and str(name) in v.split("_")]
+    close = words if len(words) == 1 else difflib.get_close_matches(str(name), valid, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

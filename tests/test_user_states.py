@@ -221,7 +221,7 @@ def test_orbit_analyzers_have_no_states_option(name):
     cls = _orbit_case(name)[0]
     with pytest.raises(UnknownNameError, match=f"analyzer '{name}' has no option 'states'") as exc:
         cls(states=ON_SLICE)
-    assert "initial_states" in str(exc.value) and "\n" not in str(exc.value)
+    assert str(exc.value).endswith("did you mean 'initial_states'?") and "\n" not in str(exc.value)
 
 
 def test_orbits_refinement_starts_from_the_lower_neighbours_state():
