@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -112,11 +111,3 @@ class LyapunovSpectra(Reproduction):
         claims.append(Claim("duffing_float32", "float32 gives the kinds of float64 (Duffing)", 1.0, float(same), same,
                             "equal"))
         return claims
-
-    def views(self, tree: xr.DataTree) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in ("lorenz", "henon", "two_factor"):
-            if name in tree.children:
-                for k, v in Lyapunov().views(tree[name].to_dataset()).items():
-                    out[f"{name}: {k.replace('_', ' ')}"] = v
-        return out

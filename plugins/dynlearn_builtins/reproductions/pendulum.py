@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -103,12 +102,6 @@ class PendulumBasinStability(Reproduction):
                          "over a period balance)", 0.0, bal, bal <= 1e-3, "|difference| <= 1e-3"))
         out += _sweep_claims(sweep)
         return out
-
-    def views(self, tree: xr.DataTree) -> dict[str, Any]:
-        an = BasinStability()
-        views = {f"basin_stability/{k}": v for k, v in an.views(tree["basin_stability"].to_dataset()).items()}
-        views.update({f"torque_sweep/{k}": v for k, v in an.views(tree["torque_sweep"].to_dataset()).items()})
-        return views
 
 
 def _index(ds: xr.Dataset, name: str) -> int | None:
