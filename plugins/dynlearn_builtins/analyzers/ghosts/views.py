@@ -46,7 +46,8 @@ def _visits(ds: xr.Dataset):
                              g[on].astype(float)])
     shade = hv.Rectangles(rects, vdims=["ghost"]).opts(color="ghost", cmap="Category10", alpha=0.25,
                                                         line_alpha=0, tools=["hover"])
-    return (shade * curves).opts(width=600, title=f"trajectories and ghost visits (first {n})")
+    return (shade * curves).opts(width=600, xlabel="time", ylabel=first,
+                                 title=f"trajectories and ghost visits (first {n})")
 
 
 def _graph(ds: xr.Dataset):
