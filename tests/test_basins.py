@@ -512,3 +512,65 @@ def test_limit_cycle_has_kaplan_yorke_dimension_one():
     i = kinds.index("periodic")
     assert float(out.attractor_kaplan_yorke.values.ravel()[i]) == 1.0
     assert abs(float(out.attractor_exponents.values.reshape(-1, 2)[i, 0])) < 1e-8
+
+
+# -- the user's states ----------------------------------------------------------------------------------------------
+USER = dict(steps=500, dt=0.05, tail=8, tail_every=10, lyapunov_steps=32, max_boundary_points=16, tol=1e-6)
+
+
+def _bistable_side(states: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Exact basin of the ``bistable`` flow: ``x > a y^2`` (right attractor) or not."""
+    return states[..., 0] - a * states[..., 1] ** 2 > 0
+
+
+def _check_user_labels(out: xr.Dataset) -> None:
+    """Every state's id is the attractor on the exact side of ``x = a y^2``; boundary points lie on it."""
+    for a in out.a.values:
+        sel = out.sel(a=a)
+        X = sel.sample_state.values
+        right = int(np.argmax(sel.attractor_state.sel(state="x").values[:2]))
+        margin = np.abs(X[:, 0] - a * X[:, 1] ** 2) > 1e-3
+        want = np.where(_bistable_side(X, a), right, 1 - right)
+        assert (sel.outcome.values == oc.OK).all() and (sel.basin.values == want)[margin].all()
+        assert int(sel.n_attractors) == 2 and float(sel.basin_fraction.sum()) == 1.0
+        pts = sel.boundary_state.values[: int(sel.n_boundary_points)]
+        assert len(pts) >= 4 and np.abs(pts[:, 0] - a * pts[:, 1] ** 2).max() < 1e-5
+
+
+def test_user_states_are_the_samples():
+    # x beyond the domain [-2, 2]^2: the box is enlarged (|s| <= 3.4 keeps RK4 with dt = 0.05 stable)
+    X = np.random.default_rng(3).uniform(-1, 1, (150, 2)) * [2.6, 1.2]
+    basins = Basins(initial_states=X, **USER)
+    out = basins.run("bistable", dynlearn.grid(a=[0.0, 0.5]))
+    assert out.basin.dims == ("a", "sample") and out.attrs["sampling"] == "user" and out.attrs["n_samples"] == 150
+    np.testing.assert_array_equal(out.sample_state.sel(a=0.5).values, X)
+    assert out.attrs["bounds"][2:] == [-2.0, 2.0] and -2.6 < out.attrs["bounds"][0] < -2.5 < 2.5 < out.attrs["bounds"][1]
+    _check_user_labels(out)
+    np.testing.assert_allclose(out.basin_count / 150, out.basin_fraction.where(out.basin_count >= 0))
+    cfg = basins.to_config()["initial_states"]
+    assert cfg["shape"] == [150, 2] and len(cfg["sha256"]) == 64
+    points = basins.views(out)["basins"][(0.5,)].get(0)  # the scatter shows each element's own states
+    np.testing.assert_array_equal(points.array([0, 1]), X)
+
+
+def test_user_states_per_sweep_element_and_noise():
+    rng = np.random.default_rng(4)
+    per_a = xr.DataArray(rng.uniform(-2, 2, (2, 60, 2)), dims=("a", "sample", "state"),
+                         coords={"a": [0.5, 0.0], "state": ["x", "y"]})
+    out = Basins(initial_states=per_a, **USER).run("bistable", dynlearn.grid(a=[0.0, 0.5]))
+    for a in (0.0, 0.5):  # matched by the value of a
+        np.testing.assert_array_equal(out.sample_state.sel(a=a).values, per_a.sel(a=a).values)
+    _check_user_labels(out)
+    noisy = [Basins(initial_states=per_a, initial_noise=0.2, seed=s, **USER).run("bistable", dynlearn.grid(a=[0.0, 0.5]))
+             for s in (1, 1, 2)]
+    dx = (noisy[0].sample_state - out.sample_state).values
+    assert 0.15 < dx.std() < 0.25 and np.abs(dx).max() < 2  # Gaussian noise of std 0.2 on every coordinate
+    np.testing.assert_array_equal(noisy[0].sample_state, noisy[1].sample_state)  # seeded
+    assert not np.array_equal(noisy[0].sample_state, noisy[2].sample_state)
+    _check_user_labels(noisy[0])
+
+
+def test_user_states_bad_shape():
+    with pytest.raises(ShapeError, match="initial_states: 3 values per state") as exc:
+        Basins(initial_states=np.zeros((5, 3)), **USER).run("bistable")
+    assert "\n" not in str(exc.value)

@@ -62,10 +62,11 @@ from dynlearn.stepper import default_chunk
 from dynlearn.sweep import Batch
 
 from .boundary import grid_pairs, knn_pairs
+from .._shared.states import user_states
 from .matching import attractor_ids
 from .output import assemble
 from .pipeline import Context, analyze_group
-from .sampling import NO_MATCH, box, check, match_dim, n_samples, samples, tail_every
+from .sampling import NO_MATCH, box, check, enlarge, match_dim, n_samples, samples, tail_every
 from .stability import BasinStability
 
 __all__ = ["Basins", "BasinStability"]
@@ -119,8 +120,16 @@ class Basins(Analyzer):
         The ordered sweep dim along which attractor ids are matched (``None``: ``epoch`` when the sweep has it,
         else no matching; ``"none"``: no matching), and the largest distance between an attractor's extents at
         consecutive steps of that dim for it to keep its id (``None``: a tenth of the box's diagonal).
+    initial_states, initial_noise
+        The user's states, used as the samples instead of the grid / Sobol points: an array ``(sample, state)``
+        for every sweep element or a DataArray ``(sweep dims..., sample, state)`` per element
+        (:func:`dynlearn_builtins.analyzers._shared.states.user_states`), plus Gaussian noise of standard
+        deviation ``initial_noise`` (absolute, in state units; drawn with ``seed``). They are laid out on a
+        ``sample`` dim (``sample_state`` keeps every element's states), basin fractions are fractions of them,
+        separatrix points are bisected between nearest-neighbour pairs in different basins, and the box of the
+        cells (``bounds`` or the domain) is enlarged to hold them.
     seed
-        Seed of the Sobol scrambling.
+        Seed of the Sobol scrambling and of the noise on ``initial_states``.
     precision
         ``"float64"`` or ``"float32"`` (faster, but a state within ~1e-7 relative of a separatrix may be
         misclassified; the bisection cannot go below that).
@@ -176,7 +185,12 @@ class Basins(Analyzer):
         "match_gate": Param(None, **_POSITIVE, nullable=True,
                             description="largest move of a matched attractor between consecutive steps "
                                         "(None: a tenth of the box diagonal)"),
-        "seed": Param(0, kind="int", low=0, description="seed of the Sobol scrambling"),
+        "initial_states": Param(None, kind="array", nullable=True,
+                                description="the user's states (sample, state) for every sweep element, or a "
+                                            "DataArray (sweep dims..., sample, state), used instead of sampling"),
+        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
+                               units="state units"),
+        "seed": Param(0, kind="int", low=0, description="seed of the Sobol scrambling and of initial_noise"),
         "precision": Param("float64", kind="str", choices=("float64", "float32"), description="float dtype"),
         "kernel": Param("auto", kind="str", choices=("auto", "generic"),
                         description="the system's own stepper (auto) or rhs (generic)"),
@@ -190,6 +204,10 @@ class Basins(Analyzer):
     def work_size(self, batch: Batch) -> int:
         """Numbers in all orbits' states: samples x sweep elements x state dim (sets the threads)."""
         d = batch.system.state_dim
+        if self.settings.initial_states is not None:
+            v = self.settings.initial_states
+            S = v.sizes.get("sample", 1) if isinstance(v, xr.DataArray) else int(np.prod(np.shape(v)[:-1]))
+            return S * batch.size * d
         return n_samples(self.settings, d) * batch.size * d
 
     def analyze(self, batch: Batch, *, upstream: Mapping[str, xr.Dataset], show_progress: bool | None) -> xr.Dataset:
@@ -197,17 +215,29 @@ class Basins(Analyzer):
         check(s, system)
         dim = match_dim(s, batch.dims)
         lo, hi = box(s, system)
-        shape, X = samples(s, lo, hi)
-        d, S, B = system.state_dim, len(X), batch.size
+        d, B = system.state_dim, batch.size
+        if s.initial_states is None:
+            shape, X = samples(s, lo, hi)
+            pairs = grid_pairs(shape) if shape else knn_pairs(X, 2 * d)
+        else:  # the user's states (B, S, d): per element pairs, the box enlarged to hold them
+            gen = torch.Generator().manual_seed(int(s.seed))
+            shape, X = None, user_states(s.initial_states, batch, system, noise=float(s.initial_noise),
+                                         generator=gen).numpy()
+            lo, hi = enlarge(lo, hi, X.reshape(-1, d))
+            pairs = [knn_pairs(x, 2 * d) for x in X]
+        S = X.shape[-2]
         ctx = Context(batch=batch, lo=lo, width=(hi - lo) / s.cells, every=tail_every(s, system), match_dim=dim)
-        pairs = grid_pairs(shape) if shape else knn_pairs(X, 2 * d)
         Xt = torch.as_tensor(X, dtype=self.dtype())
         G = max(1, _GROUP_POINTS // S)
         rows = []
         n_chunks = sum(math.ceil(min(G, B - g0) * S / default_chunk(s.chunk_size)) for g0 in range(0, B, G))
         with Meter(n_chunks, "basins", show_progress, unit="chunk") as meter:
             for g0 in range(0, B, G):
-                rows += analyze_group(s, ctx, Xt, pairs, range(g0, min(B, g0 + G)), meter)
+                group = range(g0, min(B, g0 + G))
+                if Xt.dim() == 2:
+                    rows += analyze_group(s, ctx, Xt, pairs, group, meter)
+                else:
+                    rows += analyze_group(s, ctx, Xt[g0 : group.stop], pairs[g0 : group.stop], group, meter)
         gate = s.match_gate if s.match_gate is not None else 0.1 * float(np.linalg.norm(hi - lo))
         ids, n_ids = attractor_ids([r.extent for r in rows], [r.kinds for r in rows], batch.valid.numpy(),
                                    batch.shape, batch.dims.index(dim) if dim else None, gate)

@@ -62,9 +62,10 @@ def _side_outcome(basin: np.ndarray) -> np.ndarray:
 
 def assemble(settings, ctx: Context, shape, X: np.ndarray, rows: list[Element], ids: list[np.ndarray],
              n_ids: int) -> xr.Dataset:
-    """The labeled dataset of all sweep elements (``rows``, flat) with their attractor ids ``ids``."""
+    """The labeled dataset of all sweep elements (``rows``, flat) with their attractor ids ``ids``; ``X``: the
+    samples ``(S, d)`` shared by all elements, or the user's states ``(B, S, d)``."""
     system, batch = ctx.system, ctx.batch
-    S, d = X.shape
+    S, d = X.shape[-2:]
     tunit = system.time_units if ctx.flow else "iterations"
     valid = batch.valid.numpy()
     bad = ~valid[:, None]
@@ -101,15 +102,18 @@ def assemble(settings, ctx: Context, shape, X: np.ndarray, rows: list[Element], 
         "orbit outcome (unresolved: bounded but not settled on an attractor; masked: invalid parameters)"))
     vs["escape_time"] = grid_var(esc, "escape_time", {
         "long_name": "time at which the orbit left |x| <= max_norm (NaN: it did not)", "units": tunit})
-    if shape is None:
+    attrs = {"long_name": "initial state of the sample", "units": system.state_units}
+    if X.ndim == 3:
+        vs["sample_state"] = batch.to_xarray(X, ("sample", "state"), name="sample_state", attrs=attrs,
+                                             coords={**space["coords"], **state})
+    elif shape is None:
         vs["sample_state"] = xr.DataArray(X, dims=("sample", "state"), coords={**space["coords"], **state},
-                                          attrs={"long_name": "initial state of the sample",
-                                                 "units": system.state_units})
+                                          attrs=attrs)
     vs.update(_attractor_vars(settings, batch, rows, ids, K, basin, code, state, tunit))
     vs.update(_boundary_vars(batch, rows, ids, P, d, valid, state, system.state_units))
     ds = xr.Dataset(vs)  # one merge of all variables
     ds.attrs.update({
-        "sampling": "grid" if shape is not None else "sobol",
+        "sampling": "grid" if shape is not None else "user" if X.ndim == 3 else "sobol",
         "n_samples": int(S),
         "bounds": [float(v) for v in np.ravel(np.stack([ctx.lo, ctx.lo + ctx.width * settings.cells], 1))],
         "cell_width": [float(w) for w in ctx.width],

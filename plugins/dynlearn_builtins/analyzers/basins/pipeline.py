@@ -85,18 +85,20 @@ def _evolve(settings, ctx: Context, x0: torch.Tensor, pidx: torch.Tensor, steps:
                   max_norm=settings.max_norm, chunk_size=settings.chunk_size, kernel=settings.kernel, **kw)
 
 
-def analyze_group(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray, elems: range,
+def analyze_group(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray | list[np.ndarray], elems: range,
                   meter: Meter) -> list[Element]:
-    """Basins, attractors and boundary points of the sweep elements ``elems`` (samples ``Xt``, neighbour
-    ``pairs``)."""
+    """Basins, attractors and boundary points of the sweep elements ``elems``: samples ``Xt`` ``(S, d)`` shared
+    by all with neighbour ``pairs`` ``(P, 2)``, or one ``(S, d)`` per element, ``Xt`` ``(n_e, S, d)`` with one
+    ``pairs`` array per element (the user's states)."""
     system, batch, every = ctx.system, ctx.batch, ctx.every
-    S, n_e, d = Xt.shape[0], len(elems), Xt.shape[1]
+    n_e, (S, d) = len(elems), Xt.shape[-2:]
     circle = system.circle
     acc = TailAccumulator(n_e, S, lo=ctx.lo, width=ctx.width, flow=ctx.flow, period_tol=ctx.period_tol,
                           circle=circle)
     record = _record(settings.steps, settings.tail, every)
     pidx = torch.arange(elems.start, elems.stop).repeat_interleave(S)
-    ev = _evolve(settings, ctx, Xt.repeat(n_e, 1), pidx, record=record, on_record=lambda i, t: acc.add(i, t),
+    x0 = Xt.repeat(n_e, 1) if Xt.dim() == 2 else Xt.reshape(-1, d)
+    ev = _evolve(settings, ctx, x0, pidx, record=record, on_record=lambda i, t: acc.add(i, t),
                  meter=meter)
     code = ev.outcome.numpy().reshape(n_e, S)
     escape = ev.escape.numpy().reshape(n_e, S)
@@ -201,8 +203,8 @@ def _settle(settings, ctx: Context, att: _Attractors, params, owner: torch.Tenso
         att.measure(settings, ctx.system, params, pending, dtype)
 
 
-def _boundaries(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray, elems: range, acc: TailAccumulator,
-                found: list[Found], stable: np.ndarray):
+def _boundaries(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray | list[np.ndarray], elems: range,
+                acc: TailAccumulator, found: list[Found], stable: np.ndarray):
     """Brackets between neighbouring samples of two different stable basins (or the diverged one) of every
     element, bisected together: ``(Brackets, basin index of side a, element of each bracket)``."""
     x0s, x1s, l0s, l1s, els = [], [], [], [], []
@@ -211,10 +213,12 @@ def _boundaries(settings, ctx: Context, Xt: torch.Tensor, pairs: np.ndarray, ele
         K = f.n_attractors
         eligible = np.concatenate([[True], stable[off : off + K]])  # the diverged basin and the stable ones
         off += K
-        sel = select_pairs(pairs, f.labels, eligible, settings.max_boundary_points)
+        shared = Xt.dim() == 2
+        sel = select_pairs(pairs if shared else pairs[e], f.labels, eligible, settings.max_boundary_points)
         i0, i1 = sel[:, 0], sel[:, 1]  # labels[i0] < labels[i1]
-        x0s.append(Xt[torch.as_tensor(i0)])
-        x1s.append(Xt[torch.as_tensor(i1)])
+        x = Xt if shared else Xt[e]
+        x0s.append(x[torch.as_tensor(i0)])
+        x1s.append(x[torch.as_tensor(i1)])
         l0s.append(f.labels[i0])
         l1s.append(f.labels[i1])
         els.append(np.full(len(sel), elems.start + e, dtype=np.int64))

@@ -18,7 +18,7 @@ import numpy as np
 from dynlearn.errors import ParameterError, ShapeError
 from dynlearn.params import check_names
 
-__all__ = ["tail_every", "check", "box", "use_grid", "n_samples", "samples", "match_dim", "NO_MATCH"]
+__all__ = ["tail_every", "check", "box", "enlarge", "use_grid", "n_samples", "samples", "match_dim", "NO_MATCH"]
 
 OWNER = "analyzer 'basins'"
 #: ``match_dim`` value that turns matching off
@@ -57,6 +57,11 @@ def box(settings, system) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(b).all() or not (b[:, 0] < b[:, 1]).all():
         raise _bad(f"bounds must be finite with lo < hi, got {b.tolist()}")
     return b[:, 0].copy(), b[:, 1].copy()
+
+
+def enlarge(lo: np.ndarray, hi: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box ``(lo, hi)`` enlarged to hold the states ``X`` ``(n, d)`` (the box of the user's states)."""
+    return np.minimum(lo, X.min(0)), np.maximum(hi, X.max(0))
 
 
 def use_grid(settings, d: int) -> bool:

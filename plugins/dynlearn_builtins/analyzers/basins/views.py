@@ -87,7 +87,7 @@ def _basin_frame(hv, frame: xr.Dataset, space: list[str], system, result: xr.Dat
     bpts = bpts[~np.isnan(bpts[:, 0])]
     names = [str(s) for s in result["state"].values]
     if "sample" in lab.dims:
-        xy = result["sample_state"].values
+        xy = frame["sample_state"].values  # per sweep element for user states
         img = hv.Points((xy[:, 0], xy[:, 1], lab.values), [names[0], names[1]], "basin").opts(
             color="basin", cmap="Category10", size=3)
     elif len(space) == 1:
