@@ -59,7 +59,7 @@ def _train(path, *, seed: int = 0, steps=range(STEPS), cell=None, **options):
                 for p in cell.parameters():
                     p -= 0.2 * p.grad
             seen["weights"][step] = {k: v.clone() for k, v in cell.state_dict().items()}  # what log records
-            seen["loss"][step] = float(loss)
+            seen["loss"][step] = float(loss.detach())
             rec.log(step, cell, loss=loss, lr=0.2)
     return cell, seen
 
