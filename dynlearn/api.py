@@ -112,8 +112,9 @@ def resolve_target(source: Any, params: Any = None, epochs: Any = None) -> tuple
 
     ``source`` may be a System, a system name or config mapping, a training-run ``xr.DataTree``, or the path of
     a result store. For a run, the system is the trainable's state dynamics (``dynamics_dataset``; for a store a
-    Recorder wrote, the recorded System itself) and the parameters are the stored checkpoints (``/params``); NaN parameters of diverged networks are masked
-    (``on_nan="mask"``, and other variables the Dataset carries are ignored). Parameters the caller gives
+    Recorder wrote, the recorded System itself) and the parameters are the stored checkpoints (``/params``); NaN
+    parameters of diverged networks are masked (``on_nan="mask"``, and other variables the Dataset carries are
+    ignored). Parameters the caller gives
     (``on_nan="raise"``) are checked strictly: an unknown name is an error (see :func:`~dynlearn.sweep.flatten`).
 
     ``epochs`` selects the run's stored epochs to study (:mod:`dynlearn.epochs`; ``None``: all of them). This is

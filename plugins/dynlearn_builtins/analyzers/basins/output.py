@@ -167,7 +167,8 @@ def _attractor_vars(settings, batch, rows, ids, K, basin, code, state, tunit) ->
             "long_name": "Lyapunov spectrum on the attractor (decreasing), from its representative state",
             "units": f"1/{tunit}"}, coords={**acoord, "exponent": ("exponent", np.arange(d), {
                 "long_name": "exponent index (0: largest)"})}),
-        "attractor_kaplan_yorke": att_var(kaplan_yorke(torch.as_tensor(spec), tol=settings.lyapunov_tol).numpy(), "attractor_kaplan_yorke", {
+        "attractor_kaplan_yorke": att_var(kaplan_yorke(torch.as_tensor(spec), tol=settings.lyapunov_tol).numpy(),
+                                          "attractor_kaplan_yorke", {
             "long_name": "Kaplan-Yorke (Lyapunov) dimension of the attractor", "units": "1"}),
         "attractor_stable": att_var(table([r.stable for r in rows], False, bool), "attractor_stable", {
             "long_name": "linearly stable (False: a saddle reached only from its stable manifold)"}),

@@ -91,7 +91,8 @@ def build(batch, fp: xr.Dataset, dim: str, others: list[str], shape: list[int], 
                         {"long_name": "speed at the minimum of q of the ghost involved (NaN: none)",
                          "units": fp.speed.attrs.get("units", "1")}),
         "confidence": (events.confidence.to_numpy(dtype=float),
-                       {"long_name": "confidence: 0.5 for the expected count change (else 0.25) + 0.5 x the fraction of the other evidence items that hold", "units": "1"}),
+                       {"long_name": "confidence: 0.5 for the expected count change (else 0.25) + 0.5 x the "
+                                     "fraction of the other evidence items that hold", "units": "1"}),
     }
     for o in others:
         ev[f"{o}_at_event"] = (line_vals[o][ev_line] if E else np.zeros(0),
