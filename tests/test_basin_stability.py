@@ -89,6 +89,16 @@ def test_equilibrium_is_one_attractor_modulo_2pi():
     assert (np.abs(ds.final_state.values[:, 0]) <= np.pi).all()
 
 
+def test_user_states_with_noise_are_seeded():
+    """initial_noise moves the given states by Gaussian noise drawn with seed: same seed, same states."""
+    states = np.tile([[PSI + 0.3, 0.2]], (64, 1))
+    runs = [BasinStability(initial_states=states, initial_noise=0.05, seed=s, **FAST).run(
+        "pendulum", show_progress=False).initial_state.values for s in (0, 0, 1)]
+    moved = runs[0] - states
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+    assert 0.03 < moved.std() < 0.07 and abs(moved.mean()) < 0.02
+
+
 def test_user_states_per_sweep_element():
     """A DataArray of states per torque: each element integrates its own states."""
     per = xr.DataArray([[[PSI, 0.0]], [[0.0, 9.0]]], dims=("torque", "sample", "state"),

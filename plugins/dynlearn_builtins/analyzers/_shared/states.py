@@ -40,10 +40,10 @@ import torch
 import xarray as xr
 
 from dynlearn.errors import ParameterError, ShapeError
-from dynlearn.params import check_array
+from dynlearn.params import Param, check_array
 from dynlearn.sweep import Batch
 
-__all__ = ["user_states"]
+__all__ = ["user_states", "state_options"]
 
 SAMPLE, STATE = "sample", "state"
 
@@ -155,3 +155,15 @@ def _positions(arr: xr.DataArray, dim: str, batch: Batch, name: str) -> np.ndarr
     if arr.sizes[dim] != n:
         raise ShapeError(f"{name}: dim {dim!r} has size {arr.sizes[dim]}, the sweep has {n}")
     return np.arange(n)
+
+
+def state_options(use: str = "in addition to the sampled ones") -> dict[str, Param]:
+    """The two options of every analyzer that takes the user's states: ``initial_states`` (an array option,
+    read with :func:`user_states`) and ``initial_noise``; ``use`` says what the analyzer does with them."""
+    return {
+        "initial_states": Param(None, kind="array", nullable=True,
+                                description=f"your states, {use}: (sample, state) for every sweep element, or a "
+                                            "DataArray (sweep dims..., sample, state)"),
+        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
+                               units="state units"),
+    }

@@ -62,7 +62,7 @@ from dynlearn.stepper import default_chunk
 from dynlearn.sweep import Batch
 
 from .boundary import grid_pairs, knn_pairs
-from .._shared.states import user_states
+from .._shared.states import state_options, user_states
 from .matching import attractor_ids
 from .output import assemble
 from .pipeline import Context, analyze_group
@@ -185,11 +185,7 @@ class Basins(Analyzer):
         "match_gate": Param(None, **_POSITIVE, nullable=True,
                             description="largest move of a matched attractor between consecutive steps "
                                         "(None: a tenth of the box diagonal)"),
-        "initial_states": Param(None, kind="array", nullable=True,
-                                description="the user's states (sample, state) for every sweep element, or a "
-                                            "DataArray (sweep dims..., sample, state), used instead of sampling"),
-        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
-                               units="state units"),
+        **state_options("used instead of sampling"),
         "seed": Param(0, kind="int", low=0, description="seed of the Sobol scrambling and of initial_noise"),
         "precision": Param("float64", kind="str", choices=("float64", "float32"), description="float dtype"),
         "kernel": Param("auto", kind="str", choices=("auto", "generic"),

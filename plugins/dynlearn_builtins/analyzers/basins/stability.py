@@ -55,7 +55,7 @@ from dynlearn.progress import Meter
 from dynlearn.simulate import EVENTS, event_attrs, simulate_until
 from dynlearn.sweep import Batch
 
-from .._shared.states import user_states
+from .._shared.states import state_options, user_states
 from .features import Settling, names as feature_names
 from .matching import attractor_ids
 from .naming import cluster, describe, nearest
@@ -79,9 +79,10 @@ class BasinStability(Analyzer):
         Initial states: ``"uniform"`` (``n_samples`` independent draws in the box), ``"sobol"``, ``"grid"``
         (``resolution`` per axis) in ``bounds`` (default: the system's domain; periodic coordinates their
         interval), drawn with ``seed``.
-    initial_states
+    initial_states, initial_noise
         The user's initial states instead: ``(sample, state)`` for every sweep element, or a DataArray
-        ``(sweep dims..., sample, state)`` (:func:`dynlearn_builtins.analyzers._shared.states.user_states`).
+        ``(sweep dims..., sample, state)`` (:func:`dynlearn_builtins.analyzers._shared.states.user_states`), plus
+        Gaussian noise of that standard deviation (state units, drawn with ``seed``).
     method, rtol, atol, dt
         torchdiffeq solver: adaptive (``dopri5``, ``bosh3``, ...) with ``rtol``/``atol``, or fixed-step
         (``rk4``, ``euler``, ``midpoint``) with step ``dt``.
@@ -126,8 +127,7 @@ class BasinStability(Analyzer):
         "resolution": Param(None, kind="any", nullable=True, description="grid points per axis (sampling grid)"),
         "bounds": Param(None, kind="list", nullable=True,
                         description="box [[lo, hi]] per state coordinate (None: the system's domain)"),
-        "initial_states": Param(None, kind="array", nullable=True,
-                                description="the user's initial states (sample, state), instead of sampling"),
+        **state_options("used instead of sampling"),
         "seed": Param(0, kind="int", low=0, description="seed of the uniform draws / Sobol scrambling"),
         "method": Param("dopri5", kind="str",
                         choices=("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint"),
@@ -202,7 +202,9 @@ class BasinStability(Analyzer):
     def _initial(self, batch: Batch) -> tuple[torch.Tensor, tuple[int, ...] | None]:
         s, system = self.settings, batch.system
         if s.initial_states is not None:
-            return user_states(s.initial_states, batch, system, dtype=self.dtype()), None
+            gen = torch.Generator().manual_seed(int(s.seed))
+            return user_states(s.initial_states, batch, system, noise=s.initial_noise, generator=gen,
+                               dtype=self.dtype()), None
         lo, hi = box(s, system)
         shape, X = samples(s, lo, hi)
         x = torch.as_tensor(X, dtype=self.dtype())

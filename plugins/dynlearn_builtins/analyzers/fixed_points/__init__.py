@@ -76,7 +76,7 @@ from dynlearn.params import Param
 from dynlearn.progress import Meter
 from dynlearn.sweep import Batch
 
-from .._shared.states import user_states
+from .._shared.states import state_options, user_states
 from .classify import TYPES
 from .pipeline import concat, diagnose, find, midpoint_pass, search_box, take_entries, warm_dim, warm_pass
 from .sampling import starting_states
@@ -152,11 +152,7 @@ class FixedPoints(dynlearn.Analyzer):
     options = {
         "n_starts": Param(64, kind="int", low=0, description="sampled starting states per sweep entry (0: only "
                           "initial_states)"),
-        "initial_states": Param(None, kind="array", nullable=True,
-                                description="user starting states in addition to the sampled ones: (sample, state) "
-                                            "for every sweep entry, or a DataArray (sweep dims..., sample, state)"),
-        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
-                               units="state units"),
+        **state_options("starting states in addition to the sampled ones"),
         "trajectory_fraction": Param(0.5, low=0, high=1,
                                      description="fraction of the starts taken along short trajectories"),
         "trajectory_steps": Param(40, kind="int", low=1, description="RK4 steps (flows) or iterations (maps) of "

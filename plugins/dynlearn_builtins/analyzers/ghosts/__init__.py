@@ -3,7 +3,7 @@ r"""Ghost networks: which ghosts trajectories visit, in which order, for how lon
 The analyzer consumes the :class:`~dynlearn_builtins.analyzers.fixed_points.FixedPoints` output (its ghosts:
 slow points that pass the passage test) and, for every sweep element,
 
-1. simulates trajectories from user initial states (option ``initial_states``, plus ``noise``) and
+1. simulates trajectories from user initial states (option ``initial_states``, plus ``initial_noise``) and
    ``n_trajectories`` states drawn uniformly in the fixed points' search box — every trajectory of every sweep
    element in one batch, stepped by :func:`dynlearn.stepper.iterate` (flows: RK4 in rescaled time, so each sweep
    element has its own ``horizon``; maps: iterations);
@@ -56,7 +56,7 @@ from dynlearn.progress import Meter
 from dynlearn.stepper import iterate, rk4_step
 from dynlearn.sweep import Batch
 
-from .._shared.states import user_states
+from .._shared.states import state_options, user_states
 from .graph import ghost_graph
 from .table import ghost_table
 from .visits import Visits, detect
@@ -79,7 +79,7 @@ class GhostNetwork(dynlearn.Analyzer):
     initial_states
         User initial states: ``(sample, state)`` for every sweep element, or a DataArray with sweep dims (see
         :func:`dynlearn_builtins.analyzers._shared.states.user_states`); ``None``: none.
-    noise
+    initial_noise
         Gaussian noise added to the user states (absolute, the states' units).
     n_trajectories
         States drawn uniformly in the fixed points' search box, after the user states.
@@ -118,9 +118,7 @@ class GhostNetwork(dynlearn.Analyzer):
     kinds = ("flow", "map")
     requires = ("fixed_points",)
     options = {
-        "initial_states": Param(None, kind="array", nullable=True, description="user initial states (sample, "
-                                "state), or a DataArray with sweep dims; None: only sampled states"),
-        "noise": Param(0.0, low=0, description="Gaussian noise added to the user states", units="state units"),
+        **state_options("simulated in addition to the sampled ones"),
         "n_trajectories": Param(16, kind="int", low=0, description="states drawn uniformly in the search box"),
         "horizon": Param(None, nullable=True, **_POSITIVE, description="simulated time of flows (None: 3 x the "
                          "sum of the ghosts' normal-form passage times)"),
@@ -193,7 +191,7 @@ class GhostNetwork(dynlearn.Analyzer):
         st = self.settings
         parts = []
         if st.initial_states is not None:
-            parts.append(user_states(st.initial_states, batch, batch.system, noise=st.noise, generator=gen))
+            parts.append(user_states(st.initial_states, batch, batch.system, noise=st.initial_noise, generator=gen))
         if st.n_trajectories:
             lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in (table.lo, table.hi))
             u = torch.rand(batch.size, st.n_trajectories, lo.numel(), generator=gen, dtype=torch.float64)

@@ -18,6 +18,7 @@ from dynlearn.errors import ParameterError
 from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
+from .._shared.states import state_options
 from .train import TrainConfig
 
 __all__ = ["OPTIONS", "check", "candidates", "eigenvalue_init", "horizon", "grid_size", "boundary",
@@ -49,12 +50,8 @@ OPTIONS: dict[str, Param] = {
     "refine_fraction": Param(0.3, **_FRACTION, description="fraction of each batch drawn near the current zero set"),
     "refine_start": Param(0.5, **_FRACTION, description="fraction of the steps after which refinement starts"),
     "n_samples": Param(512, **_POS_INT, description="sampled states simulated to find the attractors"),
-    "initial_states": Param(None, kind="array", nullable=True,
-                            description="user states simulated with the n_samples uniform ones (they find the "
-                                        "attractors and seed the training states): (sample, state) for every sweep "
-                                        "element, or a DataArray (sweep dims..., sample, state)"),
-    "initial_noise": Param(0.0, **_NONNEG, description="Gaussian noise added to initial_states (standard deviation)",
-                           units="state units"),
+    **state_options("simulated with the n_samples uniform ones (they find the attractors and seed the training "
+                    "states)"),
     "horizon": Param(None, low=0, low_inclusive=False, nullable=True,
                      description="simulated time in characteristic times (flows) or iterations (maps) "
                                  "(None: 30 / 200)"),

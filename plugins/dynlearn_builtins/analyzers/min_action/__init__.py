@@ -41,7 +41,7 @@ from dynlearn.params import Param, Settings
 from dynlearn.sweep import Batch
 
 from .._shared.attractors import attractor_classes, fixed_point_polish, settle
-from .._shared.states import user_states
+from .._shared.states import state_options, user_states
 from .string import geometric_action, gmam
 
 __all__ = ["MinAction"]
@@ -100,12 +100,7 @@ class MinAction(Analyzer):
                      description="end state (None: the attractor with the larger coordinate sum)"),
         "n_samples": Param(256, kind="int", low=0, description="sampled states simulated to find the attractors "
                            "(0: only initial_states)"),
-        "initial_states": Param(None, kind="array", nullable=True,
-                                description="user states simulated to find the attractors, in addition to the sampled "
-                                            "ones: (sample, state) for every sweep entry, or a DataArray (sweep "
-                                            "dims..., sample, state)"),
-        "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
-                               units="state units"),
+        **state_options("simulated with the sampled ones to find the attractors"),
         "horizon": Param(30.0, **_POSITIVE, description="simulated time of the attractor search",
                          units="characteristic times"),
         "cluster_tol": Param(0.02, **_POSITIVE, description="clustering distance of final states",

@@ -14,17 +14,15 @@ from dynlearn.errors import ParameterError
 from dynlearn.params import Param, Settings
 from dynlearn.system import System
 
+from .._shared.states import state_options
+
 __all__ = ["ORBIT_OPTIONS", "for_system", "warmup", "tail_len"]
 
 #: option declarations shared by both analyzers (the ``orbits`` defaults; ``transverse`` replaces some)
 ORBIT_OPTIONS: dict[str, Param] = {
     "n_samples": Param(16, kind="int", low=0, description="random initial states drawn from the system's domain "
                        "(the same for every sweep element; 0: only initial_states)"),
-    "initial_states": Param(None, kind="array", nullable=True,
-                            description="user initial states in addition to the sampled ones: (sample, state) "
-                                        "for every sweep entry, or a DataArray (sweep dims..., sample, state)"),
-    "initial_noise": Param(0.0, low=0, description="Gaussian noise added to initial_states (standard deviation)",
-                           units="state units"),
+    **state_options("in addition to the sampled ones"),
     "seed": Param(0, kind="int", low=0, description="seed of the random initial states"),
     "transient": Param(None, kind="int", low=0, nullable=True,
                        description="iterations discarded before the tangent run (None: 2000 for maps, 100 "
