@@ -18,7 +18,7 @@ from dynlearn import outcome as oc
 from dynlearn.lyapunov import kaplan_yorke
 
 from .pipeline import Context, Element
-from .table import wilson
+from .table import interval_vars, wilson
 
 __all__ = ["assemble", "state_dims", "NO_ATTRACTOR"]
 
@@ -174,18 +174,11 @@ def _attractor_vars(settings, batch, rows, ids, K, basin, code, state, tunit) ->
             "long_name": "linearly stable (False: a saddle reached only from its stable manifold)"}),
         "basin_count": att_var(np.where(present, counts, -1), "basin_count", {
             "long_name": "samples in the basin (-1: no attractor)", "units": "1"}),
-        "basin_fraction": att_var(np.where(present, counts / S, np.nan), "basin_fraction", {
-            "long_name": "fraction of the sampled box in the basin", "units": "1"}),
-        "basin_fraction_low": att_var(np.where(present, low, np.nan), "basin_fraction_low", {
-            "long_name": f"basin fraction, lower end of the {conf}", "units": "1"}),
-        "basin_fraction_high": att_var(np.where(present, high, np.nan), "basin_fraction_high", {
-            "long_name": f"basin fraction, upper end of the {conf}", "units": "1"}),
-        "diverged_fraction": per_elem(n_div / S, "diverged_fraction", {
-            "long_name": "fraction of the sampled box whose orbits diverge", "units": "1"}),
-        "diverged_fraction_low": per_elem(d_low, "diverged_fraction_low", {
-            "long_name": f"diverged fraction, lower end of the {conf}", "units": "1"}),
-        "diverged_fraction_high": per_elem(d_high, "diverged_fraction_high", {
-            "long_name": f"diverged fraction, upper end of the {conf}", "units": "1"}),
+        **interval_vars(att_var, "basin_fraction", np.where(present, counts / S, np.nan),
+                        np.where(present, low, np.nan), np.where(present, high, np.nan),
+                        "fraction of the sampled box in the basin", conf),
+        **interval_vars(per_elem, "diverged_fraction", n_div / S, d_low, d_high,
+                        "fraction of the sampled box whose orbits diverge", conf),
         "unresolved_fraction": per_elem(((code == oc.UNRESOLVED) | (code == oc.NAN)).mean(1), "unresolved_fraction", {
             "long_name": "fraction of samples whose bounded orbit settled on no identified attractor (outcome "
                          "unresolved or nan)", "units": "1"}),

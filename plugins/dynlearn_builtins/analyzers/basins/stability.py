@@ -60,7 +60,7 @@ from .features import Settling, names as feature_names
 from .matching import attractor_ids
 from .naming import cluster, describe, nearest
 from .sampling import NO_MATCH, box, match_dim, samples
-from .table import wilson
+from .table import interval_vars, wilson
 
 __all__ = ["BasinStability"]
 
@@ -395,18 +395,12 @@ def _assemble(s, batch: Batch, x0: np.ndarray, shape, run, code, elems, ids, K, 
                                                        "units": system.state_units}, {**att, **feature}),
         "basin_count": v(np.where(present, counts, -1), ("attractor",), "basin_count", {
             "long_name": "initial states in the basin (-1: no attractor)", "units": "1"}, att),
-        "basin_stability": v(np.where(present, counts / S, np.nan), ("attractor",), "basin_stability", {
-            "long_name": "basin stability (fraction of the initial states in the basin)", "units": "1"}, att),
-        "basin_stability_low": v(np.where(present, low, np.nan), ("attractor",), "basin_stability_low", {
-            "long_name": f"basin stability, lower end of the {conf}", "units": "1"}, att),
-        "basin_stability_high": v(np.where(present, high, np.nan), ("attractor",), "basin_stability_high", {
-            "long_name": f"basin stability, upper end of the {conf}", "units": "1"}, att),
-        "diverged_fraction": per_elem(n_div / S, "diverged_fraction", {
-            "long_name": "fraction of initial states whose trajectory diverged or left the region", "units": "1"}),
-        "diverged_fraction_low": per_elem(d_low, "diverged_fraction_low", {
-            "long_name": f"diverged fraction, lower end of the {conf}", "units": "1"}),
-        "diverged_fraction_high": per_elem(d_high, "diverged_fraction_high", {
-            "long_name": f"diverged fraction, upper end of the {conf}", "units": "1"}),
+        **interval_vars(lambda data, name, attrs: v(data, ("attractor",), name, attrs, att), "basin_stability",
+                        np.where(present, counts / S, np.nan), np.where(present, low, np.nan),
+                        np.where(present, high, np.nan),
+                        "basin stability (fraction of the initial states in the basin)", conf),
+        **interval_vars(per_elem, "diverged_fraction", n_div / S, d_low, d_high,
+                        "fraction of initial states whose trajectory diverged or left the region", conf),
         "unresolved_fraction": per_elem(np.isin(code, (oc.UNRESOLVED, oc.NAN)).mean(1), "unresolved_fraction", {
             "long_name": "fraction of initial states on no named attractor (outcome unresolved or nan)",
             "units": "1"}),

@@ -37,7 +37,7 @@ from dynlearn.stepper import step_jacobian
 
 from .attractors import Found
 
-__all__ = ["wilson", "judge", "describe", "exponents", "kind_of", "stability"]
+__all__ = ["wilson", "interval_vars", "judge", "describe", "exponents", "kind_of", "stability"]
 
 Tensor = torch.Tensor
 
@@ -55,6 +55,16 @@ def wilson(count: np.ndarray, n: int, confidence: float) -> tuple[np.ndarray, np
     lo = np.where(count == 0, 0.0, np.clip(centre - half, 0, 1))
     hi = np.where(count == n, 1.0, np.clip(centre + half, 0, 1))
     return lo, hi
+
+
+def interval_vars(make, name: str, value, low, high, long_name: str, conf: str) -> dict:
+    """``name``, ``name_low`` and ``name_high``: a fraction and the ends of its interval (:func:`wilson`), each made
+    by ``make(data, name, attrs)``; ``conf`` names the interval (e.g. ``"95% Wilson interval"``)."""
+    label = name.replace("_", " ")
+    return {name: make(value, name, {"long_name": long_name, "units": "1"}),
+            f"{name}_low": make(low, f"{name}_low", {"long_name": f"{label}, lower end of the {conf}", "units": "1"}),
+            f"{name}_high": make(high, f"{name}_high", {"long_name": f"{label}, upper end of the {conf}",
+                                                         "units": "1"})}
 
 
 def judge(fin: np.ndarray, settled: np.ndarray, periods: np.ndarray, width: np.ndarray, *, flow: bool,
