@@ -64,113 +64,18 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.nn import functional as F
 
 from .errors import ParameterError, ShapeError
 from .params import Param
 from .system import System
+from .torch_cells import TORCH_ADAPTERS, RateNetwork, layered_step
 
 __all__ = ["ModuleSystem", "RateNetwork", "from_module", "params_from_state_dicts"]
 
-#: torch classes with a built-in adapter: class -> (adapter, constructor arguments recorded in the config)
-_TORCH: dict[type, tuple[str, tuple[str, ...]]] = {
-    nn.RNNCell: ("rnn", ("input_size", "hidden_size", "bias", "nonlinearity")),
-    nn.GRUCell: ("gru", ("input_size", "hidden_size", "bias")),
-    nn.LSTMCell: ("lstm", ("input_size", "hidden_size", "bias")),
-    nn.RNN: ("rnn", ("input_size", "hidden_size", "num_layers", "nonlinearity", "bias")),
-    nn.GRU: ("gru", ("input_size", "hidden_size", "num_layers", "bias")),
-    nn.LSTM: ("lstm", ("input_size", "hidden_size", "num_layers", "bias")),
-}
 #: what ``ModuleSystem()`` (``dynlearn.make_system("module")``) builds: a GRU cell of 2 units, torch's init from seed 0
 DEFAULT_MODULE = ("torch.nn.modules.rnn:GRUCell", {"input_size": 1, "hidden_size": 2})
 INPUT = "input"
 INPUT_DIM = "input_channel"
-
-
-class RateNetwork(nn.Module):
-    """Continuous-time rate network ``tau dh/dt = -h + W tanh(h) + B u + b`` (a flow for :func:`from_module`).
-
-    Parameters
-    ----------
-    hidden_size
-        Number of units ``n``.
-    input_size
-        Number of input channels (0: no input, ``forward(h)``).
-    tau
-        Time constant.
-
-    Attributes ``weight_hh`` ``(n, n)`` (``W``), ``weight_ih`` ``(n, input_size)`` (``B``), ``bias`` ``(n,)``;
-    initialised ``N(0, 1/n)``, ``N(0, 1/input_size)`` and zeros.
-    """
-
-    kind: ClassVar[str] = "flow"
-
-    def __init__(self, hidden_size: int, input_size: int = 0, tau: float = 1.0) -> None:
-        super().__init__()
-        if hidden_size < 1 or input_size < 0 or not tau > 0:
-            raise ParameterError(f"RateNetwork needs hidden_size >= 1, input_size >= 0 and tau > 0, got "
-                                 f"{hidden_size}, {input_size}, {tau}")
-        self.hidden_size, self.input_size, self.tau = int(hidden_size), int(input_size), float(tau)
-        self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) / math.sqrt(hidden_size))
-        self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / math.sqrt(max(input_size, 1)))
-        self.bias = nn.Parameter(torch.zeros(hidden_size))
-
-    def forward(self, h: Tensor, u: Tensor | None = None) -> Tensor:
-        drive = F.linear(torch.tanh(h), self.weight_hh, self.bias)
-        if u is not None:
-            drive = drive + F.linear(u, self.weight_ih)
-        return (drive - h) / self.tau
-
-
-# -- the cells: ATen's own operations in ATen's order, in place where it works in place (so one step equals torch's
-# forward bit for bit); written out because vmap has no batching rule for aten::gru_cell and friends
-def _rnn_cell(nonlinearity: str) -> Callable:
-    act = torch.tanh if nonlinearity == "tanh" else torch.relu
-
-    def cell(x: Tensor, h: Tensor, w: Mapping[str, Tensor], sfx: str) -> Tensor:
-        return act(F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).add_(
-            F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx))))
-
-    return cell
-
-
-def _gru_cell(x: Tensor, h: Tensor, w: Mapping[str, Tensor], sfx: str) -> Tensor:
-    i_r, i_z, i_n = F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx)).unsafe_chunk(3, -1)
-    h_r, h_z, h_n = F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).unsafe_chunk(3, -1)
-    r = h_r.add_(i_r).sigmoid_()
-    z = h_z.add_(i_z).sigmoid_()
-    n = i_n.add(h_n.mul(r)).tanh_()
-    return (h - n).mul_(z).add_(n)
-
-
-def _lstm_cell(x: Tensor, h: Tensor, c: Tensor, w: Mapping[str, Tensor], sfx: str) -> tuple[Tensor, Tensor]:
-    gates = F.linear(h, w["weight_hh" + sfx], w.get("bias_hh" + sfx)).add_(
-        F.linear(x, w["weight_ih" + sfx], w.get("bias_ih" + sfx)))
-    i, f, g, o = gates.unsafe_chunk(4, -1)
-    i, f, g, o = i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
-    c2 = (f * c).add_(i * g)
-    return o * c2.tanh(), c2
-
-
-def _layered_step(adapter: str, hidden: int, layers: int, layered: bool, nonlinearity: str) -> Callable:
-    """``step(w, h, u)`` of a (multi-layer) torch RNN: the state is every layer's ``h`` (then ``c``)."""
-    sfx = [f"_l{k}" if layered else "" for k in range(layers)]
-    cell = _rnn_cell(nonlinearity) if adapter == "rnn" else _gru_cell
-
-    def step(w: Mapping[str, Tensor], state: Tensor, u: Tensor) -> Tensor:
-        parts = state.split(hidden, -1)
-        inp, hs, cs = u, [], []
-        for k in range(layers):
-            if adapter == "lstm":
-                h, c = _lstm_cell(inp, parts[k], parts[layers + k], w, sfx[k])
-                cs.append(c)
-            else:
-                h = cell(inp, parts[k], w, sfx[k])
-            hs.append(h)
-            inp = h
-        return torch.cat(hs + cs, -1)
-
-    return step
 
 
 # -- names ---------------------------------------------------------------------------------------------------
@@ -266,7 +171,7 @@ def _adapt(module: Any, kwargs: Mapping[str, Any], state_dim: int | None, input_
                              f"got {type(module).__name__}")
     tensors = {n: t.detach() for n, t in module.named_parameters()}
     tensors.update({n: t.detach() for n, t in module.named_buffers() if t.is_floating_point()})
-    found = next((t for t in _TORCH if isinstance(module, t)), None)
+    found = next((t for t in TORCH_ADAPTERS if isinstance(module, t)), None)
     if found is None:
         state = state_dim if state_dim is not None else getattr(module, "hidden_size", None)
         inputs = input_size if input_size is not None else getattr(module, "input_size", None)
@@ -278,13 +183,13 @@ def _adapt(module: Any, kwargs: Mapping[str, Any], state_dim: int | None, input_
 
         return _Adapted("module", _user_kwargs(module, kwargs), state, inputs, kind or getattr(module, "kind", None),
                         step, None, tensors)
-    adapter, names = _TORCH[found]
+    adapter, names = TORCH_ADAPTERS[found]
     hidden, layers = int(module.hidden_size), int(getattr(module, "num_layers", 1))
     state, inputs = hidden * layers * (2 if adapter == "lstm" else 1), int(module.input_size)
     for given, have, what in ((state_dim, state, "state_dim"), (input_size, inputs, "input_size")):
         if given is not None and given != have:
             raise ParameterError(f"from_module: {what}={given} does not match the {type(module).__name__} ({have})")
-    step = _layered_step(adapter, hidden, layers, found not in (nn.RNNCell, nn.GRUCell, nn.LSTMCell),
+    step = layered_step(adapter, hidden, layers, found not in (nn.RNNCell, nn.GRUCell, nn.LSTMCell),
                          getattr(module, "nonlinearity", "tanh"))
     return _Adapted(adapter, _torch_kwargs(module, names), state, inputs, kind or "map", step,
                     (adapter, hidden, layers), tensors)

@@ -19,7 +19,8 @@ CORE = Path(__file__).resolve().parents[1] / "dynlearn"
 #: floor of every core module, bottom first (docs/architecture.md, "Layers")
 FLOORS = [
     {"errors", "_version", "progress", "threads", "params", "outcome", "safety", "provenance", "periodic"},
-    {"stepper", "system", "task", "sweep", "analyzer", "optim", "schedule", "matching", "epochs", "module"},
+    {"stepper", "system", "task", "sweep", "analyzer", "optim", "schedule", "matching", "epochs", "module",
+     "torch_cells"},
     {"simulate", "lyapunov", "integrity", "store", "layout", "repair", "summary", "reproduce",
      "recorder"},
     {"registry", "plugins"},
